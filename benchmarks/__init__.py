@@ -1,0 +1,1 @@
+"""The CLI, task registry, recipes, synthetic data and speed benchmarks."""

@@ -1,0 +1,1 @@
+"""MAE itself: model, masking, losses, checkpoint I/O, reconstruction pictures."""

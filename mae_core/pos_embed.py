@@ -1,0 +1,35 @@
+"""Fixed 2-D sine-cosine position embeddings and their resizing."""
+import torch
+from timm.layers import resample_abs_pos_embed
+
+
+def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
+    """[M] positions -> [M, dim] embedding: sin in the first half, cos in the second."""
+    assert dim % 2 == 0
+    omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega
+    out = pos.reshape(-1).to(torch.float64)[:, None] * omega[None, :]
+    return torch.cat([out.sin(), out.cos()], dim=1)
+
+
+def sincos_2d(dim: int, grid_h: int, grid_w: int, cls_token: bool = False) -> torch.Tensor:
+    """[(1 +) grid_h * grid_w, dim] embedding, row-major; the first half of the
+    channels encodes the column coordinate, the second half the row (official MAE)."""
+    assert dim % 4 == 0
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    emb = torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)
+    if cls_token:
+        emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb], dim=0)
+    return emb.float()
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Bicubic resampling of a [1, prefix + H*W, D] embedding to another (square or not) grid."""
+    n = pos_embed.shape[1] - num_prefix_tokens
+    if n == new_grid[0] * new_grid[1]:
+        return pos_embed
+    old = int(round(n**0.5))
+    if old * old != n:
+        raise ValueError(f"position embedding with {n} patch positions is not a square grid")
+    return resample_abs_pos_embed(pos_embed, list(new_grid), old_size=[old, old],
+                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False)

@@ -1,0 +1,1 @@
+"""Result records, the aggregator and the reference numbers. Imports no torch."""

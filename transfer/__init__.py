@@ -1,0 +1,1 @@
+"""Adapters that plug a pretrained encoder into a downstream protocol."""
