@@ -1,0 +1,302 @@
+"""Checkpoint I/O: atomic saving, safe loading (never unpickles code), shape-based
+architecture inference, and moving weights between our MAE, official MAE and timm."""
+import argparse
+import os
+import pickle
+import re
+import tempfile
+import warnings
+
+import torch
+
+from .archs import ARCHS, arch_name
+from .errors import MaeBenchError
+from .pos_embed import resize_pos_embed
+
+# Globals the weights-only unpickler may build, on top of torch's defaults (tensors,
+# OrderedDict, torch.Size, plain containers). Keep it minimal: every entry is an object
+# whose construction runs no user code.
+ALLOWED_GLOBALS = [
+    argparse.Namespace,  # official MAE training checkpoints pickle their command line under "args"
+]
+
+_RESERVED = ("model", "optimizer", "epoch", "scaler", "config")
+_SCALARS = (str, int, float, bool, type(None))  # exact types: np.float64 subclasses float but pickles as numpy
+_WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP, torch.compile
+_NON_ENCODER = ("decoder_", "mask_token", "encoder_mask_token", "head.", "fc_norm.")
+
+
+def atomic_write(path, write_fn) -> None:
+    """Call `write_fn(tmp_path)`, fsync, then rename over `path`; on failure `path` is untouched."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:
+        _fsync(directory)  # makes the rename durable; not every file system allows it on a directory
+    except OSError:
+        pass
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_plain(value, where: str, tensors: bool = False) -> None:
+    if type(value) in _SCALARS or (tensors and isinstance(value, torch.Tensor)):
+        return
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TypeError(f"{where}: key {k!r} is not a str")
+            _check_plain(v, f"{where}[{k!r}]", tensors)
+        return
+    if type(value) in (list, tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]", tensors)
+        return
+    raise TypeError(f"{where} is a {type(value).__qualname__}; checkpoints hold only plain data "
+                    f"(dict/list/str/int/float/bool/None{'/Tensor' if tensors else ''})")
+
+
+def _state(obj):
+    return obj.state_dict() if hasattr(obj, "state_dict") else obj
+
+
+def save_checkpoint(path, model_state, *, optimizer=None, epoch=0, scaler=None, config=None, extra=None) -> None:
+    """Atomically write {"model", "optimizer", "epoch", "scaler", "config"} (+ `extra`) with torch.save."""
+    config = {} if config is None else config
+    _check_plain(config, "config")
+    ckpt = {"model": _state(model_state), "optimizer": _state(optimizer), "epoch": int(epoch),
+            "scaler": _state(scaler), "config": config}
+    for key, value in (extra or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"extra key {key!r} would overwrite the checkpoint's own {key!r}")
+        _check_plain(value, f"extra[{key!r}]", tensors=True)
+        ckpt[key] = value
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def _is_safetensors(path: str) -> bool:
+    if path.endswith(".safetensors"):
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: u64 little-endian header length, then the JSON header
+    return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    return reason if len(reason) <= 120 else reason[:117] + "..."
+
+
+def read_checkpoint(path) -> dict:
+    """The raw top-level dict of a torch (weights-only) or safetensors file ({"model": tensors} for the latter)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MaeBenchError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise MaeBenchError(f"checkpoint {path} is a directory, not a file")
+    bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
+    try:
+        safetensors_file = _is_safetensors(path)
+    except OSError as exc:
+        raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if safetensors_file:
+        from safetensors.torch import load_file
+        try:
+            return {"model": load_file(path, device="cpu")}
+        except Exception as exc:
+            raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # we fail cleanly anyway
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            name = re.sub(r"^(posix|nt)\.", "os.", found.group(1))
+            raise MaeBenchError(f"refusing to load {path}: it pickles `{name}`, which is not on the allow-list") from None
+        raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
+    except Exception as exc:
+        raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
+    if not isinstance(ckpt, dict):
+        raise MaeBenchError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict of weights")
+    return ckpt
+
+
+def extract_state_dict(ckpt: dict, source: str = "checkpoint") -> dict:
+    """The tensors under "model", "state_dict" or "model_ema", or the dict itself; `module.` prefixes stripped."""
+    for key in ("model", "state_dict", "model_ema"):
+        if isinstance(ckpt.get(key), dict):
+            candidate = ckpt[key]
+            break
+    else:
+        candidate = ckpt
+    sd = {_WRAPPER_PREFIX.sub("", k): v for k, v in candidate.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise MaeBenchError(f"{source} holds no weights (top-level keys: {', '.join(map(str, list(ckpt)[:8]))})")
+    return sd
+
+
+def _count(sd: dict, prefix: str) -> int:
+    found = {m.group(1) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return len(found)
+
+
+def _decoder_heads(width: int) -> int:
+    # Heads change no shape, so they cannot be read back; a checkpoint config wins over this.
+    # The official decoder is 512 wide with 16 heads; otherwise assume 64-wide heads.
+    if width == 512:
+        return 16
+    heads = max(1, width // 64)
+    while width % heads:
+        heads -= 1
+    return heads
+
+
+def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
+    """Architecture from tensor shapes: arch, patch_size, embed_dim, depth, num_heads, grid, decoder sizes."""
+    proj = state_dict.get("patch_embed.proj.weight")
+    if proj is None or proj.ndim != 4:
+        keys = ", ".join(list(state_dict)[:6])
+        raise MaeBenchError(f"{source} does not hold a ViT encoder (no patch_embed.proj.weight); keys look like: {keys}...")
+    embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[2]
+    depth = _count(state_dict, "blocks.")
+    name = arch_name(patch_size, embed_dim, depth)
+    if name is None:
+        known = ", ".join(f"{n} ({s['patch_size']}/{s['embed_dim']}/{s['depth']})" for n, s in ARCHS.items())
+        raise MaeBenchError(f"{source} holds an unknown ViT: patch {patch_size}, width {embed_dim}, depth {depth} "
+                            f"(patch/width/depth known: {known})")
+    fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
+    info = dict(arch=name, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
+                num_heads=ARCHS[name]["num_heads"], mlp_ratio=fc1.shape[0] / embed_dim if fc1 is not None else 4.0,
+                grid=None, img_size=None, mask_tokens_in_encoder="encoder_mask_token" in state_dict)
+    pos = state_dict.get("pos_embed")
+    if pos is not None:
+        n = pos.shape[1] - 1  # one prefix (class) token
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise MaeBenchError(f"{source}: pos_embed {list(pos.shape)} is not a class token plus a square grid")
+        info.update(grid=(side, side), img_size=side * patch_size)
+    dec = state_dict.get("decoder_embed.weight")
+    info["has_decoder"] = dec is not None
+    if dec is not None:
+        info.update(decoder_embed_dim=dec.shape[0], decoder_depth=_count(state_dict, "decoder_blocks."),
+                    decoder_num_heads=_decoder_heads(dec.shape[0]))
+    return info
+
+
+def encoder_state_dict(state_dict: dict) -> dict:
+    """The encoder weights in timm `VisionTransformer` names (no decoder, mask tokens, head or fc_norm)."""
+    # fc_norm/head belong to a classifier (timm's avg-pool head); a downstream task builds its own.
+    return {k: v for k, v in state_dict.items() if not k.startswith(_NON_ENCODER)}
+
+
+def _grid_for(img_size, patch_size: int, source: str) -> tuple[int, int]:
+    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if h % patch_size or w % patch_size:
+        raise MaeBenchError(f"{source}: image size {img_size} is not a multiple of the patch size {patch_size}")
+    return h // patch_size, w // patch_size
+
+
+def _resize(sd: dict, keys, grid) -> None:
+    for key in keys:
+        if key in sd:
+            sd[key] = resize_pos_embed(sd[key], grid)
+
+
+def load_mae(path, **overrides):
+    """Build the MAE a checkpoint holds (arch from shapes, settings from its config) and load it strictly."""
+    from .models_mae import MaskedAutoencoderViT
+    path = os.fspath(path)
+    ckpt = read_checkpoint(path)
+    sd = extract_state_dict(ckpt, path)
+    info = infer_arch(sd, path)
+    if not info["has_decoder"]:
+        raise MaeBenchError(f"{path} holds an encoder only (no decoder), so it cannot reconstruct images")
+    kwargs = {k: info[k] for k in ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio",
+                                   "decoder_embed_dim", "decoder_depth", "decoder_num_heads",
+                                   "mask_tokens_in_encoder", "img_size")}
+    config = ckpt.get("config")
+    if isinstance(config, dict):  # ours: settings that no shape reveals
+        kwargs.update({k: config[k] for k in ("norm_pix_loss", "mask_strategy", "num_heads", "decoder_num_heads")
+                       if k in config})
+    args = ckpt.get("args")
+    if isinstance(args, argparse.Namespace) and hasattr(args, "norm_pix_loss"):  # official MAE
+        kwargs["norm_pix_loss"] = bool(args.norm_pix_loss)
+    kwargs.update(overrides)
+    grid = _grid_for(kwargs["img_size"], info["patch_size"], path)
+    if info["grid"] is not None and grid != info["grid"]:
+        _resize(sd, ("pos_embed", "decoder_pos_embed"), grid)  # fixed sin-cos: resampling is faithful
+    try:
+        model = MaskedAutoencoderViT(**kwargs)
+    except ValueError as exc:
+        raise MaeBenchError(f"cannot build the MAE of {path}: {exc}") from None
+    _check_fit(model.state_dict(), sd, path, f"mae_{info['arch']}")
+    model.load_state_dict(sd, strict=True)
+    info.update(img_size=kwargs["img_size"], epoch=ckpt.get("epoch"), config=dict(model.config))
+    return model, info
+
+
+def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [f"{k} {list(sd[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+              if k in sd and sd[k].shape != v.shape]
+    problems = [f"{label}: {', '.join(items[:3])}{'...' if len(items) > 3 else ''}"
+                for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if items]
+    if problems:
+        raise MaeBenchError(f"checkpoint {path} does not fit {what} ({'; '.join(problems)})")
+
+
+def load_encoder(path, img_size=None, arch=None):
+    """Encoder weights in timm names plus the inferred arch; pos_embed resized to `img_size` if given."""
+    path = os.fspath(path)
+    sd = extract_state_dict(read_checkpoint(path), path)
+    info = infer_arch(sd, path)
+    if arch is not None:
+        wanted = re.sub(r"^mae_|_224$", "", arch)
+        if wanted != info["arch"]:
+            raise MaeBenchError(f"checkpoint {path} is {info['arch']} but --arch says {wanted}")
+    enc = encoder_state_dict(sd)
+    if img_size is not None:
+        grid = _grid_for(img_size, info["patch_size"], path)
+        if info["grid"] is not None and grid != info["grid"]:
+            _resize(enc, ("pos_embed",), grid)
+        info.update(grid=grid, img_size=img_size)
+    return enc, info
+
+
+def export_timm(path_in, path_out) -> str:
+    """Write the encoder as a timm ViT state dict (.safetensors by extension, else torch); returns the arch."""
+    enc, info = load_encoder(path_in)
+    path_out = os.fspath(path_out)
+    if path_out.endswith(".safetensors"):
+        from safetensors.torch import save_file
+        enc = {k: v.detach().contiguous().clone() for k, v in enc.items()}  # no shared storage allowed
+        atomic_write(path_out, lambda tmp: save_file(enc, tmp, metadata={"format": "pt", "arch": info["arch"]}))
+    else:
+        atomic_write(path_out, lambda tmp: torch.save(enc, tmp))
+    return info["arch"]
