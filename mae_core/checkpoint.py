@@ -167,10 +167,8 @@ def _count(sd: dict, prefix: str) -> int:
 
 def _decoder_heads(width: int) -> int:
     # Heads change no shape, so they cannot be read back; a checkpoint config wins over this.
-    # The official decoder is 512 wide with 16 heads; otherwise assume 64-wide heads.
-    if width == 512:
-        return 16
-    heads = max(1, width // 64)
+    # The official decoder is 512 wide with 16 heads, i.e. 32-wide heads; assume the same.
+    heads = max(1, width // 32)
     while width % heads:
         heads -= 1
     return heads

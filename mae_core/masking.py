@@ -74,3 +74,14 @@ def make_noise(strategy: str, batch: int, grid: tuple[int, int], ratio: float, g
     if fn is None:
         raise ValueError(f"unknown mask strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     return fn(batch, grid, ratio, generator=generator, device=device)
+
+
+class NoiseSampler:
+    """Picklable per-sample noise for data workers: `NoiseSampler(...)()` -> [N]."""
+
+    def __init__(self, strategy: str, grid: tuple[int, int], ratio: float):
+        make_noise(strategy, 1, grid, ratio)  # validate early, in the main process
+        self.strategy, self.grid, self.ratio = strategy, tuple(grid), ratio
+
+    def __call__(self) -> torch.Tensor:
+        return make_noise(self.strategy, 1, self.grid, self.ratio)[0]

@@ -1,0 +1,182 @@
+"""`mae-bench`: one command per protocol. Heavy imports happen inside the handlers so
+`--help` is instant and `tables` works without torch."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg")
+
+
+def _recipe_opts(p: argparse.ArgumentParser, default: str = "base") -> None:
+    p.add_argument("--recipe", default=default, help=f"recipe name or path to a recipe .py (default: {default})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe entry, e.g. --set model.mask_ratio=0.5 (repeatable)")
+
+
+def _load(family: str, args, flags: dict | None = None):
+    """The recipe with --set applied, then the explicit command-line flags (they win)."""
+    from .config import load_recipe, parse_overrides
+    sets = parse_overrides(args.overrides)
+    sets.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return load_recipe(family, args.recipe, sets)
+
+
+# ---- handlers ---------------------------------------------------------------------------
+def cmd_data_synth(args) -> int:
+    from . import synth
+    cfg = _load("synth", args, {"n_train": args.train, "n_val": args.val, "img_size": args.img_size,
+                                "seed": args.seed})
+    summary = synth.generate(args.out, n_train=cfg.n_train, n_val=cfg.n_val, img_size=cfg.img_size,
+                             seed=cfg.seed, progress=not args.quiet)
+    counts = summary["counts"]
+    print(f"wrote {counts['train']['images']} train + {counts['val']['images']} val scenes "
+          f"({summary['num_classes']} classes) "
+          f"to {args.out} in {summary['seconds']:.1f}s")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from mae_core.pretrain import pretrain
+    from .config import resolved, save_recipe
+    cfg = _load("pretrain", args, {"model.arch": args.arch, "schedule.epochs": args.epochs,
+                                   "schedule.batch_size": args.batch_size, "model.img_size": args.img_size,
+                                   "runtime.seed": args.seed, "data.subset": args.subset,
+                                   "runtime.device": args.device})
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_recipe(cfg, args.out)
+    plain = resolved(cfg)
+    stats = pretrain(plain, args.data, args.out, resume=args.resume, device=plain["runtime"]["device"])
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: final loss {stats.get('loss', float('nan')):.4f}; checkpoints, log.jsonl and "
+              f"reconstructions.png in {args.out}")
+    return 0
+
+
+def cmd_visualize(args) -> int:
+    from .visualize_cmd import visualize
+    cfg = _load("visualize", args, {"mask_ratio": args.mask_ratio, "seed": args.seed,
+                                    "num_images": args.num, "img_size": args.img_size})
+    out = visualize(args.ckpt, args.images, args.out, cfg)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mae_core.checkpoint import export_timm
+    if args.to != "timm":
+        from mae_core.errors import MaeBenchError
+        raise MaeBenchError(f"export --to {args.to} arrives with the {args.to} task (issues 5 and 6); "
+                            "available now: timm")
+    arch = export_timm(args.ckpt, args.out)
+    print(f"wrote {args.out} ({arch} encoder in timm's names)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import demo
+    return demo(args)
+
+
+def cmd_not_built(args) -> int:
+    from mae_core.errors import MaeBenchError
+    raise MaeBenchError(f"`mae-bench {args.command}` is not built yet in this version (see the open issues)")
+
+
+# ---- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mae-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="make or prepare datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="write the synthetic scene set in ImageNet, COCO and ADE20K layouts")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--train", type=int, help="number of training scenes")
+    synth.add_argument("--val", type=int, help="number of validation scenes")
+    synth.add_argument("--img-size", type=int, help="image side in pixels")
+    synth.add_argument("--seed", type=int, help="generator seed (same seed, same bytes)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    _recipe_opts(synth)
+    synth.set_defaults(func=cmd_data_synth)
+
+    pre = sub.add_parser("pretrain", help="pretrain an MAE encoder")
+    pre.add_argument("--data", required=True, help="ImageFolder tree or flat folder of images")
+    pre.add_argument("--arch", help="encoder, e.g. vit_base_patch16")
+    pre.add_argument("--out", required=True, help="run folder")
+    pre.add_argument("--epochs", type=int)
+    pre.add_argument("--batch-size", type=int)
+    pre.add_argument("--img-size", type=int)
+    pre.add_argument("--seed", type=int)
+    pre.add_argument("--subset", type=int, help="use N images (deterministic)")
+    pre.add_argument("--resume", help="auto or a checkpoint path")
+    pre.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    _recipe_opts(pre)
+    pre.set_defaults(func=cmd_pretrain)
+
+    run = sub.add_parser("run", help="run a downstream task on a checkpoint")
+    run.add_argument("--task", required=True, choices=TASKS)
+    run.add_argument("--ckpt", required=True, help="PATH, supervised:PATH or scratch")
+    run.add_argument("--arch", help="encoder for --ckpt scratch (inferred otherwise)")
+    run.add_argument("--data", required=True, help="dataset root")
+    run.add_argument("--out", required=True, help="run folder")
+    run.add_argument("--subset", type=int)
+    run.add_argument("--resume", help="auto or a checkpoint path")
+    _recipe_opts(run)
+    run.set_defaults(func=cmd_not_built)
+
+    tables = sub.add_parser("tables", help="build the paper's tables from result files")
+    tables.add_argument("--results", required=True, help="folder searched for result.json files")
+    tables.add_argument("--out", required=True, help="output folder")
+    _recipe_opts(tables)
+    tables.set_defaults(func=cmd_not_built)
+
+    vis = sub.add_parser("visualize", help="Figure 2 style reconstructions from an MAE checkpoint")
+    vis.add_argument("--ckpt", required=True, help="MAE checkpoint with its decoder")
+    vis.add_argument("--images", required=True, help="an image or a folder of images")
+    vis.add_argument("--out", required=True, help="output PNG")
+    vis.add_argument("--mask-ratio", type=float)
+    vis.add_argument("--seed", type=int)
+    vis.add_argument("--num", type=int, help="number of images (rows)")
+    vis.add_argument("--img-size", type=int, help="input size (default: the checkpoint's)")
+    _recipe_opts(vis)
+    vis.set_defaults(func=cmd_visualize)
+
+    demo = sub.add_parser("demo", help="the main job on synthetic data, start to finish")
+    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    _recipe_opts(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="speed benchmarks")
+    bench.add_argument("what", choices=("pretrain",))
+    _recipe_opts(bench)
+    bench.set_defaults(func=cmd_not_built)
+
+    exp = sub.add_parser("export", help="write an encoder in another codebase's key layout")
+    exp.add_argument("--to", required=True, choices=("timm", "detectron2", "mmseg"))
+    exp.add_argument("--ckpt", required=True)
+    exp.add_argument("--out", required=True, help="output file (.pth or .safetensors)")
+    _recipe_opts(exp)
+    exp.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.debug:
+        return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("mae-bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line, never a traceback: --debug shows it
+        from .errors import describe
+
+        print(f"mae-bench: error: {describe(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

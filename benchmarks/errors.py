@@ -1,0 +1,14 @@
+"""Turning any exception into the CLI's one-line message."""
+from mae_core.errors import MaeBenchError
+from results.record import ResultError
+
+USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
+
+
+def describe(e: BaseException) -> str:
+    """One line: the message alone for input problems, the exception type too for anything else."""
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = " ".join(msg.split()) or type(e).__name__
+    if isinstance(e, USER_ERRORS):
+        return msg
+    return f"{type(e).__name__}: {msg} (run with --debug for the traceback)"

@@ -1,0 +1,3 @@
+_base_ = ["./base.py"]
+n_train = 96
+n_val = 32

@@ -1,0 +1,251 @@
+"""The shared training engine: optimiser groups, per-iteration schedules, AMP, gradient
+accumulation, DDP, atomic checkpoints with exact resume, JSONL logs and progress bars.
+
+Pretraining and every downstream task drive the same `Engine.fit`; they supply a
+`step_fn(model, batch) -> (loss, n_images)` and a loader factory per epoch.
+"""
+import json
+import math
+import random
+import re
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.scheduler import CosineLRScheduler
+from tqdm import tqdm
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_mean, barrier
+from .errors import MaeBenchError
+
+NO_DECAY_NAMES = ("pos_embed", "decoder_pos_embed", "cls_token", "mask_token", "encoder_mask_token", "dist_token")
+
+
+class TrainingDiverged(MaeBenchError):
+    """The loss became NaN or infinite."""
+
+
+def seed_all(*key: int) -> None:
+    """Seed python, numpy and torch from a tuple such as (seed, epoch, rank)."""
+    s = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def param_groups_weight_decay(model: torch.nn.Module, weight_decay: float, no_decay=NO_DECAY_NAMES) -> list[dict]:
+    """Two groups: decay on weight matrices; none on biases, norms (1-D), tokens and position embeddings."""
+    decay, skip = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in no_decay:
+            skip.append(p)
+        else:
+            decay.append(p)
+    return [{"params": skip, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def scaled_lr(blr: float, effective_batch: int, lr: float | None = None) -> float:
+    """lr = blr * effective_batch / 256 unless an absolute lr is given."""
+    return lr if lr is not None else blr * effective_batch / 256
+
+
+def cosine_schedule(optimizer, total_updates: int, warmup_updates: int, min_lr: float = 0.0) -> CosineLRScheduler:
+    """Per-update linear warm-up from 0, then half-cycle cosine to min_lr (official MAE schedule).
+    Honours a param group's `lr_scale` (layer decay)."""
+    warmup_updates = min(warmup_updates, max(0, total_updates - 1))
+    return CosineLRScheduler(optimizer, t_initial=max(1, total_updates - warmup_updates), lr_min=min_lr,
+                             warmup_t=warmup_updates, warmup_lr_init=0.0, warmup_prefix=True,
+                             t_in_epochs=False, cycle_limit=1)
+
+
+def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, min_lr: float = 0.0) -> float:
+    """The schedule in closed form (what `cosine_schedule` must equal)."""
+    if update < warmup:
+        return base_lr * update / warmup
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
+
+
+class JsonlLogger:
+    """Append-only JSON lines, flushed per line (rank 0 only)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._f = open(path, "a") if path else None
+
+    def write(self, **record) -> None:
+        if self._f:
+            self._f.write(json.dumps(record, allow_nan=True) + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+
+
+def _amp(device: str, amp: str):
+    """(autocast context, GradScaler or None) for amp in {none, bf16, fp16}; AMP only on CUDA."""
+    if amp not in ("none", "bf16", "fp16"):
+        raise MaeBenchError(f"amp must be none, bf16 or fp16, got {amp!r}")
+    if not device.startswith("cuda") or amp == "none":
+        return nullcontext, None
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+class Engine:
+    """Runs epochs of a model under DDP/AMP/accumulation with checkpoints and logs in `run_dir`."""
+
+    def __init__(self, model, optimizer, *, run_dir, dist: DistInfo, epochs: int, updates_per_epoch: int,
+                 warmup_epochs: float = 0, min_lr: float = 0.0, accum_iter: int = 1, amp: str = "none",
+                 clip_grad: float | None = None, seed: int = 0, save_every: int = 1, keep_last: int = 2,
+                 log_every: int = 20, config: dict | None = None, tensorboard: bool = False, desc: str = "train"):
+        self.model, self.optimizer, self.dist = model, optimizer, dist
+        self.module = model.module if hasattr(model, "module") else model
+        self.run_dir = Path(run_dir)
+        self.epochs, self.updates_per_epoch, self.accum_iter = epochs, updates_per_epoch, accum_iter
+        self.total_updates = epochs * updates_per_epoch
+        self.scheduler = cosine_schedule(optimizer, self.total_updates,
+                                         int(round(warmup_epochs * updates_per_epoch)), min_lr)
+        self.autocast, self.scaler = _amp(dist.device, amp)
+        self.clip_grad, self.seed = clip_grad, seed
+        self.save_every, self.keep_last, self.log_every = save_every, keep_last, log_every
+        self.config = config or {}
+        self.desc = desc
+        self.start_epoch = 0
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = JsonlLogger(self.run_dir / "log.jsonl" if dist.is_main else None)
+        self.tb = self._tensorboard() if tensorboard and dist.is_main else None
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise MaeBenchError("runtime.tensorboard=True needs the tensorboard package (pip install tensorboard)") from None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---- checkpoints -----------------------------------------------------------------
+    def checkpoint_path(self, epoch: int | None = None) -> Path:
+        return self.run_dir / ("checkpoint-last.pth" if epoch is None else f"checkpoint-{epoch}.pth")
+
+    def save(self, epoch: int) -> None:
+        """checkpoint-last.pth every epoch; checkpoint-<epoch>.pth every `save_every` (keep `keep_last`)."""
+        if not self.dist.is_main:
+            return
+        state = dict(optimizer=self.optimizer, epoch=epoch, scaler=self.scaler, config=self.config)
+        save_checkpoint(self.checkpoint_path(), self.module.state_dict(), **state)
+        if (epoch + 1) % self.save_every == 0 or epoch + 1 == self.epochs:
+            save_checkpoint(self.checkpoint_path(epoch), self.module.state_dict(), **state)
+            numbered = sorted((int(m.group(1)), p) for p in self.run_dir.glob("checkpoint-*.pth")
+                              if (m := re.fullmatch(r"checkpoint-(\d+)\.pth", p.name)))
+            for _, old in numbered[:-self.keep_last] if self.keep_last > 0 else []:
+                old.unlink(missing_ok=True)
+
+    def resume(self, resume: str | None) -> int:
+        """Load model, optimiser, scaler and epoch from `auto` (RUN/checkpoint-last.pth if present)
+        or a path; returns the epoch to start from."""
+        if not resume:
+            return 0
+        path = self.checkpoint_path() if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.exists():
+            return 0
+        ckpt = read_checkpoint(path)
+        if "model" not in ckpt:
+            raise MaeBenchError(f"cannot resume from {path}: it holds no 'model' weights")
+        try:
+            self.module.load_state_dict(ckpt["model"], strict=True)
+        except RuntimeError as e:
+            detail = " ".join(str(e).split())[:300]
+            raise MaeBenchError(f"cannot resume from {path}: it does not match this model ({detail})") from None
+        if ckpt.get("optimizer"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        if self.dist.is_main:
+            print(f"resumed from {path} (epoch {ckpt['epoch']} done)")
+        return self.start_epoch
+
+    # ---- training --------------------------------------------------------------------
+    def fit(self, make_loader, step_fn, on_epoch_end=None) -> dict:
+        """Train from `start_epoch` to `epochs`. `make_loader(epoch)` returns an iterable of batches
+        (already sharded for this rank); `step_fn(model, batch)` returns (loss, n_images_on_this_rank);
+        `on_epoch_end(epoch)` may return extra metrics to log."""
+        last = {}
+        for epoch in range(self.start_epoch, self.epochs):
+            seed_all(self.seed, epoch, self.dist.rank)
+            self.model.train()
+            stats = self._epoch(epoch, make_loader(epoch), step_fn)
+            extra = on_epoch_end(epoch) if on_epoch_end else None
+            stats.update(extra or {})
+            self.save(epoch)
+            self.log.write(type="epoch", epoch=epoch, **stats)
+            if self.tb:
+                for k, v in stats.items():
+                    self.tb.add_scalar(f"epoch/{k}", v, epoch)
+            last = stats
+            barrier(self.dist)
+        self.log.close()
+        return last
+
+    def _epoch(self, epoch: int, loader, step_fn) -> dict:
+        model, opt = self.model, self.optimizer
+        n_iter = len(loader)
+        bar = tqdm(loader, total=n_iter, desc=f"{self.desc} {epoch + 1}/{self.epochs}", leave=False,
+                   disable=not self.dist.is_main, dynamic_ncols=True)
+        loss_sum, seen, t0, tick, tick_images = 0.0, 0, time.perf_counter(), time.perf_counter(), 0
+        opt.zero_grad(set_to_none=True)
+        for it, batch in enumerate(bar):
+            update = epoch * self.updates_per_epoch + it // self.accum_iter
+            boundary = (it + 1) % self.accum_iter == 0
+            if it % self.accum_iter == 0:
+                self.scheduler.step_update(update)
+            sync = nullcontext() if boundary or not self.dist.enabled else model.no_sync()
+            with sync:
+                with self.autocast():
+                    loss, n_images = step_fn(model, batch)
+                value = all_reduce_mean(loss.detach().float().reshape(1), self.dist).item()
+                if not math.isfinite(value):
+                    self.log.write(type="error", epoch=epoch, step=it, loss=value)
+                    raise TrainingDiverged(
+                        f"loss is {value} at epoch {epoch} step {it}; stopped. The last good checkpoint is "
+                        f"{self.checkpoint_path()}" + ("" if self.checkpoint_path().exists() else " (none yet)"))
+                scaled = loss / self.accum_iter
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if boundary:
+                self._optimizer_step()
+            loss_sum += value
+            seen += n_images * self.dist.world_size
+            tick_images += n_images * self.dist.world_size
+            if (it + 1) % self.log_every == 0 or it + 1 == n_iter:
+                now = time.perf_counter()
+                lr = max(g["lr"] for g in opt.param_groups)
+                img_s = tick_images / max(now - tick, 1e-9)
+                bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
+                self.log.write(type="step", epoch=epoch, step=it, update=update, loss=value, lr=lr, img_s=img_s)
+                if self.tb:
+                    self.tb.add_scalar("train/loss", value, update)
+                    self.tb.add_scalar("train/lr", lr, update)
+                tick, tick_images = now, 0
+        bar.close()
+        wall = time.perf_counter() - t0
+        return {"loss": loss_sum / max(1, n_iter), "lr": max(g["lr"] for g in opt.param_groups),
+                "images": seen, "seconds": wall, "img_s": seen / max(wall, 1e-9)}
+
+    def _optimizer_step(self) -> None:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)

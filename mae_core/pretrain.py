@@ -1,0 +1,97 @@
+"""MAE pretraining on the shared engine (paper recipe: AdamW (0.9, 0.95), wd 0.05,
+lr = blr * batch / 256, warm-up + cosine per iteration, random-size crops)."""
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import atomic_write
+from .data import PretrainImages, epoch_loader, pretrain_transform
+from .distributed import DistInfo, init_distributed, shutdown
+from .engine import Engine, param_groups_weight_decay, scaled_lr, seed_all
+from .errors import MaeBenchError
+from .images import center_tensor, open_rgb
+from .masking import NoiseSampler
+from .models_mae import create_mae
+from .visualize import save_reconstructions
+
+
+def enable_fast_paths(dist: DistInfo) -> None:
+    """TF32 matmuls and flash / memory-efficient SDPA on GPU (timm's blocks call SDPA)."""
+    if dist.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.enable_flash_sdp(True)
+        torch.backends.cuda.enable_mem_efficient_sdp(True)
+
+
+def build_model(m: dict):
+    return create_mae(m["arch"], img_size=m["img_size"], norm_pix_loss=m["norm_pix_loss"],
+                      decoder_depth=m["decoder_depth"], decoder_embed_dim=m["decoder_embed_dim"],
+                      decoder_num_heads=m["decoder_num_heads"], mask_strategy=m["mask_strategy"],
+                      mask_tokens_in_encoder=m["mask_tokens_in_encoder"])
+
+
+def pretrain(cfg: dict, data: str, out: str, resume: str | None = None, device: str = "auto") -> dict:
+    """Pretrain an MAE as the resolved recipe `cfg` says; returns the last epoch's stats."""
+    m, d, o, s, r = cfg["model"], cfg["data"], cfg["optim"], cfg["schedule"], cfg["runtime"]
+    dist = init_distributed(device)
+    try:
+        return _pretrain(cfg, m, d, o, s, r, Path(data), Path(out), resume, dist)
+    finally:
+        shutdown(dist)
+
+
+def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo) -> dict:
+    enable_fast_paths(dist)
+    seed_all(r["seed"])
+    model = build_model(m).to(dist.device)
+    grid = model.grid
+    dataset = PretrainImages(data, pretrain_transform(d["augment"], m["img_size"], d["crop_scale"]),
+                             NoiseSampler(m["mask_strategy"], grid, m["mask_ratio"]), subset=d["subset"],
+                             seed=r["seed"], strict=d["strict"])
+    per_rank_batch, accum = s["batch_size"], s["accum_iter"]
+    iters = len(dataset) // dist.world_size // per_rank_batch
+    if iters < accum:
+        raise MaeBenchError(f"{len(dataset)} images give no full step of batch {per_rank_batch} x accum {accum} "
+                            f"x {dist.world_size} processes; lower schedule.batch_size")
+    eff_batch = per_rank_batch * accum * dist.world_size
+    lr = scaled_lr(o["blr"], eff_batch, o["lr"])
+    optimizer = torch.optim.AdamW(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=tuple(o["betas"]))
+    ddp = model
+    if dist.enabled:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    if r.get("compile"):
+        ddp = torch.compile(ddp)
+    config = {**model.config, "arch": m["arch"], "recipe": cfg}
+    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=iters // accum,
+                    warmup_epochs=s["warmup_epochs"], min_lr=o["min_lr"], accum_iter=accum, amp=r["amp"],
+                    seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"],
+                    config=config, tensorboard=r.get("tensorboard", False), desc="pretrain")
+    engine.resume(resume)
+    if dist.is_main:
+        print(f"pretraining {m['arch']} on {len(dataset)} images ({data}); effective batch {eff_batch}, "
+              f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")
+    mask_ratio = m["mask_ratio"]
+    pin = dist.device.startswith("cuda")
+
+    def step(net, batch):
+        imgs, noise = (t.to(dist.device, non_blocking=True) for t in batch)
+        loss, _, _ = net(imgs, mask_ratio=mask_ratio, noise=noise)
+        return loss, imgs.shape[0]
+
+    def loader(epoch):
+        return epoch_loader(dataset, epoch, per_rank_batch, dist.rank, dist.world_size, r["seed"],
+                            d["num_workers"], pin)
+
+    t0 = time.time()
+    stats = engine.fit(loader, step)
+    if dist.is_main:
+        pictures = torch.stack([center_tensor(open_rgb(f), m["img_size"]) for f in dataset.files[:6]])
+        save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=r["seed"])
+        summary = {"arch": m["arch"], "images": len(dataset), "epochs": s["epochs"], "effective_batch": eff_batch,
+                   "lr": lr, "final": stats, "wall_s": time.time() - t0, "recipe": cfg}
+        text = json.dumps(summary, indent=2, allow_nan=True)
+        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
+    return stats

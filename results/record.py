@@ -1,0 +1,128 @@
+"""`RUN/result.json`: one record per run, written atomically, read back with checks.
+
+Pure Python (no torch), so tables build on a laptop with pandas alone.
+"""
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+RESULT_FILE = "result.json"
+REQUIRED = ("task", "protocol", "arch", "init", "dataset", "metrics", "recipe", "env", "started", "finished", "wall_s")
+INIT_KINDS = ("mae", "supervised", "scratch")
+
+
+class ResultError(ValueError):
+    """A result file that is missing, unreadable or not in the schema."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_sha(cwd: str | os.PathLike | None = None) -> str | None:
+    """The checkout's commit, or None outside a git work tree."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def collect_env(device: str = "cpu") -> dict:
+    """Versions and machine facts for the record (reads package metadata; imports no torch)."""
+    return {"torch": _version("torch"), "timm": _version("timm"), "device": device,
+            "python": platform.python_version(), "git_sha": git_sha()}
+
+
+def init_record(kind: str, ckpt: str | None) -> dict:
+    """The record's `init` block: kind, checkpoint path and its sha256."""
+    if kind not in INIT_KINDS:
+        raise ResultError(f"init kind must be one of {INIT_KINDS}, got {kind!r}")
+    sha = sha256_file(ckpt) if ckpt and Path(ckpt).is_file() else None
+    return {"kind": kind, "ckpt": str(ckpt) if ckpt else None, "sha256": sha}
+
+
+def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dict, metrics: dict,
+                recipe: dict, started: str, finished: str, wall_s: float, env: dict | None = None, **extra) -> dict:
+    """Assemble a record in the DESIGN.md schema."""
+    rec = {"task": task, "protocol": protocol, "arch": arch, "init": init,
+           "dataset": {k: dataset.get(k) for k in ("name", "root", "split", "subset")},
+           "metrics": {k: float(v) for k, v in metrics.items()}, "recipe": recipe,
+           "env": env or collect_env(), "started": started, "finished": finished, "wall_s": float(wall_s)}
+    rec.update(extra)
+    validate(rec)
+    return rec
+
+
+def validate(rec: dict, where: str = "result") -> dict:
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        raise ResultError(f"{where}: missing keys {', '.join(missing)}")
+    if not isinstance(rec["metrics"], dict) or not all(isinstance(v, (int, float)) for v in rec["metrics"].values()):
+        raise ResultError(f"{where}: `metrics` must map names to numbers")
+    if not isinstance(rec["init"], dict) or rec["init"].get("kind") not in INIT_KINDS:
+        raise ResultError(f"{where}: `init.kind` must be one of {', '.join(INIT_KINDS)}")
+    return rec
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """json.dump to a temp file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_result(run_dir: str | os.PathLike, rec: dict) -> Path:
+    """Validate and write `RUN/result.json` atomically."""
+    validate(rec)
+    return write_json_atomic(Path(run_dir) / RESULT_FILE, rec)
+
+
+def read_result(path: str | os.PathLike) -> dict:
+    """Read a result file (or `RUN/result.json` given RUN) and check its schema."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_FILE
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"result file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultError(f"cannot read result file {path}: {e}") from None
+    if not isinstance(rec, dict):
+        raise ResultError(f"{path}: not a JSON object")
+    return validate(rec, where=str(path))

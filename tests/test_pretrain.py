@@ -1,0 +1,154 @@
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.cli import main
+from mae_core.checkpoint import read_checkpoint
+from mae_core.engine import (Engine, TrainingDiverged, cosine_lr_formula, param_groups_weight_decay, scaled_lr)
+from mae_core.distributed import DistInfo
+from tests.conftest import tiny_mae, tiny_pretrain_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def test_loss_decreases_over_a_few_dozen_steps():
+    model = tiny_mae(img_size=32)
+    imgs = torch.randn(8, 3, 32, 32)
+    noise = torch.rand(8, 4)
+    opt = torch.optim.AdamW(param_groups_weight_decay(model, 0.05), lr=1e-3, betas=(0.9, 0.95))
+    losses = []
+    for _ in range(40):
+        loss, _, _ = model(imgs, noise=noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0] and losses[-1] < min(losses[:5])
+
+
+def test_weight_decay_off_exactly_for_biases_norms_tokens_and_pos_embed():
+    model = tiny_mae(img_size=32)
+    skip, decay = param_groups_weight_decay(model, 0.05)
+    assert skip["weight_decay"] == 0 and decay["weight_decay"] == 0.05
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay = {names[id(p)] for p in skip["params"]}
+    expected = {n for n, p in model.named_parameters()
+                if p.requires_grad and (n.endswith(".bias") or "norm" in n.split(".")[-2:][0] or n in ("cls_token", "mask_token"))}
+    assert no_decay == expected
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert "pos_embed" not in no_decay | {names[id(p)] for p in decay["params"]}  # fixed, not trained
+
+
+def test_lr_schedule_matches_formula():
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=scaled_lr(1.5e-4, 4096))
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.4e-3)
+    engine = Engine(model, opt, run_dir=Path("/nonexistent-unused"), dist=DistInfo(rank=1), epochs=10,
+                    updates_per_epoch=7, warmup_epochs=2, min_lr=1e-6)
+    total, warm = 70, 14
+    for update in (0, 5, warm - 1, warm, 40, total - 1, total):
+        engine.scheduler.step_update(update)
+        assert opt.param_groups[0]["lr"] == pytest.approx(cosine_lr_formula(update, 2.4e-3, total, warm, 1e-6), rel=1e-9)
+    engine.scheduler.step_update(warm)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.4e-3)
+    engine.scheduler.step_update(total)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)
+
+
+def test_pretrain_cli_writes_checkpoints_logs_and_picture(synth_root, tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_pretrain_args(synth_root / "imagenet" / "train", out, epochs=2,
+                                   extra=["runtime.keep_last=1"])) == 0
+    assert {p.name for p in out.glob("checkpoint-*.pth")} == {"checkpoint-last.pth", "checkpoint-1.pth"}
+    ckpt = read_checkpoint(out / "checkpoint-last.pth")
+    assert set(ckpt) >= {"model", "optimizer", "epoch", "scaler", "config"} and ckpt["epoch"] == 1
+    assert ckpt["config"]["arch"] == "vit_tiny_patch16"
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert sum('"type": "epoch"' in line for line in lines) == 2 and sum('"type": "step"' in line for line in lines) == 6
+    assert (out / "reconstructions.png").stat().st_size > 0 and (out / "recipe.py").exists()
+    assert "arch" in (out / "recipe.py").read_text()
+
+
+def test_resume_equals_unbroken_run(synth_root, tmp_path):
+    data = synth_root / "imagenet" / "train"
+    assert main(tiny_pretrain_args(data, tmp_path / "full", epochs=2)) == 0
+    # stopped after epoch 1 (a 2-epoch schedule cut short), then resumed with --resume auto
+    part = tmp_path / "part"
+    assert main(tiny_pretrain_args(data, part, epochs=2)) == 0
+    (part / "checkpoint-last.pth").unlink()
+    (part / "checkpoint-0.pth").rename(part / "checkpoint-last.pth")
+    assert main([*tiny_pretrain_args(data, part, epochs=2), "--resume", "auto"]) == 0
+    a, b = _weights(tmp_path / "full" / "checkpoint-last.pth"), _weights(part / "checkpoint-last.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_ddp_equals_one_process(synth_root, tmp_path):
+    data = synth_root / "imagenet" / "train"
+    one = tmp_path / "one"
+    assert main(tiny_pretrain_args(data, one, epochs=1)) == 0
+    two = tmp_path / "two"
+    args = tiny_pretrain_args(data, two, epochs=1, extra=["schedule.batch_size=4"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "benchmarks.cli", *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = _weights(one / "checkpoint-last.pth"), _weights(two / "checkpoint-last.pth")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    model = tiny_mae(img_size=32)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    engine = Engine(model, opt, run_dir=tmp_path, dist=DistInfo(), epochs=3, updates_per_epoch=2, log_every=1)
+    calls = {"n": 0}
+
+    def step(net, batch):
+        calls["n"] += 1
+        loss, _, _ = net(batch)
+        return (loss * math.nan if calls["n"] == 3 else loss), batch.shape[0]
+
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 1 step 0"):
+        engine.fit(lambda epoch: [torch.randn(2, 3, 32, 32)] * 2, step)
+    ckpt = read_checkpoint(tmp_path / "checkpoint-last.pth")
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_bad_inputs_get_one_line_and_nonzero_exit(synth_root, tmp_path, capsys):
+    def run(*argv):
+        code = main(list(argv))
+        err = capsys.readouterr().err
+        errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("mae-bench: error:")]
+        assert code != 0 and len(errors) == 1 and "Traceback" not in err, err
+        return errors[0]
+
+    assert "data folder not found" in run(*tiny_pretrain_args(tmp_path / "nope", tmp_path / "r1"))
+    (tmp_path / "empty").mkdir()
+    assert "no images" in run(*tiny_pretrain_args(tmp_path / "empty", tmp_path / "r2"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i, f in enumerate(sorted((synth_root / "imagenet" / "train").rglob("*.png"))[:8]):
+        (bad / f"{i}.png").write_bytes(f.read_bytes())
+    (bad / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    assert "cannot decode image" in run(*tiny_pretrain_args(bad, tmp_path / "r3", epochs=1))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    assert "cannot read checkpoint" in run(*tiny_pretrain_args(synth_root / "imagenet" / "train", tmp_path / "r4"),
+                                           "--resume", str(tmp_path / "junk.pth"))
+    assert "unknown recipe key" in run(*tiny_pretrain_args(synth_root, tmp_path / "r5", extra=["model.nope=1"]))
