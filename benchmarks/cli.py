@@ -75,7 +75,8 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import demo
-    return demo(args)
+    demo(_load("demo", args), args.out)
+    return 0
 
 
 def cmd_not_built(args) -> int:

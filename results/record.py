@@ -4,6 +4,8 @@ Pure Python (no torch), so tables build on a laptop with pandas alone.
 """
 import hashlib
 import json
+import math
+import numbers
 import os
 import platform
 import subprocess
@@ -70,7 +72,7 @@ def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dic
     """Assemble a record in the DESIGN.md schema."""
     rec = {"task": task, "protocol": protocol, "arch": arch, "init": init,
            "dataset": {k: dataset.get(k) for k in ("name", "root", "split", "subset")},
-           "metrics": {k: float(v) for k, v in metrics.items()}, "recipe": recipe,
+           "metrics": {k: float(v) if isinstance(v, numbers.Real) else v for k, v in metrics.items()}, "recipe": recipe,
            "env": env or collect_env(), "started": started, "finished": finished, "wall_s": float(wall_s)}
     rec.update(extra)
     validate(rec)
@@ -81,8 +83,10 @@ def validate(rec: dict, where: str = "result") -> dict:
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
         raise ResultError(f"{where}: missing keys {', '.join(missing)}")
-    if not isinstance(rec["metrics"], dict) or not all(isinstance(v, (int, float)) for v in rec["metrics"].values()):
-        raise ResultError(f"{where}: `metrics` must map names to numbers")
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                and math.isfinite(v) for v in metrics.values()):
+        raise ResultError(f"{where}: `metrics` must map names to finite numbers")
     if not isinstance(rec["init"], dict) or rec["init"].get("kind") not in INIT_KINDS:
         raise ResultError(f"{where}: `init.kind` must be one of {', '.join(INIT_KINDS)}")
     return rec

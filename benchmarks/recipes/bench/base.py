@@ -1,0 +1,26 @@
+# Training-step throughput: our MAE vs HF ViTMAEForPreTraining, and the paper's Table 2 (mask tokens x decoder depth).
+arch = "vit_base_patch16"
+img_size = 224
+batch_size = 8
+device = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+precision = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+threads = None  # torch.set_num_threads on CPU; None keeps torch's default
+steps = 10  # timed steps per measurement (the median step time is reported)
+warmup = 3
+repeats = 1  # run every measurement this often, interleaved; the median img/s is reported
+seed = 0
+mask_ratio = 0.75
+norm_pix_loss = True
+decoder_depth = 8
+decoder_embed_dim = 512
+decoder_num_heads = 16
+lr = 1.5e-4
+weight_decay = 0.05
+compare_hf = True  # needs `pip install transformers` (the `bench` extra); skipped with a note otherwise
+hf_attn = "sdpa"  # sdpa | eager; falls back to eager when unsupported
+table2 = True
+table2_archs = ["vit_base_patch16", "vit_large_patch16"]
+decoder_depths = [1, 8]
+table2_steps = None  # None: `steps`
+table2_warmup = None  # None: `warmup`
+out = "benchmarks/RESULTS.md"  # None: print only

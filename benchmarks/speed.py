@@ -1,0 +1,278 @@
+"""`mae-bench bench pretrain`: images/s of a full MAE training step, ours vs HF `ViTMAEForPreTraining`,
+and the paper's Table 2 (encoder with/without mask tokens x decoder depth)."""
+import datetime
+import gc
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mae_core.errors import MaeBenchError
+from mae_core.models_mae import create_mae
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# He et al. 2022, Table 2: wall-clock speed-up of the encoder without mask tokens vs "w/ [M], dec. depth 8".
+PAPER_T2 = {("vit_large_patch16", 8): 2.8, ("vit_large_patch16", 1): 3.7,
+            ("vit_huge_patch14", 8): 3.5, ("vit_huge_patch14", 1): 4.1}
+
+
+def _plain(cfg) -> dict:
+    return dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def build_ours(c: dict, arch: str, **kw):
+    args = dict(img_size=c["img_size"], norm_pix_loss=c["norm_pix_loss"], decoder_depth=c["decoder_depth"],
+                decoder_embed_dim=c["decoder_embed_dim"], decoder_num_heads=c["decoder_num_heads"])
+    args.update(kw)
+    return create_mae(arch, **args)
+
+
+def build_hf(ours, mask_ratio: float, attn: str = "sdpa"):
+    """HF `ViTMAEForPreTraining` with our model's shapes, from a config (no download). Returns (model, attn used)."""
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+    k = ours.config
+    shapes = dict(hidden_size=k["embed_dim"], num_hidden_layers=k["depth"], num_attention_heads=k["num_heads"],
+                  intermediate_size=int(k["embed_dim"] * k["mlp_ratio"]), image_size=k["img_size"],
+                  patch_size=k["patch_size"], num_channels=k["in_chans"], qkv_bias=True, hidden_act="gelu",
+                  decoder_hidden_size=k["decoder_embed_dim"], decoder_num_hidden_layers=k["decoder_depth"],
+                  decoder_num_attention_heads=k["decoder_num_heads"],
+                  decoder_intermediate_size=int(k["decoder_embed_dim"] * k["mlp_ratio"]),
+                  mask_ratio=mask_ratio, norm_pix_loss=k["norm_pix_loss"], layer_norm_eps=1e-6)
+    for impl in dict.fromkeys((attn, "eager")):
+        try:
+            model = ViTMAEForPreTraining(ViTMAEConfig(**shapes, attn_implementation=impl))
+            return model, getattr(model.config, "_attn_implementation", None) or impl
+        except (ValueError, ImportError, TypeError):
+            continue
+    raise MaeBenchError("cannot build transformers' ViTMAEForPreTraining")
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def time_steps(model, forward, c: dict, dev: torch.device, steps: int, warmup: int) -> float:
+    """Median seconds of a full training step (forward, backward, AdamW step, zero_grad) after warm-up."""
+    model.to(dev).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c["lr"], betas=(0.9, 0.95),
+                            weight_decay=c["weight_decay"])
+    scaler = torch.amp.GradScaler(dev.type, enabled=c["precision"] == "fp16")
+    gen = torch.Generator().manual_seed(c["seed"])
+    x = torch.randn(c["batch_size"], 3, c["img_size"], c["img_size"], generator=gen).to(dev)
+    times = []
+    for _ in range(warmup + steps):
+        amp = torch.autocast(dev.type, dtype=DTYPES[c["precision"]]) if DTYPES[c["precision"]] else nullcontext()
+        _sync(dev)
+        t0 = time.perf_counter()
+        with amp:
+            loss = forward(model, x)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[warmup:])
+
+
+def machine(dev: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    info = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                device=str(dev), python=platform.python_version())
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    try:
+        import transformers
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _free(dev: torch.device) -> None:
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _label(row: dict) -> str:
+    if "model" in row:
+        return f"{row['arch']} {row['model'].split(' (')[0]}"
+    return f"{row['arch']} dec {row['decoder_depth']} {'w/' if row['mask_tokens_in_encoder'] else 'no'} [M]"
+
+
+def run_bench(cfg, progress: bool = True) -> dict:
+    """Measure the recipe's rows; returns settings, machine, `main` rows (ours, HF) and `table2` rows."""
+    c = _plain(cfg)
+    dev = _device(c["device"])
+    if c["precision"] not in DTYPES:
+        raise MaeBenchError(f"precision must be one of {', '.join(DTYPES)}, got {c['precision']!r}")
+    if dev.type == "cpu" and c["precision"] == "fp16":
+        raise MaeBenchError("fp16 autocast is CUDA only; use precision=bf16 or fp32 on CPU")
+    threads = torch.get_num_threads()
+    if c.get("threads"):
+        torch.set_num_threads(int(c["threads"]))
+    try:
+        return _run(c, dev, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(c: dict, dev: torch.device, progress: bool) -> dict:
+    mr = c["mask_ratio"]
+    ours_fwd = lambda m, x: m(x, mask_ratio=mr)[0]  # noqa: E731
+    hf_fwd = lambda m, x: m(pixel_values=x).loss  # noqa: E731
+    jobs, res = [], dict(settings={k: v for k, v in c.items() if k != "recipe_name"}, main=[], table2=[],
+                         hf_note=None, date=datetime.datetime.now().isoformat(timespec="seconds"))
+    ours = build_ours(c, c["arch"])
+    main = dict(model="ours (mae_core)", arch=c["arch"], params=n_params(ours))
+    res["main"].append(main)
+    jobs.append((main, lambda: build_ours(c, c["arch"]), ours_fwd, c["steps"], c["warmup"]))
+    if c["compare_hf"]:
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            res["hf_note"] = "transformers is not installed (pip install transformers): HF comparison skipped"
+        else:
+            hf, attn = build_hf(ours, mr, c["hf_attn"])
+            row = dict(model=f"HF ViTMAEForPreTraining (attn={attn})", arch=c["arch"], params=n_params(hf))
+            res["main"].append(row)
+            jobs.append((row, lambda: build_hf(build_ours(c, c["arch"]), mr, c["hf_attn"])[0], hf_fwd,
+                         c["steps"], c["warmup"]))
+            del hf
+    del ours
+    if c["table2"]:
+        t2_steps, t2_warm = c.get("table2_steps") or c["steps"], c.get("table2_warmup")
+        t2_warm = c["warmup"] if t2_warm is None else t2_warm
+        for arch in c["table2_archs"]:
+            for tokens in (True, False):
+                for depth in sorted(c["decoder_depths"], reverse=True):
+                    row = dict(arch=arch, decoder_depth=depth, mask_tokens_in_encoder=tokens)
+                    res["table2"].append(row)
+                    build = lambda a=arch, d=depth, t=tokens: build_ours(c, a, decoder_depth=d,  # noqa: E731
+                                                                         mask_tokens_in_encoder=t)
+                    jobs.append((row, build, ours_fwd, t2_steps, t2_warm))
+    repeats = max(1, int(c.get("repeats") or 1))
+    bar = tqdm(total=repeats * len(jobs), disable=not progress, unit="run")
+    for _ in range(repeats):
+        for row, build, fwd, steps, warmup in jobs:
+            bar.set_description(_label(row))
+            torch.manual_seed(c["seed"])
+            model = build()
+            row.setdefault("runs", []).append(c["batch_size"] / time_steps(model, fwd, c, dev, steps, warmup))
+            del model
+            _free(dev)
+            bar.update()
+    bar.close()
+    for row in res["main"] + res["table2"]:
+        row["img_s"] = statistics.median(row["runs"])
+    if len(res["main"]) == 2:
+        res["ratio"] = res["main"][0]["img_s"] / res["main"][1]["img_s"]
+    base_depth = 8 if 8 in c["decoder_depths"] else max(c["decoder_depths"])
+    for row in res["table2"]:
+        base = next(r for r in res["table2"] if r["arch"] == row["arch"] and r["mask_tokens_in_encoder"]
+                    and r["decoder_depth"] == base_depth)
+        row["speedup"] = row["img_s"] / base["img_s"]
+        row["paper_speedup"] = None if row["mask_tokens_in_encoder"] else PAPER_T2.get((row["arch"], row["decoder_depth"]))
+    res["machine"] = machine(dev)
+    return res
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows])
+
+
+def render(res: dict) -> str:
+    """The run as Markdown: machine, settings, ours vs HF, Table 2."""
+    s, m = res["settings"], res["machine"]
+    rep = f"median of {s.get('repeats') or 1} interleaved run(s), each the median of its timed steps"
+    out = [f"- date: {res['date']}", f"- machine: {m['cpu']}, {m['cores']} cores, device {m['device']}"
+           + (f" ({m['gpu']})" if "gpu" in m else "") + f", torch {m['torch']}, {m['threads']} threads"
+           + (f", transformers {m['transformers']}" if "transformers" in m else ""),
+           f"- settings: {s['arch']}, batch {s['batch_size']}, {s['img_size']} px, {s['precision']}, mask ratio "
+           f"{s['mask_ratio']}, norm_pix_loss {s['norm_pix_loss']}, decoder {s['decoder_depth']}x"
+           f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95)",
+           f"- timing: warm-up {s['warmup']} + {s['steps']} steps; {rep}", ""]
+    out += ["### Training step: ours vs HF", ""]
+    out.append(_table(["model", "params", "img/s", "runs (img/s)"],
+                      [[r["model"], f"{r['params']:,}", f"{r['img_s']:.2f}", ", ".join(f"{v:.2f}" for v in r["runs"])]
+                       for r in res["main"]]))
+    if res.get("ratio") is not None:
+        same = "equal" if res["main"][0]["params"] == res["main"][1]["params"] else "DIFFERENT"
+        out.append(f"\nours / HF = **{res['ratio']:.2f}x** (parameter counts {same})")
+    if res.get("hf_note"):
+        out.append(f"\nnote: {res['hf_note']}")
+    if res["table2"]:
+        st = s.get("table2_steps") or s["steps"]
+        wu = s["warmup"] if s.get("table2_warmup") is None else s["table2_warmup"]
+        out += ["", f"### Table 2: encoder with / without mask tokens (warm-up {wu} + {st} steps)", ""]
+        out.append(_table(["arch", "decoder depth", "mask tokens in encoder", "img/s", "speed-up", "paper"],
+                          [[r["arch"], r["decoder_depth"], "yes" if r["mask_tokens_in_encoder"] else "no",
+                            f"{r['img_s']:.2f}", f"{r['speedup']:.2f}x",
+                            f"{r['paper_speedup']}x" if r["paper_speedup"] else "-"] for r in res["table2"]]))
+        out.append("\nspeed-up vs the same arch with mask tokens in the encoder and the deepest decoder; paper: "
+                   "He et al. 2022 Table 2 (wall-clock, 800 epochs, 128 TPU-v3 cores).")
+    return "\n".join(out)
+
+
+def section_key(res: dict) -> str:
+    s, m = res["settings"], res["machine"]
+    return f"{m['device'].split(':')[0]}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
+
+
+def write_section(path, key: str, body: str) -> Path:
+    """Replace the section `key` of a Markdown file (append it when absent), atomically."""
+    path = Path(path)
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{start}\n## {key}\n\n{body.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else "# Speed benchmarks\n\n"
+    i, j = text.find(start), text.find(end)
+    if 0 <= i < j:
+        rest = text[j + len(end):].lstrip("\n")
+        text = text[:i] + block + ("\n" + rest if rest else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(cfg) -> int:
+    """Run, print the tables, and write the section into `out` when set."""
+    res = run_bench(cfg)
+    body = render(res)
+    print(body)
+    out = _plain(cfg).get("out")
+    if out:
+        print(f"wrote {write_section(out, section_key(res), body)}")
+    return 0

@@ -1,0 +1,105 @@
+import pytest
+
+from benchmarks import speed
+from benchmarks.config import load_recipe
+
+
+def _smoke(**sets):
+    base = dict(steps=1, warmup=0, decoder_depth=1)
+    base.update(sets)
+    return load_recipe("bench", "smoke", base)
+
+
+def test_smoke_recipe_is_small():
+    cfg = load_recipe("bench", "smoke")
+    assert (cfg.arch, cfg.img_size, cfg.batch_size, cfg.steps, cfg.warmup) == ("vit_tiny_patch16", 32, 2, 2, 1)
+    assert cfg.table2_archs == ["vit_tiny_patch16"] and cfg.out is None
+
+
+def test_run_bench_rows(capsys):
+    res = speed.run_bench(_smoke(compare_hf=False), progress=False)
+    assert [r["model"] for r in res["main"]] == ["ours (mae_core)"]
+    assert res["main"][0]["params"] > 0 and "ratio" not in res
+    rows = [(r["arch"], r["decoder_depth"], r["mask_tokens_in_encoder"]) for r in res["table2"]]
+    assert rows == [("vit_tiny_patch16", d, t) for t in (True, False) for d in (2, 1)]
+    for row in res["main"] + res["table2"]:
+        assert row["img_s"] > 0 and len(row["runs"]) == 1
+    for row in res["table2"]:
+        assert row["speedup"] > 0 and row["paper_speedup"] is None
+    assert res["table2"][0]["speedup"] == 1.0
+    assert {"cpu", "cores", "torch", "threads", "device"} <= set(res["machine"])
+    text = speed.render(res)
+    assert "Table 2" in text and "vit_tiny_patch16" in text
+    assert speed.section_key(res) == "cpu/vit_tiny_patch16/b2/32px/fp32"
+
+
+def test_run_bench_without_table2():
+    res = speed.run_bench(_smoke(compare_hf=False, table2=False), progress=False)
+    assert res["table2"] == [] and len(res["main"]) == 1
+
+
+def test_fp16_on_cpu_is_refused():
+    from mae_core.errors import MaeBenchError
+    with pytest.raises(MaeBenchError, match="fp16"):
+        speed.run_bench(_smoke(precision="fp16"), progress=False)
+
+
+def test_paper_numbers():
+    assert speed.PAPER_T2[("vit_large_patch16", 8)] == 2.8
+    assert speed.PAPER_T2[("vit_large_patch16", 1)] == 3.7
+    assert speed.PAPER_T2[("vit_huge_patch14", 1)] == 4.1
+
+
+def test_write_section_replaces_atomically(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Speed benchmarks\n\nnotes kept\n")
+    speed.write_section(path, "cpu/a", "first")
+    speed.write_section(path, "cpu/b", "other")
+    speed.write_section(path, "cpu/a", "second")
+    text = path.read_text()
+    assert text.startswith("# Speed benchmarks\n\nnotes kept\n")
+    assert "second" in text and "first" not in text and "other" in text
+    assert text.count("<!-- bench:cpu/a -->") == 1 and text.count("<!-- /bench:cpu/a -->") == 1
+    assert text.index("bench:cpu/a") < text.index("bench:cpu/b")
+    assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
+
+
+def test_write_section_creates_file(tmp_path):
+    path = tmp_path / "sub" / "R.md"
+    speed.write_section(path, "k", "body")
+    assert "## k\n\nbody\n" in path.read_text()
+
+
+def test_write_section_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "R.md"
+    speed.write_section(path, "k", "old")
+    monkeypatch.setattr(speed.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        speed.write_section(path, "k", "new")
+    assert "old" in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["R.md"]
+
+
+def test_hf_has_our_parameter_count():
+    pytest.importorskip("transformers")
+    cfg = _smoke()
+    ours = speed.build_ours(dict(cfg.to_dict()), "vit_tiny_patch16")
+    hf, attn = speed.build_hf(ours, 0.75, "sdpa")
+    assert speed.n_params(hf) == speed.n_params(ours)
+    assert hf.config.hidden_size == 192 and hf.config.decoder_num_hidden_layers == 1
+    assert hf.config.norm_pix_loss is True and attn in ("sdpa", "eager")
+
+
+def test_hf_row_when_installed():
+    pytest.importorskip("transformers")
+    res = speed.run_bench(_smoke(table2=False), progress=False)
+    ours, hf = res["main"]
+    assert hf["model"].startswith("HF ViTMAEForPreTraining") and hf["img_s"] > 0
+    assert ours["params"] == hf["params"] and res["ratio"] > 0
+
+
+def test_without_transformers_the_comparison_is_skipped(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    res = speed.run_bench(_smoke(table2=False), progress=False)
+    assert len(res["main"]) == 1 and "transformers" in res["hf_note"]
+    assert "note: transformers" in speed.render(res)
