@@ -8,6 +8,9 @@ USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError
 def describe(e: BaseException) -> str:
     """One line: the message alone for input problems, the exception type too for anything else."""
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if "Original Traceback" in msg:  # re-raised from a DataLoader worker: keep the worker's own message
+        last = [line for line in msg.splitlines() if line.strip()][-1]
+        msg = last.split(": ", 1)[-1] if last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith(("Error", "Exception")) else last
     msg = " ".join(msg.split()) or type(e).__name__
     if isinstance(e, USER_ERRORS):
         return msg

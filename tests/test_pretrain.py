@@ -148,6 +148,9 @@ def test_bad_inputs_get_one_line_and_nonzero_exit(synth_root, tmp_path, capsys):
         (bad / f"{i}.png").write_bytes(f.read_bytes())
     (bad / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     assert "cannot decode image" in run(*tiny_pretrain_args(bad, tmp_path / "r3", epochs=1))
+    # the same from a DataLoader worker process: still the worker's one-line message
+    assert run(*tiny_pretrain_args(bad, tmp_path / "r3w", epochs=1, extra=["data.num_workers=1"])).startswith(
+        "mae-bench: error: cannot decode image")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     assert "cannot read checkpoint" in run(*tiny_pretrain_args(synth_root / "imagenet" / "train", tmp_path / "r4"),
                                            "--resume", str(tmp_path / "junk.pth"))
