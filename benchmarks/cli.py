@@ -3,7 +3,6 @@
 import argparse
 import os
 import sys
-from pathlib import Path
 
 TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg")
 
@@ -79,6 +78,11 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .speed import main as bench_main
+    return bench_main(_load("bench", args))
+
+
 def cmd_not_built(args) -> int:
     from mae_core.errors import MaeBenchError
     raise MaeBenchError(f"`mae-bench {args.command}` is not built yet in this version (see the open issues)")
@@ -150,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="speed benchmarks")
-    bench.add_argument("what", choices=("pretrain",))
+    bench.add_argument("what", choices=("pretrain",), help="pretrain: training-step img/s, ours vs HF, Table 2")
     _recipe_opts(bench)
-    bench.set_defaults(func=cmd_not_built)
+    bench.set_defaults(func=cmd_bench)
 
     exp = sub.add_parser("export", help="write an encoder in another codebase's key layout")
     exp.add_argument("--to", required=True, choices=("timm", "detectron2", "mmseg"))

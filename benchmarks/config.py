@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
+from mae_core.checkpoint import atomic_write
 from mae_core.errors import MaeBenchError
 
 RECIPE_ROOT = Path(__file__).parent / "recipes"
@@ -88,7 +89,6 @@ def save_recipe(cfg: Config, run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "recipe.py"
-    tmp = run_dir / ".recipe.py.tmp"
-    tmp.write_text(Config(resolved(cfg)).pretty_text)
-    tmp.replace(path)
+    text = Config(resolved(cfg)).pretty_text
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path

@@ -2,11 +2,12 @@
 and the paper's Table 2 (encoder with/without mask tokens x decoder depth)."""
 import datetime
 import gc
+import importlib.metadata
+import importlib.util
 import os
 import platform
 import re
 import statistics
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mae_core.checkpoint import atomic_write
 from mae_core.errors import MaeBenchError
 from mae_core.models_mae import create_mae
+from mae_core.onednn_linear import use_onednn_linears
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # He et al. 2022, Table 2: wall-clock speed-up of the encoder without mask tokens vs "w/ [M], dec. depth 8".
@@ -42,7 +45,8 @@ def build_ours(c: dict, arch: str, **kw):
     args = dict(img_size=c["img_size"], norm_pix_loss=c["norm_pix_loss"], decoder_depth=c["decoder_depth"],
                 decoder_embed_dim=c["decoder_embed_dim"], decoder_num_heads=c["decoder_num_heads"])
     args.update(kw)
-    return create_mae(arch, **args)
+    model = create_mae(arch, **args)
+    return use_onednn_linears(model) if c.get("cpu_linear", "onednn") == "onednn" else model
 
 
 def build_hf(ours, mask_ratio: float, attn: str = "sdpa"):
@@ -103,24 +107,9 @@ def machine(dev: torch.device) -> dict:
                 device=str(dev), python=platform.python_version())
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
-    try:
-        import transformers
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        pass
+    if importlib.util.find_spec("transformers"):
+        info["transformers"] = importlib.metadata.version("transformers")
     return info
-
-
-def _free(dev: torch.device) -> None:
-    gc.collect()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _label(row: dict) -> str:
-    if "model" in row:
-        return f"{row['arch']} {row['model'].split(' (')[0]}"
-    return f"{row['arch']} dec {row['decoder_depth']} {'w/' if row['mask_tokens_in_encoder'] else 'no'} [M]"
 
 
 def run_bench(cfg, progress: bool = True) -> dict:
@@ -178,12 +167,15 @@ def _run(c: dict, dev: torch.device, progress: bool) -> dict:
     bar = tqdm(total=repeats * len(jobs), disable=not progress, unit="run")
     for _ in range(repeats):
         for row, build, fwd, steps, warmup in jobs:
-            bar.set_description(_label(row))
+            bar.set_description(row["model"].split(" (")[0] if "model" in row else
+                                f"{row['arch']} d{row['decoder_depth']} {'w/' if row['mask_tokens_in_encoder'] else 'no'} [M]")
             torch.manual_seed(c["seed"])
             model = build()
             row.setdefault("runs", []).append(c["batch_size"] / time_steps(model, fwd, c, dev, steps, warmup))
             del model
-            _free(dev)
+            gc.collect()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
             bar.update()
     bar.close()
     for row in res["main"] + res["table2"]:
@@ -214,7 +206,8 @@ def render(res: dict) -> str:
            + (f", transformers {m['transformers']}" if "transformers" in m else ""),
            f"- settings: {s['arch']}, batch {s['batch_size']}, {s['img_size']} px, {s['precision']}, mask ratio "
            f"{s['mask_ratio']}, norm_pix_loss {s['norm_pix_loss']}, decoder {s['decoder_depth']}x"
-           f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95)",
+           f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95), "
+           f"our CPU fp32 Linear products: {s.get('cpu_linear', 'onednn')}",
            f"- timing: warm-up {s['warmup']} + {s['steps']} steps; {rep}", ""]
     out += ["### Training step: ours vs HF", ""]
     out.append(_table(["model", "params", "img/s", "runs (img/s)"],
@@ -240,7 +233,8 @@ def render(res: dict) -> str:
 
 def section_key(res: dict) -> str:
     s, m = res["settings"], res["machine"]
-    return f"{m['device'].split(':')[0]}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
+    key = f"{m['device'].split(':')[0]}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
+    return key + ("/aten-linear" if m["device"].startswith("cpu") and s.get("cpu_linear") == "aten" else "")
 
 
 def write_section(path, key: str, body: str) -> Path:
@@ -255,15 +249,7 @@ def write_section(path, key: str, body: str) -> Path:
         text = text[:i] + block + ("\n" + rest if rest else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path
 
 

@@ -70,6 +70,15 @@ def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, mi
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under torch.compile and DDP wrappers (what checkpoints store)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 class JsonlLogger:
     """Append-only JSON lines, flushed per line (rank 0 only)."""
 
@@ -106,7 +115,7 @@ class Engine:
                  clip_grad: float | None = None, seed: int = 0, save_every: int = 1, keep_last: int = 2,
                  log_every: int = 20, config: dict | None = None, tensorboard: bool = False, desc: str = "train"):
         self.model, self.optimizer, self.dist = model, optimizer, dist
-        self.module = model.module if hasattr(model, "module") else model
+        self.module = unwrap(model)
         self.run_dir = Path(run_dir)
         self.epochs, self.updates_per_epoch, self.accum_iter = epochs, updates_per_epoch, accum_iter
         self.total_updates = epochs * updates_per_epoch

@@ -14,6 +14,7 @@ from .errors import MaeBenchError
 from .images import center_tensor, open_rgb
 from .masking import NoiseSampler
 from .models_mae import create_mae
+from .onednn_linear import use_onednn_linears
 from .visualize import save_reconstructions
 
 
@@ -47,6 +48,8 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
     enable_fast_paths(dist)
     seed_all(r["seed"])
     model = build_model(m).to(dist.device)
+    if r["cpu_linear"] == "onednn":
+        use_onednn_linears(model)
     grid = model.grid
     dataset = PretrainImages(data, pretrain_transform(d["augment"], m["img_size"], d["crop_scale"]),
                              NoiseSampler(m["mask_strategy"], grid, m["mask_ratio"]), subset=d["subset"],

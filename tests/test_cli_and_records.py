@@ -1,6 +1,5 @@
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +87,9 @@ def test_bad_checkpoints_get_one_line_and_nonzero_exit(synth_root, tmp_path, cap
                tmp_path / "resnet.pth")
     assert "does not hold a ViT" in vis(tmp_path / "resnet.pth")
     model, _ = _ckpt(tmp_path)
+    partial = {k: v for k, v in model.state_dict().items() if k != "blocks.0.mlp.fc1.weight"}
+    torch.save({"model": partial}, tmp_path / "partial.pth")
+    assert "blocks.0.mlp.fc1.weight" in vis(tmp_path / "partial.pth")
     torch.save({"model": encoder_state_dict(model.state_dict())}, tmp_path / "encoder.pth")
     assert "encoder only" in vis(tmp_path / "encoder.pth")
     code = main(["visualize", "--ckpt", str(good), "--images", str(tmp_path / "no-images"), "--out", str(tmp_path / "y.png")])

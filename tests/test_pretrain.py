@@ -155,3 +155,9 @@ def test_bad_inputs_get_one_line_and_nonzero_exit(synth_root, tmp_path, capsys):
     assert "cannot read checkpoint" in run(*tiny_pretrain_args(synth_root / "imagenet" / "train", tmp_path / "r4"),
                                            "--resume", str(tmp_path / "junk.pth"))
     assert "unknown recipe key" in run(*tiny_pretrain_args(synth_root, tmp_path / "r5", extra=["model.nope=1"]))
+
+
+def test_checkpoints_store_the_plain_module_under_compile():
+    from mae_core.engine import unwrap
+    model = tiny_mae(img_size=32)
+    assert unwrap(torch.compile(model)) is model and unwrap(model) is model

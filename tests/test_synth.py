@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from benchmarks.synth import (ADE_CLASSES, DOMINANCE, IMAGENET_CLASSES, MIN_AREA, THING_CLASSES,

@@ -4,6 +4,7 @@ img_size = 224
 batch_size = 8
 device = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 precision = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+cpu_linear = "onednn"  # onednn | aten: how our fp32 Linear layers multiply on the CPU (mae_core.onednn_linear)
 threads = None  # torch.set_num_threads on CPU; None keeps torch's default
 steps = 10  # timed steps per measurement (the median step time is reported)
 warmup = 3

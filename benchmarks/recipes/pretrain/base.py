@@ -33,6 +33,7 @@ schedule = dict(
 runtime = dict(
     seed=0,
     device="auto",  # auto | cpu | cuda
+    cpu_linear="onednn",  # onednn | aten: fp32 Linear products on the CPU (mae_core.onednn_linear)
     amp="bf16",  # bf16 | fp16 | none (CUDA only)
     compile=False,
     save_every=20,
