@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from mae_core.checkpoint import atomic_write
+from mae_core.engine import adamw
 from mae_core.errors import MaeBenchError
 from mae_core.models_mae import create_mae
 from mae_core.onednn_linear import use_onednn_linears
@@ -76,8 +77,8 @@ def n_params(model) -> int:
 def time_steps(model, forward, c: dict, dev: torch.device, steps: int, warmup: int) -> float:
     """Median seconds of a full training step (forward, backward, AdamW step, zero_grad) after warm-up."""
     model.to(dev).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c["lr"], betas=(0.9, 0.95),
-                            weight_decay=c["weight_decay"])
+    opt = adamw([p for p in model.parameters() if p.requires_grad], lr=c["lr"], betas=(0.9, 0.95),
+                weight_decay=c["weight_decay"])
     scaler = torch.amp.GradScaler(dev.type, enabled=c["precision"] == "fp16")
     gen = torch.Generator().manual_seed(c["seed"])
     x = torch.randn(c["batch_size"], 3, c["img_size"], c["img_size"], generator=gen).to(dev)
@@ -206,7 +207,7 @@ def render(res: dict) -> str:
            + (f", transformers {m['transformers']}" if "transformers" in m else ""),
            f"- settings: {s['arch']}, batch {s['batch_size']}, {s['img_size']} px, {s['precision']}, mask ratio "
            f"{s['mask_ratio']}, norm_pix_loss {s['norm_pix_loss']}, decoder {s['decoder_depth']}x"
-           f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95), "
+           f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95) fused, "
            f"our CPU fp32 Linear products: {s.get('cpu_linear', 'onednn')}",
            f"- timing: warm-up {s['warmup']} + {s['steps']} steps; {rep}", ""]
     out += ["### Training step: ours vs HF", ""]

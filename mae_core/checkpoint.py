@@ -207,9 +207,16 @@ def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
 
 
 def encoder_state_dict(state_dict: dict) -> dict:
-    """The encoder weights in timm `VisionTransformer` names (no decoder, mask tokens, head or fc_norm)."""
+    """The encoder weights in timm `VisionTransformer` names (no decoder, mask tokens, head or fc_norm).
+
+    A classifier fine-tuned with global average pooling (official MAE fine-tuning, our supervised
+    baseline) has `fc_norm` in place of the final `norm`; its `fc_norm` becomes the encoder's `norm`,
+    the LayerNorm that last saw the features."""
     # fc_norm/head belong to a classifier (timm's avg-pool head); a downstream task builds its own.
-    return {k: v for k, v in state_dict.items() if not k.startswith(_NON_ENCODER)}
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(_NON_ENCODER)}
+    if "norm.weight" not in sd and "fc_norm.weight" in state_dict:
+        sd.update({f"norm.{p}": state_dict[f"fc_norm.{p}"] for p in ("weight", "bias") if f"fc_norm.{p}" in state_dict})
+    return sd
 
 
 def _grid_for(img_size, patch_size: int, source: str) -> tuple[int, int]:

@@ -49,6 +49,15 @@ def param_groups_weight_decay(model: torch.nn.Module, weight_decay: float, no_de
     return [{"params": skip, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+def adamw(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step where torch supports it (float params on CPU or CUDA):
+    the same update as the loop version, several times faster than the default on the CPU."""
+    groups = list(params)
+    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
+
+
 def scaled_lr(blr: float, effective_batch: int, lr: float | None = None) -> float:
     """lr = blr * effective_batch / 256 unless an absolute lr is given."""
     return lr if lr is not None else blr * effective_batch / 256
@@ -113,9 +122,11 @@ class Engine:
     def __init__(self, model, optimizer, *, run_dir, dist: DistInfo, epochs: int, updates_per_epoch: int,
                  warmup_epochs: float = 0, min_lr: float = 0.0, accum_iter: int = 1, amp: str = "none",
                  clip_grad: float | None = None, seed: int = 0, save_every: int = 1, keep_last: int = 2,
-                 log_every: int = 20, config: dict | None = None, tensorboard: bool = False, desc: str = "train"):
+                 log_every: int = 20, config: dict | None = None, tensorboard: bool = False, desc: str = "train",
+                 module: torch.nn.Module | None = None, on_update=None):
         self.model, self.optimizer, self.dist = model, optimizer, dist
-        self.module = unwrap(model)
+        self.module = module if module is not None else unwrap(model)  # what checkpoints hold
+        self.on_update = on_update  # called after every optimiser step (EMA)
         self.run_dir = Path(run_dir)
         self.epochs, self.updates_per_epoch, self.accum_iter = epochs, updates_per_epoch, accum_iter
         self.total_updates = epochs * updates_per_epoch
@@ -127,6 +138,7 @@ class Engine:
         self.config = config or {}
         self.desc = desc
         self.start_epoch = 0
+        self.extra_state: dict = {}  # task state that must survive a resume (best metric, EMA weights)
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = JsonlLogger(self.run_dir / "log.jsonl" if dist.is_main else None)
@@ -147,7 +159,8 @@ class Engine:
         """checkpoint-last.pth every epoch; checkpoint-<epoch>.pth every `save_every` (keep `keep_last`)."""
         if not self.dist.is_main:
             return
-        state = dict(optimizer=self.optimizer, epoch=epoch, scaler=self.scaler, config=self.config)
+        state = dict(optimizer=self.optimizer, epoch=epoch, scaler=self.scaler, config=self.config,
+                     extra={"extra_state": self.extra_state} if self.extra_state else None)
         save_checkpoint(self.checkpoint_path(), self.module.state_dict(), **state)
         if (epoch + 1) % self.save_every == 0 or epoch + 1 == self.epochs:
             save_checkpoint(self.checkpoint_path(epoch), self.module.state_dict(), **state)
@@ -176,6 +189,7 @@ class Engine:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        self.extra_state.update(ckpt.get("extra_state") or {})
         self.start_epoch = int(ckpt["epoch"]) + 1
         if self.dist.is_main:
             print(f"resumed from {path} (epoch {ckpt['epoch']} done)")
@@ -258,3 +272,5 @@ class Engine:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.on_update:
+            self.on_update()

@@ -9,7 +9,7 @@ import torch
 from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo, init_distributed, shutdown
-from .engine import Engine, param_groups_weight_decay, scaled_lr, seed_all
+from .engine import Engine, adamw, param_groups_weight_decay, scaled_lr, seed_all
 from .errors import MaeBenchError
 from .images import center_tensor, open_rgb
 from .masking import NoiseSampler
@@ -61,7 +61,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
                             f"x {dist.world_size} processes; lower schedule.batch_size")
     eff_batch = per_rank_batch * accum * dist.world_size
     lr = scaled_lr(o["blr"], eff_batch, o["lr"])
-    optimizer = torch.optim.AdamW(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=tuple(o["betas"]))
+    optimizer = adamw(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=o["betas"])
     ddp = model
     if dist.enabled:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
