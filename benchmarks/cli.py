@@ -78,6 +78,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .tasks import run_task
+    cfg = _load(args.task, args, {"data.subset": args.subset, "data.strict": True if args.strict else None})
+    rec = run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume)
+    if rec is not None:
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
+        print(f"{args.task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {args.out}/result.json")
+        if rec["dataset"].get("skipped_samples"):
+            print(f"warning: {rec['dataset']['skipped_samples']} training samples were unreadable images and were "
+                  "skipped (--strict makes that an error)", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .speed import main as bench_main
     return bench_main(_load("bench", args))
@@ -128,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run folder")
     run.add_argument("--subset", type=int)
     run.add_argument("--resume", help="auto or a checkpoint path")
+    run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
     _recipe_opts(run)
-    run.set_defaults(func=cmd_not_built)
+    run.set_defaults(func=cmd_run)
 
     tables = sub.add_parser("tables", help="build the paper's tables from result files")
     tables.add_argument("--results", required=True, help="folder searched for result.json files")

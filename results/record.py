@@ -71,7 +71,7 @@ def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dic
                 recipe: dict, started: str, finished: str, wall_s: float, env: dict | None = None, **extra) -> dict:
     """Assemble a record in the DESIGN.md schema."""
     rec = {"task": task, "protocol": protocol, "arch": arch, "init": init,
-           "dataset": {k: dataset.get(k) for k in ("name", "root", "split", "subset")},
+           "dataset": {**{k: dataset.get(k) for k in ("name", "root", "split", "subset")}, **dataset},
            "metrics": {k: float(v) if isinstance(v, numbers.Real) else v for k, v in metrics.items()}, "recipe": recipe,
            "env": env or collect_env(), "started": started, "finished": finished, "wall_s": float(wall_s)}
     rec.update(extra)

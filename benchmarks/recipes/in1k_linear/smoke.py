@@ -1,0 +1,7 @@
+# Seconds on 2 CPU cores: 64 px scenes, augmentation off and cached features.
+_base_ = ["./base.py"]
+model = dict(img_size=64)
+data = dict(augment="none", num_workers=0)
+optim = dict(blr=0.5)
+schedule = dict(epochs=30, warmup_epochs=3, batch_size=64)
+runtime = dict(amp="none", cache_features=True, save_every=30, log_every=5)

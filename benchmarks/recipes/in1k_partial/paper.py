@@ -1,0 +1,3 @@
+_base_ = ["../in1k_finetune/paper.py"]
+protocol = "partial"
+blocks = 1

@@ -1,0 +1,3 @@
+_base_ = ["../in1k_finetune/smoke.py"]
+protocol = "partial"
+blocks = 1

@@ -1,0 +1,57 @@
+"""The task registry: `mae-bench run --task T` -> a runner in `transfer`, and its result record."""
+import os
+import time
+from pathlib import Path
+
+from mae_core.errors import MaeBenchError
+from results.record import collect_env, make_record, now_iso, sha256_file, write_result
+
+from .config import resolved, save_recipe
+
+
+def _classification(cfg, **kw):
+    from transfer.classification.train import run_classification
+    return run_classification(cfg, **kw)
+
+
+def _not_yet(issue: int):
+    def runner(cfg, **kw):
+        raise MaeBenchError(f"task {cfg['task']!r} is not built yet in this version (issue {issue})")
+    return runner
+
+
+TASKS = {
+    "in1k_linear": _classification,
+    "in1k_partial": _classification,
+    "in1k_finetune": _classification,
+    "coco_det": _not_yet(5),
+    "ade20k_seg": _not_yet(6),
+}
+
+
+def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str, resume: str | None) -> dict | None:
+    """Run a task as the recipe says and write RUN/result.json (rank 0); returns the record."""
+    if task not in TASKS:
+        raise MaeBenchError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if not Path(data).exists():
+        raise MaeBenchError(f"dataset path not found: {data}")
+    cfg.task = task
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        save_recipe(cfg, out)
+    plain = resolved(cfg)
+    started, t0 = now_iso(), time.time()
+    res = TASKS[task](plain, init=init, arch=arch, data=data, out=out, resume=resume)
+    if not main:
+        return None
+    info = res["init"]
+    ckpt = info.get("ckpt")
+    protocol = plain.get("protocol", task)
+    extra = {"blocks": plain["blocks"]} if protocol == "partial" else {}
+    rec = make_record(task=task, protocol=protocol, arch=res["arch"],
+                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None},
+                      dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,
+                      finished=now_iso(), wall_s=time.time() - t0, env=collect_env(res.get("device", "cpu")),
+                      **extra)
+    write_result(out, rec)
+    return rec

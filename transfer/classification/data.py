@@ -1,0 +1,159 @@
+"""ImageNet-layout data (root/split/<class>/<image>) and the official MAE classification transforms."""
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import create_transform
+from torchvision import transforms as T
+
+from mae_core.errors import MaeBenchError
+from mae_core.images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, open_rgb
+
+SUBSET_MODES = ("total", "per_class")
+TRAIN_AUGMENTS = ("linear", "finetune", "none")
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+
+
+def _images_in(class_dir: Path) -> list[str]:
+    # os.walk, not Path.rglob + is_file: no stat per file, which matters for 1.28M ImageNet images
+    found = [os.path.join(d, f) for d, _, files in os.walk(class_dir, followlinks=True)
+             for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(found)
+
+
+def _even_quotas(counts: list[int], n: int) -> list[int]:
+    """Split `n` over classes as evenly as their sizes allow; leftover units go to classes drawn with seed 0."""
+    quotas = [0] * len(counts)
+    rng = np.random.default_rng(0)
+    remaining = min(n, sum(counts))
+    while remaining:
+        open_ = [k for k, c in enumerate(counts) if quotas[k] < c]
+        share = remaining // len(open_)
+        if share == 0:
+            for k in rng.choice(open_, remaining, replace=False):
+                quotas[k] += 1
+            break
+        for k in open_:
+            add = min(share, counts[k] - quotas[k])
+            quotas[k] += add
+            remaining -= add
+    return quotas
+
+
+def subset_samples(per_class: list[list[str]], n: int | None, mode: str = "total") -> list[list[str]]:
+    """The same files on every run, whatever the seed: `n` in all (spread evenly over classes) or `n` per class.
+    Each class's files are sorted, then drawn in one fixed (seed 0) order, so a smaller subset is
+    contained in a larger one."""
+    if mode not in SUBSET_MODES:
+        raise MaeBenchError(f"subset_mode must be one of {', '.join(SUBSET_MODES)}, got {mode!r}")
+    if not n:
+        return per_class
+    if n < 1:
+        raise MaeBenchError(f"subset must be a positive number of images, got {n}")
+    counts = [len(files) for files in per_class]
+    quotas = [min(n, c) for c in counts] if mode == "per_class" else _even_quotas(counts, n)
+    rng = np.random.default_rng(0)
+    picked = []
+    for files, quota in zip(per_class, quotas):
+        order = rng.permutation(len(files))  # drawn for every class, so one class's draw never shifts another's
+        picked.append([files[i] for i in sorted(order[:quota])])
+    return picked
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """root/split/<class>/<images>; items are (image, label, ok), ok=False for an unreadable image
+    (then the image is zeros) unless `strict`, where it raises."""
+
+    def __init__(self, root: str | Path, split: str, transform, subset: int | None = None,
+                 subset_mode: str = "total", strict: bool = False, img_size: int | None = None):
+        split_dir = Path(root) / split
+        if not split_dir.is_dir():
+            raise MaeBenchError(f"dataset split not found: {split_dir}")
+        self.root, self.split, self.transform, self.strict = Path(root), split, transform, strict
+        self.classes = _class_dirs(split_dir)
+        if not self.classes:
+            raise MaeBenchError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        per_class = [_images_in(split_dir / c) for c in self.classes]
+        empty = [c for c, files in zip(self.classes, per_class) if not files]
+        if empty:
+            raise MaeBenchError(f"no images in {len(empty)} class folder(s) of {split_dir}: {', '.join(empty[:5])}"
+                                f"{'...' if len(empty) > 5 else ''}")
+        per_class = subset_samples(per_class, subset, subset_mode)
+        self.samples = [(path, label) for label, files in enumerate(per_class) for path in files]
+        self.img_size = img_size
+        self._blank = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _placeholder(self) -> torch.Tensor:
+        """Zeros shaped like a transformed image (from `img_size`, or by transforming a dummy image once)."""
+        if self._blank is None:
+            if self.img_size is not None:
+                self._blank = torch.zeros(3, self.img_size, self.img_size)
+            else:
+                self._blank = torch.zeros_like(self.transform(Image.new("RGB", (64, 64))))
+        return self._blank
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        try:
+            img = open_rgb(path)
+        except MaeBenchError as e:
+            if self.strict:
+                raise MaeBenchError(f"{e} (strict mode; set data.strict=False to skip and count unreadable images)") from None
+            return self._placeholder(), label, False
+        return self.transform(img), label, True
+
+
+def check_same_classes(a: ImageFolderDataset, b: ImageFolderDataset) -> None:
+    """Raise unless two splits have the same class folders (labels would not line up otherwise)."""
+    if a.classes == b.classes:
+        return
+    only_a = sorted(set(a.classes) - set(b.classes))
+    only_b = sorted(set(b.classes) - set(a.classes))
+    parts = [f"only in {ds.split}: {', '.join(names[:5])}{'...' if len(names) > 5 else ''}"
+             for ds, names in ((a, only_a), (b, only_b)) if names]
+    raise MaeBenchError(f"class folders differ between {a.root / a.split} and {b.root / b.split} ({'; '.join(parts)})")
+
+
+def drop_bad(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(images, labels, number of unreadable samples dropped) from a collated (image, label, ok) batch."""
+    images, labels, ok = batch
+    ok = torch.as_tensor(ok, dtype=torch.bool)
+    n_bad = int((~ok).sum())
+    if n_bad == 0:
+        return images, labels, 0
+    return images[ok], labels[ok], n_bad
+
+
+def eval_transform(img_size: int, crop_pct: float = 0.875):
+    """The official evaluation transform: bicubic resize to img_size / crop_pct, centre crop, normalise."""
+    return T.Compose([T.Resize(int(img_size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
+                      T.CenterCrop(img_size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def train_transform(kind: str, img_size: int, cfg: dict):
+    """Training augmentation: "linear" (crop + flip, official linear probe), "finetune" (timm's RandAugment
+    + random erasing, official fine-tuning) or "none" (the eval transform, which makes feature caching valid)."""
+    if kind == "linear":
+        return T.Compose([T.RandomResizedCrop(img_size, interpolation=T.InterpolationMode.BICUBIC),
+                          T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    if kind == "finetune":
+        return create_transform(input_size=img_size, is_training=True, color_jitter=cfg.get("color_jitter"),
+                                auto_augment=cfg.get("auto_augment"), interpolation="bicubic",
+                                re_prob=cfg.get("reprob", 0.0), re_mode="pixel", re_count=1,
+                                mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    if kind == "none":
+        return eval_transform(img_size, cfg.get("crop_pct", 0.875))
+    raise MaeBenchError(f"unknown augmentation {kind!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")

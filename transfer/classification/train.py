@@ -1,0 +1,230 @@
+"""ImageNet protocols on the shared engine: linear probe, partial and full fine-tuning.
+
+One function runs all three; the recipe's `protocol` picks what is trained, the head and
+the optimiser (LARS for the linear probe, AdamW with layer-wise lr decay otherwise).
+"""
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import Lars, param_groups_layer_decay
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from mae_core.checkpoint import save_checkpoint
+from mae_core.distributed import DistInfo, init_distributed, shutdown
+from mae_core.engine import Engine, adamw, scaled_lr, seed_all
+from mae_core.errors import MaeBenchError
+from mae_core.onednn_linear import use_onednn_linears
+from transfer.encoder import init_encoder
+
+from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, train_transform
+from .evaluate import evaluate
+from .heads import finetune_head, linear_probe_head, set_trainable
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Every index exactly once over all ranks (rank r takes r, r + W, ...): exact evaluation."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def resolve_root(data: str | Path) -> tuple[Path, str]:
+    """The ImageFolder root (with train/ and val/) and a dataset name; the synthetic set's root works too."""
+    data = Path(data)
+    if (data / "imagenet" / "train").is_dir():
+        data = data / "imagenet"
+    synthetic = (data / "synth.json").exists() or (data.parent / "synth.json").exists()
+    return data, "synthetic-imagenet" if synthetic else "imagenet"
+
+
+def build_model(cfg: dict, init: str, arch: str | None, num_classes: int):
+    m, protocol = cfg["model"], cfg["protocol"]
+    model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
+                               global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
+    (linear_probe_head if protocol == "linear" else finetune_head)(model)
+    trainable = set_trainable(model, protocol, cfg.get("blocks") or 0)
+    info["trainable_params"] = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
+    return model, info
+
+
+def build_optimizer(model: nn.Module, cfg: dict, lr: float):
+    o = cfg["optim"]
+    if o["name"] == "lars":
+        return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=o["weight_decay"])
+    if o["name"] != "adamw":
+        raise MaeBenchError(f"optim.name must be adamw or lars, got {o['name']!r}")
+    groups = param_groups_layer_decay(model, o["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
+                                      layer_decay=o["layer_decay"])
+    return adamw(groups, lr=lr, betas=o["betas"])
+
+
+def build_criterion(cfg: dict, num_classes: int):
+    """(mixup or None, loss): soft-target CE under Mixup/CutMix, label smoothing or plain CE otherwise."""
+    x = cfg["mixup"]
+    mixup = None
+    if x["mixup"] > 0 or x["cutmix"] > 0:
+        mixup = Mixup(mixup_alpha=x["mixup"], cutmix_alpha=x["cutmix"], prob=x["prob"], switch_prob=x["switch_prob"],
+                      mode=x["mode"], label_smoothing=x["smoothing"], num_classes=num_classes)
+        return mixup, SoftTargetCrossEntropy()
+    if x["smoothing"] > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=x["smoothing"])
+    return None, nn.CrossEntropyLoss()
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-logit features (what the linear head sees) and labels for a whole loader; bad samples dropped."""
+    model.eval()
+    feats, labels = [], []
+    for batch in loader:
+        x, y, _ = drop_bad(batch)
+        feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out: str,
+                       resume: str | None = None) -> dict:
+    """Train and evaluate one protocol; returns {"metrics", "init", "dataset", "arch"} (rank 0's view)."""
+    dist = init_distributed(cfg["runtime"]["device"])
+    try:
+        return _run(cfg, init, arch, data, Path(out), resume, dist)
+    finally:
+        shutdown(dist)
+
+
+def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
+    d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
+    protocol = cfg["protocol"]
+    seed_all(r["seed"])
+    root, name = resolve_root(data)
+    size = m["img_size"]
+    train_set = ImageFolderDataset(root, "train", train_transform(d["augment"], size, d), subset=d["subset"],
+                                   subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
+    val_set = ImageFolderDataset(root, "val", eval_transform(size, d["crop_pct"]), subset=d["val_subset"],
+                                 subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
+    check_same_classes(train_set, val_set)
+    model, info = build_model(cfg, init, arch, train_set.num_classes)
+    model.to(dist.device)
+    if r["cpu_linear"] == "onednn":
+        use_onednn_linears(model)
+
+    per_rank, accum = s["batch_size"], s["accum_iter"]
+    iters = len(train_set) // dist.world_size // per_rank
+    if iters < accum:
+        raise MaeBenchError(f"{len(train_set)} training images give no full step of batch {per_rank} x accum "
+                            f"{accum} x {dist.world_size} processes; lower schedule.batch_size")
+    eff_batch = per_rank * accum * dist.world_size
+    lr = scaled_lr(cfg["optim"]["blr"], eff_batch, cfg["optim"]["lr"])
+    optimizer = build_optimizer(model, cfg, lr)
+    mixup, criterion = build_criterion(cfg, train_set.num_classes)
+    cached = protocol == "linear" and r["cache_features"]
+    if cached and d["augment"] != "none":
+        raise MaeBenchError("runtime.cache_features=True needs data.augment='none' (cached features cannot be augmented)")
+
+    trained = model.head if cached else model  # what the optimiser step differentiates through
+    ddp = trained
+    if dist.enabled:
+        ddp = nn.parallel.DistributedDataParallel(trained, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
+    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=iters // accum,
+                    warmup_epochs=s["warmup_epochs"], min_lr=cfg["optim"]["min_lr"], accum_iter=accum, amp=r["amp"],
+                    clip_grad=cfg["optim"]["clip_grad"], seed=r["seed"], save_every=r["save_every"],
+                    keep_last=r["keep_last"], log_every=r["log_every"], desc=protocol, module=model,
+                    config={"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
+                            "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg},
+                    on_update=(lambda: ema.update(model)) if ema else None)
+    engine.resume(resume)
+    if ema is not None and "ema" in engine.extra_state:
+        ema.module.load_state_dict(engine.extra_state["ema"])
+
+    workers, pin = d["num_workers"], dist.device.startswith("cuda")
+    val_loader = DataLoader(val_set, batch_size=per_rank, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
+                            num_workers=workers, pin_memory=pin)
+    if cached:
+        train_src = TensorDataset(*extract_features(model, DataLoader(train_set, batch_size=per_rank, num_workers=workers), dist.device))
+        val_feats = extract_features(model, val_loader, dist.device)
+        val_eval = [(val_feats[0][i:i + per_rank], val_feats[1][i:i + per_rank]) for i in range(0, len(val_feats[1]), per_rank)]
+    else:
+        train_src = train_set
+
+    def loader(epoch):
+        sampler = DistributedSampler(train_src, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=r["seed"], drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(train_src, batch_size=per_rank, sampler=sampler, drop_last=True,
+                          num_workers=0 if cached else workers, pin_memory=pin)
+
+    skipped = {"train": 0}
+
+    def step(net, batch):
+        if cached:
+            x, y = batch
+        else:
+            x, y, bad = drop_bad(batch)
+            skipped["train"] += bad
+            if mixup is not None and len(y) % 2:  # Mixup pairs samples: keep the batch even
+                x, y = x[:-1], y[:-1]
+        x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
+        target = y
+        if mixup is not None:
+            x, target = mixup(x, y)
+        return criterion(net(x), target), len(y)
+
+    def eval_forward(net):
+        def forward(batch):
+            if cached:
+                x, y = batch
+                return net.head(x.to(dist.device)), y.to(dist.device)
+            x, y, _ = drop_bad(batch)
+            return net(x.to(dist.device)), y.to(dist.device)
+        return forward
+
+    def on_epoch_end(epoch):
+        if ema is not None:  # kept in every checkpoint so a resumed run continues the same average
+            engine.extra_state["ema"] = dict(ema.module.state_dict())
+        last = epoch + 1 == s["epochs"]
+        if not last and (epoch + 1) % r["eval_every"]:
+            return {}
+        model.eval()
+        stats = evaluate(eval_forward(model), val_eval if cached else val_loader, dist, engine.autocast)
+        result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"]}
+        if ema is not None:
+            ema_stats = evaluate(eval_forward(ema.module), val_eval if cached else val_loader, dist, engine.autocast)
+            result.update(top1_ema=ema_stats["top1"], top5_ema=ema_stats["top5"])
+        best = engine.extra_state.get("best_top1", -1.0)
+        if result["top1"] > best:
+            engine.extra_state["best_top1"] = result["top1"]
+            engine.extra_state["best_epoch"] = epoch
+            if dist.is_main:
+                save_checkpoint(out / "checkpoint-best.pth", model.state_dict(), epoch=epoch, config=engine.config)
+        result["top1_best"] = engine.extra_state["best_top1"]
+        if skipped["train"]:
+            result["skipped_samples"] = skipped["train"]
+        if dist.is_main:
+            print(f"epoch {epoch + 1}/{s['epochs']}: top1 {result['top1']:.2f} top5 {result['top5']:.2f}"
+                  + (f" (ema top1 {result['top1_ema']:.2f})" if ema is not None else ""))
+        return result
+
+    if dist.is_main:
+        print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+              f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
+              f"{info['trainable_params']:,} trainable parameters")
+    stats = engine.fit(loader, step, on_epoch_end)
+    if engine.start_epoch >= s["epochs"] and "top1" not in stats:  # resumed a finished run: evaluate once more
+        stats = on_epoch_end(s["epochs"] - 1)
+    metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_ema", "top5_ema") if k in stats}
+    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
+            "dataset": {"name": name, "root": str(root), "split": "val",
+                        "subset": d["subset"], "num_classes": train_set.num_classes,
+                        "train_images": len(train_set), "val_images": len(val_set), "skipped_samples": skipped["train"]}}
