@@ -150,3 +150,19 @@ def test_supervised_baseline_checkpoint_is_a_valid_supervised_init(synth_root, t
     out = tmp_path / "lin"
     assert main(run_args("in1k_linear", f"supervised:{sup / 'checkpoint-last.pth'}", synth_root, out, epochs=1)) == 0
     assert read_result(out)["init"]["kind"] == "supervised"
+
+
+def test_unreadable_images_are_skipped_and_counted_or_fail_with_strict(synth_root, mae_ckpt, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(synth_root / "imagenet", data)
+    victim = sorted((data / "train").rglob("*.png"))[0]
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    out = tmp_path / "run"
+    assert main(run_args("in1k_finetune", mae_ckpt, data, out, epochs=1, extra=["mixup.mixup=0.0", "mixup.cutmix=0.0"])) == 0
+    rec = read_result(out)
+    assert rec["dataset"]["skipped_samples"] == 1
+    assert "1 training samples were unreadable" in capsys.readouterr().err
+    code = main([*run_args("in1k_finetune", mae_ckpt, data, tmp_path / "strict", epochs=1), "--strict"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot decode image" in err and victim.name in err and "Traceback" not in err
