@@ -58,6 +58,16 @@ def adamw(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0) -> t
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
 
 
+def batch_plan(n_images: int, batch_size: int, accum_iter: int, dist: DistInfo) -> tuple[int, int]:
+    """(optimiser updates per epoch, effective batch) for `batch_size` per process; an error if a
+    dataset is too small for one update."""
+    iters = n_images // dist.world_size // batch_size
+    if iters < accum_iter:
+        raise MaeBenchError(f"{n_images} images give no full step of batch {batch_size} x accum {accum_iter} "
+                            f"x {dist.world_size} processes; lower schedule.batch_size")
+    return iters // accum_iter, batch_size * accum_iter * dist.world_size
+
+
 def scaled_lr(blr: float, effective_batch: int, lr: float | None = None) -> float:
     """lr = blr * effective_batch / 256 unless an absolute lr is given."""
     return lr if lr is not None else blr * effective_batch / 256

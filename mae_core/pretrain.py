@@ -9,8 +9,7 @@ import torch
 from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo, init_distributed, shutdown
-from .engine import Engine, adamw, param_groups_weight_decay, scaled_lr, seed_all
-from .errors import MaeBenchError
+from .engine import Engine, adamw, batch_plan, param_groups_weight_decay, scaled_lr, seed_all
 from .images import center_tensor, open_rgb
 from .masking import NoiseSampler
 from .models_mae import create_mae
@@ -55,11 +54,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
                              NoiseSampler(m["mask_strategy"], grid, m["mask_ratio"]), subset=d["subset"],
                              seed=r["seed"], strict=d["strict"])
     per_rank_batch, accum = s["batch_size"], s["accum_iter"]
-    iters = len(dataset) // dist.world_size // per_rank_batch
-    if iters < accum:
-        raise MaeBenchError(f"{len(dataset)} images give no full step of batch {per_rank_batch} x accum {accum} "
-                            f"x {dist.world_size} processes; lower schedule.batch_size")
-    eff_batch = per_rank_batch * accum * dist.world_size
+    updates, eff_batch = batch_plan(len(dataset), per_rank_batch, accum, dist)
     lr = scaled_lr(o["blr"], eff_batch, o["lr"])
     optimizer = adamw(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=o["betas"])
     ddp = model
@@ -68,7 +63,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
     if r.get("compile"):
         ddp = torch.compile(ddp)
     config = {**model.config, "arch": m["arch"], "recipe": cfg}
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=iters // accum,
+    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
                     warmup_epochs=s["warmup_epochs"], min_lr=o["min_lr"], accum_iter=accum, amp=r["amp"],
                     seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"],
                     config=config, tensorboard=r.get("tensorboard", False), desc="pretrain")

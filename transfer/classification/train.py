@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mae_core.checkpoint import save_checkpoint
 from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, adamw, scaled_lr, seed_all
+from mae_core.engine import Engine, adamw, batch_plan, scaled_lr, seed_all
 from mae_core.errors import MaeBenchError
 from mae_core.onednn_linear import use_onednn_linears
 from transfer.encoder import init_encoder
@@ -120,11 +120,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
         use_onednn_linears(model)
 
     per_rank, accum = s["batch_size"], s["accum_iter"]
-    iters = len(train_set) // dist.world_size // per_rank
-    if iters < accum:
-        raise MaeBenchError(f"{len(train_set)} training images give no full step of batch {per_rank} x accum "
-                            f"{accum} x {dist.world_size} processes; lower schedule.batch_size")
-    eff_batch = per_rank * accum * dist.world_size
+    updates, eff_batch = batch_plan(len(train_set), per_rank, accum, dist)
     lr = scaled_lr(cfg["optim"]["blr"], eff_batch, cfg["optim"]["lr"])
     optimizer = build_optimizer(model, cfg, lr)
     mixup, criterion = build_criterion(cfg, train_set.num_classes)
@@ -137,7 +133,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     if dist.enabled:
         ddp = nn.parallel.DistributedDataParallel(trained, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
     ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=iters // accum,
+    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
                     warmup_epochs=s["warmup_epochs"], min_lr=cfg["optim"]["min_lr"], accum_iter=accum, amp=r["amp"],
                     clip_grad=cfg["optim"]["clip_grad"], seed=r["seed"], save_every=r["save_every"],
                     keep_last=r["keep_last"], log_every=r["log_every"], desc=protocol, module=model,
