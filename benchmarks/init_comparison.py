@@ -1,7 +1,7 @@
 """A small measured experiment: MAE vs supervised vs scratch initialisation on the synthetic scenes.
 
     python -m benchmarks.init_comparison --out runs/init_cmp [--tasks in1k_linear in1k_finetune]
-        [--pretrain-epochs 40] [--set-pretrain k=v ...]
+        [--pretrain-epochs 40] [--train 600 --val 150 --img-size 64] [--set-pretrain k=v ...] [--set-task k=v ...]
 
 Generates the scenes (64 px), pretrains a ViT-Tiny/16 MAE, trains the supervised-from-scratch
 baseline (`in1k_finetune --recipe supervised_smoke --ckpt scratch`), then runs each task with
@@ -26,17 +26,20 @@ def _run(argv: list[str]) -> None:
         raise SystemExit(f"step failed ({code}): mae-bench {' '.join(argv)}")
 
 
-def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: list[str], seed: int = 0) -> str:
+def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: list[str], seed: int = 0,
+            n_train: int = 600, n_val: int = 150, img_size: int = 64, task_sets: tuple[str, ...] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     t0 = time.time()
     if not (data / "synth.json").exists():
-        _run(["data", "synth", "--out", str(data), "--seed", str(seed), "--quiet"])
-    sets = [a for s in pretrain_sets for a in ("--set", s)]
+        _run(["data", "synth", "--out", str(data), "--seed", str(seed), "--train", str(n_train), "--val", str(n_val),
+              "--img-size", str(img_size), "--quiet"])
+    sets = [a for s in [f"model.img_size={img_size}", *pretrain_sets] for a in ("--set", s)]
+    tsets = [a for s in [f"model.img_size={img_size}", *task_sets] for a in ("--set", s)]
     _run(["pretrain", "--data", str(data / "imagenet" / "train"), "--out", str(out / "mae"), "--recipe", "smoke",
           "--epochs", str(pretrain_epochs), "--seed", str(seed), "--resume", "auto", *sets])
     _run(["run", "--task", "in1k_finetune", "--recipe", "supervised_smoke", "--ckpt", "scratch", "--arch", ARCH,
-          "--data", str(data), "--out", str(out / "supervised"), "--resume", "auto"])
+          "--data", str(data), "--out", str(out / "supervised"), "--resume", "auto", *tsets])
     inits = {"mae": str(out / "mae" / "checkpoint-last.pth"),
              "supervised": f"supervised:{out / 'supervised' / 'checkpoint-last.pth'}", "scratch": "scratch"}
     rows = {}
@@ -44,7 +47,7 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
         for name, ckpt in inits.items():
             run = out / task / name
             _run(["run", "--task", task, "--recipe", "smoke", "--ckpt", ckpt, "--arch", ARCH, "--data", str(data),
-                  "--out", str(run), "--resume", "auto"])
+                  "--out", str(run), "--resume", "auto", *tsets])
             rows[(task, name)] = read_result(run)["metrics"]
     lines = [f"| task | metric | {' | '.join(inits)} |", "|---|---|" + "---|" * len(inits)]
     for task in tasks:
@@ -65,9 +68,14 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", default=["in1k_linear", "in1k_finetune"], choices=sorted(METRIC))
     p.add_argument("--pretrain-epochs", type=int, default=40)
     p.add_argument("--set-pretrain", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set-task", action="append", default=[], metavar="KEY=VALUE", help="for every task run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=600, help="synthetic training scenes")
+    p.add_argument("--val", type=int, default=150)
+    p.add_argument("--img-size", type=int, default=64)
     a = p.parse_args(argv)
-    print(compare(Path(a.out), a.tasks, a.pretrain_epochs, a.set_pretrain, a.seed))
+    print(compare(Path(a.out), a.tasks, a.pretrain_epochs, a.set_pretrain, a.seed, a.train, a.val, a.img_size,
+                  tuple(a.set_task)))
     return 0
 
 
