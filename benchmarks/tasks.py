@@ -47,7 +47,7 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
     info = res["init"]
     ckpt = info.get("ckpt")
     protocol = plain.get("protocol", task)
-    extra = {"blocks": plain["blocks"]} if protocol == "partial" else {}
+    extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
     rec = make_record(task=task, protocol=protocol, arch=res["arch"],
                       init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None},
                       dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,

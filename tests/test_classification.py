@@ -174,3 +174,10 @@ def test_randaugment_at_full_magnitude_runs():
     torch.manual_seed(0)
     for _ in range(30):  # posterize at magnitude 10 keeps 0 bits, which Pillow 13 refuses
         assert tf(img).shape == (3, 32, 32)
+
+
+def test_partial_mlp_only_variant():
+    model = build_vit("vit_tiny_patch16", img_size=32, num_classes=5, global_pool="avg")
+    names = set(set_trainable(model, "partial", 1, part="mlp"))
+    assert names == {n for n, _ in model.named_parameters()
+                     if n.startswith(("head.", "fc_norm.", "blocks.11.mlp.", "blocks.11.norm2."))}

@@ -22,16 +22,18 @@ def finetune_head(model: nn.Module) -> nn.Module:
     return model
 
 
-def set_trainable(model: nn.Module, protocol: str, blocks: int = 0) -> list[str]:
+def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = "all") -> list[str]:
     """Freeze everything, then unfreeze what the protocol trains; returns the trainable names.
     linear: the head; partial: the last `blocks` blocks + final norm (norm / fc_norm) + head
-    (blocks=0: the head alone on frozen features);
-    finetune: everything."""
+    (blocks=0: the head alone on frozen features); with part="mlp" only the MLP sub-block (norm2 + mlp)
+    of those blocks is tuned (the paper's "MLP only" point of Figure 9); finetune: everything."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     depth = len(model.blocks)
     if protocol == "partial" and not 0 <= blocks <= depth:
         raise ValueError(f"blocks must be between 0 and {depth} for this encoder, got {blocks}")
+    if part not in ("all", "mlp"):
+        raise ValueError(f"blocks_part must be all or mlp, got {part!r}")
     first_tuned = depth - blocks if protocol == "partial" else depth
     for name, p in model.named_parameters():
         if protocol == "finetune":
@@ -41,7 +43,8 @@ def set_trainable(model: nn.Module, protocol: str, blocks: int = 0) -> list[str]
         elif protocol == "partial" and blocks > 0 and name.startswith(("norm.", "fc_norm.")):
             p.requires_grad = True
         elif protocol == "partial" and name.startswith("blocks."):
-            p.requires_grad = int(name.split(".")[1]) >= first_tuned
+            _, index, sub = name.split(".", 2)
+            p.requires_grad = int(index) >= first_tuned and (part == "all" or sub.startswith(("mlp.", "norm2.")))
         else:
             p.requires_grad = False
     return [n for n, p in model.named_parameters() if p.requires_grad]

@@ -52,7 +52,7 @@ def build_model(cfg: dict, init: str, arch: str | None, num_classes: int):
     model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
                                global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
     (linear_probe_head if protocol == "linear" else finetune_head)(model)
-    trainable = set_trainable(model, protocol, cfg.get("blocks") or 0)
+    trainable = set_trainable(model, protocol, cfg.get("blocks") or 0, cfg.get("blocks_part") or "all")
     info["trainable_params"] = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
     return model, info
 
