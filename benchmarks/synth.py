@@ -1,6 +1,6 @@
 """Procedural shape scenes written as ImageNet (ImageFolder), COCO instances and ADE20K layouts.
 
-Every scene is a textured background with 1-6 flat or textured shapes painted in order
+Every scene is a textured background with 1-5 flat or textured shapes painted in order
 (later shapes occlude earlier ones). The same scene feeds all three layouts:
 
 * ImageNet label: the category of the instance with the largest visible area (the
@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-VERSION = "1"
+VERSION = "2"
 THING_CLASSES = ["circle", "square", "triangle", "star", "ellipse", "ring", "cross", "hexagon"]
 BACKGROUND_KINDS = ["stripes", "checker", "noise", "gradient"]
 STUFF_CLASSES = ["stripes", "checker", "noise"]  # "gradient" is deliberately label 0 ("other")
@@ -126,16 +126,16 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
 
 def _plan(rng: np.random.Generator, size: int, target: int, alone: bool) -> tuple[list, int]:
     """Paint order of (class index, cx, cy, radius) with the dominant `target` object."""
-    n_distract = 0 if alone else int(rng.integers(0, 6))
+    n_distract = 0 if alone else int(rng.integers(0, 5))
     others = [c for c in range(_K) if c != target]
     before, after = [], []
     for _ in range(n_distract):
         cls = others[rng.integers(len(others))]
         if rng.random() < 0.3:  # small occluder painted over the dominant object
-            after.append((cls, rng.uniform(0.03, 0.10) * size))
+            after.append((cls, rng.uniform(0.03, 0.08) * size))
         else:
-            before.append((cls, rng.uniform(0.03, 0.17) * size))
-    objs = before + [(target, rng.uniform(0.15, 0.25) * size)] + after
+            before.append((cls, rng.uniform(0.03, 0.14) * size))
+    objs = before + [(target, rng.uniform(0.22, 0.32) * size)] + after
     plan = []
     for cls, r in objs:
         lo, hi = 0.6 * r, size - 0.6 * r  # allow mild cropping at the frame border

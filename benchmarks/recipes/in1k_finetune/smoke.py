@@ -2,6 +2,7 @@
 _base_ = ["./base.py"]
 model = dict(img_size=64, drop_path=0.1)
 data = dict(num_workers=0, auto_augment="rand-m9-mstd0.5-inc1")
+mixup = dict(mixup=0.0, cutmix=0.0)  # a few hundred images: Mixup/CutMix would drown the signal
 optim = dict(blr=2e-3, layer_decay=0.75)
-schedule = dict(epochs=10, warmup_epochs=1, batch_size=32)
+schedule = dict(epochs=15, warmup_epochs=1, batch_size=32)
 runtime = dict(amp="none", save_every=5, log_every=5)
