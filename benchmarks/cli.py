@@ -176,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", required=True, choices=("timm", "detectron2", "mmseg"))
     exp.add_argument("--ckpt", required=True)
     exp.add_argument("--out", required=True, help="output file (.pth or .safetensors)")
-    _recipe_opts(exp)
     exp.set_defaults(func=cmd_export)
     return parser
 

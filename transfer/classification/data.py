@@ -147,10 +147,12 @@ def train_transform(kind: str, img_size: int, cfg: dict):
     """Training augmentation: "linear" (crop + flip, official linear probe), "finetune" (timm's RandAugment
     + random erasing, official fine-tuning) or "none" (the eval transform, which makes feature caching valid)."""
     if kind == "linear":
-        return T.Compose([T.RandomResizedCrop(img_size, interpolation=T.InterpolationMode.BICUBIC),
+        return T.Compose([T.RandomResizedCrop(img_size, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
+                                              interpolation=T.InterpolationMode.BICUBIC),
                           T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     if kind == "finetune":
-        return create_transform(input_size=img_size, is_training=True, color_jitter=cfg.get("color_jitter"),
+        return create_transform(input_size=img_size, is_training=True, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
+                                color_jitter=cfg.get("color_jitter"),
                                 auto_augment=cfg.get("auto_augment"), interpolation="bicubic",
                                 re_prob=cfg.get("reprob", 0.0), re_mode="pixel", re_count=1,
                                 mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -7,6 +7,7 @@ data = dict(
     auto_augment="rand-m9-mstd0.5-inc1",
     color_jitter=None,
     reprob=0.25,
+    crop_scale=(0.08, 1.0),  # RandomResizedCrop area range
     crop_pct=0.875,
     subset=None,  # N training images (subset_mode total) or N per class (per_class); deterministic
     subset_mode="total",
