@@ -10,7 +10,8 @@ def describe(e: BaseException) -> str:
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     if "Original Traceback" in msg:  # re-raised from a DataLoader worker: keep the worker's own message
         last = [line for line in msg.splitlines() if line.strip()][-1]
-        msg = last.split(": ", 1)[-1] if last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith(("Error", "Exception")) else last
+        kind, sep, text = last.partition(": ")  # "mae_core.errors.MaeBenchError: cannot decode image ..."
+        msg = text if sep and kind.endswith(("Error", "Exception")) else last
     msg = " ".join(msg.split()) or type(e).__name__
     if isinstance(e, USER_ERRORS):
         return msg

@@ -42,12 +42,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         value = value.clone()
         dist.all_reduce(value)
-        value /= info.world_size
     return value
+
+
+def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    return all_reduce_sum(value, info) / info.world_size if info.enabled else value
 
 
 def shutdown(info: DistInfo) -> None:

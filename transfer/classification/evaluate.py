@@ -1,8 +1,10 @@
 """Top-1 / top-5 over a whole evaluation set, summed across processes."""
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
-from mae_core.distributed import DistInfo
+from mae_core.distributed import DistInfo, all_reduce_sum
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[int]:
@@ -14,12 +16,12 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 
 @torch.no_grad()
-def evaluate(forward, loader, dist: DistInfo, autocast=None) -> dict:
+def evaluate(forward, loader, dist: DistInfo, autocast=nullcontext) -> dict:
     """`forward(batch) -> (logits, target)` over `loader` (this rank's shard); returns top1, top5 (percent),
     loss (mean cross-entropy) and n, reduced over all processes."""
     sums = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, n
     for batch in loader:
-        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+        with autocast():
             logits, target = forward(batch)
         if target.numel() == 0:
             continue
@@ -27,9 +29,7 @@ def evaluate(forward, loader, dist: DistInfo, autocast=None) -> dict:
         c1, c5 = topk_correct(logits, target)
         sums += torch.tensor([c1, c5, float(F.cross_entropy(logits, target, reduction="sum")), target.numel()],
                              dtype=torch.float64)
-    if dist.enabled:
-        import torch.distributed as tdist
-        tdist.all_reduce(sums)
+    sums = all_reduce_sum(sums, dist)
     n = max(1.0, sums[3].item())
     return {"top1": 100.0 * sums[0].item() / n, "top5": 100.0 * sums[1].item() / n, "loss": sums[2].item() / n,
             "n": int(sums[3].item())}

@@ -150,9 +150,10 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     if cached:
         train_src = TensorDataset(*extract_features(model, DataLoader(train_set, batch_size=per_rank, num_workers=workers), dist.device))
         val_feats = extract_features(model, val_loader, dist.device)
-        val_eval = [(val_feats[0][i:i + per_rank], val_feats[1][i:i + per_rank]) for i in range(0, len(val_feats[1]), per_rank)]
+        val_source = [(val_feats[0][i:i + per_rank], val_feats[1][i:i + per_rank])
+                      for i in range(0, len(val_feats[1]), per_rank)]
     else:
-        train_src = train_set
+        train_src, val_source = train_set, val_loader
 
     def loader(epoch):
         sampler = DistributedSampler(train_src, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
@@ -193,10 +194,10 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
         if not last and (epoch + 1) % r["eval_every"]:
             return {}
         model.eval()
-        stats = evaluate(eval_forward(model), val_eval if cached else val_loader, dist, engine.autocast)
+        stats = evaluate(eval_forward(model), val_source, dist, engine.autocast)
         result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"]}
         if ema is not None:
-            ema_stats = evaluate(eval_forward(ema.module), val_eval if cached else val_loader, dist, engine.autocast)
+            ema_stats = evaluate(eval_forward(ema.module), val_source, dist, engine.autocast)
             result.update(top1_ema=ema_stats["top1"], top5_ema=ema_stats["top5"])
         best = engine.extra_state.get("best_top1", -1.0)
         if result["top1"] > best:
