@@ -61,14 +61,18 @@ def cmd_visualize(args) -> int:
     return 0
 
 
+EXPORTERS = {  # --to NAME -> (module, function, what the names are); each returns the arch it wrote
+    "timm": ("mae_core.checkpoint", "export_timm", "timm's names"),
+    "detectron2": ("transfer.detection.export", "export_detectron2", "detectron2 ViTDet's backbone.net.* names"),
+    "mmseg": ("transfer.segmentation.export", "export_mmseg", "mmsegmentation's MAE backbone names"),
+}
+
+
 def cmd_export(args) -> int:
-    from mae_core.checkpoint import export_timm
-    if args.to != "timm":
-        from mae_core.errors import MaeBenchError
-        raise MaeBenchError(f"export --to {args.to} arrives with the {args.to} task (issues 5 and 6); "
-                            "available now: timm")
-    arch = export_timm(args.ckpt, args.out)
-    print(f"wrote {args.out} ({arch} encoder in timm's names)")
+    import importlib
+    module, fn, names = EXPORTERS[args.to]
+    arch = getattr(importlib.import_module(module), fn)(args.ckpt, args.out)
+    print(f"wrote {args.out} ({arch} encoder in {names})")
     return 0
 
 
@@ -81,7 +85,9 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     from .tasks import run_task
     cfg = _load(args.task, args, {"data.subset": args.subset, "data.strict": True if args.strict else None})
-    rec = run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume)
+    options = {"eval_only": args.eval_only, "weights": args.weights, "save_preds": args.save_preds}
+    rec = run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
+                   options=options)
     if rec is not None:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
         print(f"{args.task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {args.out}/result.json")
@@ -96,9 +102,11 @@ def cmd_bench(args) -> int:
     return bench_main(_load("bench", args))
 
 
-def cmd_not_built(args) -> int:
-    from mae_core.errors import MaeBenchError
-    raise MaeBenchError(f"`mae-bench {args.command}` is not built yet in this version (see the open issues)")
+def cmd_tables(args) -> int:
+    from results.tables import build_tables  # pandas only: works without torch
+    written = build_tables(args.results, args.out)
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
 
 
 # ---- parser -----------------------------------------------------------------------------
@@ -142,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset", type=int)
     run.add_argument("--resume", help="auto or a checkpoint path")
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
+    run.add_argument("--eval-only", action="store_true", help="coco_det, ade20k_seg: evaluate --weights, no training")
+    run.add_argument("--weights", help="coco_det, ade20k_seg: a trained model (RUN/model_final.pth) for --eval-only")
+    run.add_argument("--save-preds", action="store_true",
+                     help="ade20k_seg: write predicted label maps to RUN/preds/<image>.png (class ids 1..K)")
     _recipe_opts(run)
     run.set_defaults(func=cmd_run)
 
@@ -149,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--results", required=True, help="folder searched for result.json files")
     tables.add_argument("--out", required=True, help="output folder")
     _recipe_opts(tables)
-    tables.set_defaults(func=cmd_not_built)
+    tables.set_defaults(func=cmd_tables)
 
     vis = sub.add_parser("visualize", help="Figure 2 style reconstructions from an MAE checkpoint")
     vis.add_argument("--ckpt", required=True, help="MAE checkpoint with its decoder")

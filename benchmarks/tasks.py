@@ -14,25 +14,43 @@ def _classification(cfg, **kw):
     return run_classification(cfg, **kw)
 
 
-def _not_yet(issue: int):
-    def runner(cfg, **kw):
-        raise MaeBenchError(f"task {cfg['task']!r} is not built yet in this version (issue {issue})")
-    return runner
+def _detection(cfg, **kw):
+    from transfer.detection.train import run_detection
+    return run_detection(cfg, **kw)
+
+
+def _segmentation(cfg, **kw):
+    from transfer.segmentation.train import run_segmentation
+    return run_segmentation(cfg, **kw)
 
 
 TASKS = {
     "in1k_linear": _classification,
     "in1k_partial": _classification,
     "in1k_finetune": _classification,
-    "coco_det": _not_yet(5),
-    "ade20k_seg": _not_yet(6),
+    "coco_det": _detection,
+    "ade20k_seg": _segmentation,
+}
+# Task-specific command-line options (`mae-bench run --eval-only --weights W`, `--save-preds`):
+# the tasks that take each one; the runner gets them as keyword arguments.
+TASK_OPTIONS = {
+    "eval_only": ("coco_det", "ade20k_seg"),
+    "weights": ("coco_det", "ade20k_seg"),
+    "save_preds": ("ade20k_seg",),
 }
 
 
-def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str, resume: str | None) -> dict | None:
-    """Run a task as the recipe says and write RUN/result.json (rank 0); returns the record."""
+def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str, resume: str | None,
+             options: dict | None = None) -> dict | None:
+    """Run a task as the recipe says and write RUN/result.json (rank 0); returns the record.
+    `options` holds the task-specific flags of TASK_OPTIONS (None / False = not given)."""
     if task not in TASKS:
         raise MaeBenchError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    options = {k: v for k, v in (options or {}).items() if v not in (None, False)}
+    for key in options:
+        if task not in TASK_OPTIONS.get(key, ()):
+            flag = "--" + key.replace("_", "-")
+            raise MaeBenchError(f"{flag} applies to {', '.join(TASK_OPTIONS.get(key, ())) or 'no task'}, not {task}")
     if not Path(data).exists():
         raise MaeBenchError(f"dataset path not found: {data}")
     cfg.task = task
@@ -41,7 +59,7 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         save_recipe(cfg, out)
     plain = resolved(cfg)
     started, t0 = now_iso(), time.time()
-    res = TASKS[task](plain, init=init, arch=arch, data=data, out=out, resume=resume)
+    res = TASKS[task](plain, init=init, arch=arch, data=data, out=out, resume=resume, **options)
     if not main:
         return None
     info = res["init"]
