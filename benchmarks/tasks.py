@@ -67,7 +67,8 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
     protocol = plain.get("protocol", task)
     extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
     rec = make_record(task=task, protocol=protocol, arch=res["arch"],
-                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None},
+                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None,
+                            **({"pretrain": info["pretrain"]} if info.get("pretrain") else {})},
                       dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,
                       finished=now_iso(), wall_s=time.time() - t0, env=collect_env(res.get("device", "cpu")),
                       **extra)

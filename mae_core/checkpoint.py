@@ -276,11 +276,38 @@ def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
         raise MaeBenchError(f"checkpoint {path} does not fit {what} ({'; '.join(problems)})")
 
 
+_PRETRAIN_KEYS = {"model": ("mask_ratio", "mask_strategy", "mask_tokens_in_encoder", "norm_pix_loss", "decoder_depth",
+                             "decoder_embed_dim", "img_size"),
+                   "schedule": ("epochs", "batch_size", "accum_iter"), "data": ("augment", "subset")}
+_OFFICIAL_ARGS = {"model": ("mask_ratio", "norm_pix_loss", "input_size"), "schedule": ("epochs", "batch_size", "accum_iter")}
+
+
+def pretrain_summary(ckpt: dict) -> dict | None:
+    """The pretraining settings a checkpoint records (ours: its recipe; official MAE: its `args`), as
+    {"model": {...}, "schedule": {...}, "data": {...}, "epochs_done": int}; None when it records none
+    (timm, supervised or encoder-only files). Result records carry it so tables can plot Figure 5 / Table 1."""
+    config, args = ckpt.get("config"), ckpt.get("args")
+    recipe = config.get("recipe") if isinstance(config, dict) else None
+    if isinstance(recipe, dict) and isinstance(recipe.get("model"), dict) and "mask_ratio" in recipe["model"]:
+        keys = _PRETRAIN_KEYS
+        found = {sec: {k: recipe.get(sec, {}).get(k) for k in names} for sec, names in keys.items()}
+    elif isinstance(args, argparse.Namespace) and hasattr(args, "mask_ratio"):
+        found = {sec: {k: getattr(args, k, None) for k in names} for sec, names in _OFFICIAL_ARGS.items()}
+    else:
+        return None
+    if isinstance(ckpt.get("epoch"), int):
+        found["epochs_done"] = ckpt["epoch"] + 1
+    return found
+
+
 def load_encoder(path, img_size=None, arch=None):
-    """Encoder weights in timm names plus the inferred arch; pos_embed resized to `img_size` if given."""
+    """Encoder weights in timm names plus the inferred arch (and `pretrain`: pretrain_summary);
+    pos_embed resized to `img_size` if given."""
     path = os.fspath(path)
-    sd = extract_state_dict(read_checkpoint(path), path)
+    ckpt = read_checkpoint(path)
+    sd = extract_state_dict(ckpt, path)
     info = infer_arch(sd, path)
+    info["pretrain"] = pretrain_summary(ckpt)
     if arch is not None:
         wanted = re.sub(r"^mae_|_224$", "", arch)
         if wanted != info["arch"]:

@@ -258,3 +258,21 @@ def test_mismatch_names_keys(mae, tmp_path):
     with pytest.raises(MaeBenchError) as e:
         load_mae(tmp_path / "d.pth", mlp_ratio=2.0)
     _one_line(e, "shape: blocks.0.mlp.fc1.weight")
+
+
+def test_pretrain_summary_reads_ours_and_official_and_nothing_else():
+    import argparse
+
+    from mae_core.checkpoint import pretrain_summary
+    recipe = {"model": {"mask_ratio": 0.6, "mask_strategy": "block", "decoder_depth": 2, "decoder_embed_dim": 128,
+                        "norm_pix_loss": True, "mask_tokens_in_encoder": False, "img_size": 64},
+              "schedule": {"epochs": 40, "batch_size": 32, "accum_iter": 1}, "data": {"augment": "rrc", "subset": None}}
+    ours = pretrain_summary({"model": {}, "epoch": 9, "config": {"arch": "vit_tiny_patch16", "recipe": recipe}})
+    assert ours["model"]["mask_ratio"] == 0.6 and ours["model"]["mask_strategy"] == "block"
+    assert ours["schedule"]["epochs"] == 40 and ours["data"]["augment"] == "rrc" and ours["epochs_done"] == 10
+    official = pretrain_summary({"model": {}, "epoch": 799, "args": argparse.Namespace(
+        mask_ratio=0.75, norm_pix_loss=True, input_size=224, epochs=800, batch_size=64, accum_iter=1)})
+    assert official["model"] == {"mask_ratio": 0.75, "norm_pix_loss": True, "input_size": 224}
+    assert official["epochs_done"] == 800
+    assert pretrain_summary({"model": {}}) is None  # timm / supervised / encoder-only
+    assert pretrain_summary({"model": {}, "config": {"task": "in1k_finetune", "recipe": {"model": {}}}}) is None

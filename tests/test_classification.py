@@ -51,6 +51,17 @@ def test_linear_probe_changes_only_the_head(synth_root, mae_ckpt, tmp_path):
     assert rec["task"] == "in1k_linear" and rec["protocol"] == "linear" and rec["init"]["kind"] == "mae"
     assert rec["init"]["sha256"] == sha256_file(mae_ckpt) and set(rec["metrics"]) >= {"top1", "top5"}
     assert 0 <= rec["metrics"]["top1"] <= rec["metrics"]["top5"] <= 100
+    assert "pretrain" not in rec["init"]  # a bare state dict records no pretraining settings
+
+
+def test_record_carries_the_pretraining_settings(synth_root, tmp_path):
+    from tests.conftest import tiny_pretrain_args
+    assert main(tiny_pretrain_args(synth_root / "imagenet" / "train", tmp_path / "pre", epochs=1,
+                                   extra=["model.mask_ratio=0.5"])) == 0
+    out = tmp_path / "lin"
+    assert main(run_args("in1k_linear", tmp_path / "pre" / "checkpoint-last.pth", synth_root, out, epochs=1)) == 0
+    pre = read_result(out)["init"]["pretrain"]
+    assert pre["model"]["mask_ratio"] == 0.5 and pre["model"]["decoder_depth"] == 1 and pre["epochs_done"] == 1
 
 
 def test_feature_caching_gives_the_same_numbers(synth_root, mae_ckpt, tmp_path):

@@ -109,14 +109,16 @@ def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_c
     if init.kind == "scratch":
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
-        name = _arch_key(arch)
+        name, pretrain = _arch_key(arch), None
         model = build_vit(name, img_size, num_classes, global_pool, drop_path_rate)
     else:
         sd, found = load_encoder(init.path, img_size=img_size, arch=arch)
-        name = found["arch"]
+        name, pretrain = found["arch"], found.get("pretrain")
         model = build_vit(name, img_size, num_classes, global_pool, drop_path_rate)
         _check_shapes(model, sd, init.path)
         missing, unexpected = model.load_state_dict(sd, strict=False)
         _check_keys(missing, unexpected, global_pool, init.path)
     info = {"kind": init.kind, "ckpt": init.path, "arch": name, "img_size": img_size, "global_pool": global_pool}
+    if pretrain:
+        info["pretrain"] = pretrain  # the MAE checkpoint's pretraining settings, for the result record
     return model, info
