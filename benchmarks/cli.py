@@ -104,7 +104,9 @@ def cmd_bench(args) -> int:
 
 def cmd_tables(args) -> int:
     from results.tables import build_tables  # pandas only: works without torch
-    written = build_tables(args.results, args.out)
+    cfg = _load("tables", args)
+    written = build_tables(args.results, args.out, reference=cfg.reference, decimals=cfg.decimals,
+                           show_reference=cfg.show_reference, plots=cfg.plots)  # prints the tables (Markdown)
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 

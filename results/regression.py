@@ -1,0 +1,165 @@
+"""Compare measured metrics with a checked-in baseline (e.g. `benchmarks/baselines/ci.json`).
+
+Setting key: one string per (setting, metric), built from the record:
+
+    <task>[/protocol=<protocol>][/blocks=<K>[-mlp]]/<init kind>/<arch>/<metric>
+
+`protocol=` appears only when it is not the task's own (in1k_linear -> linear, in1k_partial -> partial,
+in1k_finetune -> finetune, coco_det, ade20k_seg -> themselves or det / seg); `blocks=` only for partial
+fine-tuning (`-mlp` for the MLP-only variant). Examples: `in1k_linear/mae/vit_tiny_patch16/top1`,
+`in1k_partial/blocks=4/mae/vit_tiny_patch16/top1`, `coco_det/scratch/vit_tiny_patch16/bbox_AP`.
+Duplicate runs of one setting are compared by their mean.
+
+Baseline file: a JSON object `{"<setting key>": {"metric": "top1", "value": 52.0, "tolerance": 2.0}, ...}`
+(optional per entry: `"higher_is_better": false`; other fields such as `runs` and `data` are informational;
+top-level keys starting with `_` are comments). A metric regressed when value < baseline - tolerance (or
+value > baseline + tolerance for a lower-is-better metric); a baseline setting with no measured value is
+reported as missing. Pure Python + pandas; no torch.
+"""
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .frame import records_frame
+from .record import ResultError, write_json_atomic
+
+PRIMARY_METRICS = ("top1", "bbox_AP", "segm_AP", "mIoU")
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def setting_key(task: str, protocol: str, init: str, arch: str, metric: str, blocks=None,
+                blocks_part=None) -> str:
+    """The documented key (module docstring) of one metric of one setting."""
+    parts = [task]
+    if protocol not in (task, task.split("_", 1)[-1]):
+        parts.append(f"protocol={protocol}")
+    if protocol == "partial" and not _missing(blocks):
+        parts.append(f"blocks={int(blocks)}" + ("-mlp" if blocks_part == "mlp" else ""))
+    return "/".join([*parts, init, arch, metric])
+
+
+def _as_frame(measured) -> pd.DataFrame:
+    """A records frame from a frame, a list of records, or a list of (path, record) pairs."""
+    if isinstance(measured, pd.DataFrame):
+        return measured
+    pairs = [m if isinstance(m, tuple) else (Path(f"<record {i}>"), m) for i, m in enumerate(measured)]
+    return records_frame(pairs)
+
+
+def measured_values(measured) -> pd.DataFrame:
+    """Per setting key: mean value, run count and the data it was measured on (index: key)."""
+    f = _as_frame(measured)
+    if f.empty:
+        return pd.DataFrame(columns=["metric", "value", "runs", "data"])
+    keys = [setting_key(r.task, r.protocol, r.init, r.arch, r.metric, r.blocks, r.blocks_part) for r in f.itertuples()]
+    g = f.assign(key=keys).groupby("key", sort=True)
+    return g.agg(metric=("metric", "first"), value=("value", "mean"), runs=("value", "size"),
+                 data=("data", lambda d: "; ".join(sorted(set(d)))))
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One metric below its baseline by more than the tolerance (value None: no result for the setting)."""
+    setting: str
+    metric: str
+    value: float | None
+    baseline: float
+    tolerance: float
+    higher_is_better: bool = True
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.setting}: no result for {self.metric} (baseline {self.baseline:.2f})"
+        op, sign = ("<", "-") if self.higher_is_better else (">", "+")
+        return (f"{self.setting}: {self.metric} {self.value:.2f} {op} baseline {self.baseline:.2f} {sign} "
+                f"tolerance {self.tolerance:.2f}")
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_baseline(baseline: dict, where: str = "baseline") -> dict:
+    """Check the baseline's shape; returns it without the `_comment` keys."""
+    if not isinstance(baseline, dict):
+        raise ResultError(f"{where}: not a JSON object of setting keys")
+    out = {}
+    for key, entry in baseline.items():
+        if key.startswith("_"):
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
+            raise ResultError(f"{where}: {key}: needs an object with metric, value and tolerance")
+        if not _number(entry.get("value")) or not _number(entry.get("tolerance")) or entry["tolerance"] < 0:
+            raise ResultError(f"{where}: {key}: value and tolerance must be finite numbers (tolerance >= 0)")
+        if not key.endswith("/" + entry["metric"]):
+            raise ResultError(f"{where}: {key}: the key's last part must be its metric {entry['metric']!r}")
+        out[key] = entry
+    return out
+
+
+def load_baseline(path: str | Path) -> dict:
+    """Read and check a baseline file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"baseline file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultError(f"cannot read baseline file {path}: {e}") from None
+    return validate_baseline(data, str(path))
+
+
+def find_regressions(measured, baseline: dict | str | Path, *, missing_ok: bool = False) -> list[Regression]:
+    """Every baseline metric the measured runs fall short of by more than its tolerance, in key order.
+    `measured`: records, (path, record) pairs or a records frame; `baseline`: a dict or a baseline file.
+    Settings with no measured value count as regressions (value None) unless `missing_ok`."""
+    base = load_baseline(baseline) if isinstance(baseline, (str, Path)) else validate_baseline(baseline)
+    values = measured_values(measured)
+    out = []
+    for key in sorted(base):
+        entry = base[key]
+        higher = entry.get("higher_is_better", True)
+        ref, tol = float(entry["value"]), float(entry["tolerance"])
+        if key not in values.index:
+            if not missing_ok:
+                out.append(Regression(key, entry["metric"], None, ref, tol, higher))
+            continue
+        value = float(values.at[key, "value"])
+        if (value < ref - tol) if higher else (value > ref + tol):
+            out.append(Regression(key, entry["metric"], value, ref, tol, higher))
+    return out
+
+
+def report(regressions: list[Regression]) -> str:
+    """One line per regression (empty string when there are none)."""
+    return "\n".join(f"regression: {r}" for r in regressions)
+
+
+def make_baseline(measured, tolerance: float | dict, metrics=PRIMARY_METRICS) -> dict:
+    """A baseline from measured runs: each setting's mean value with `tolerance` (a number, or a dict
+    metric -> number). `metrics`: which metrics to keep (None: all)."""
+    values = measured_values(measured)
+    out = {}
+    for key, row in values.iterrows():
+        if metrics is not None and row["metric"] not in metrics:
+            continue
+        tol = tolerance.get(row["metric"]) if isinstance(tolerance, dict) else tolerance
+        if not _number(tol) or tol < 0:
+            raise ResultError(f"tolerance for {row['metric']} must be a number >= 0, got {tol!r}")
+        out[key] = {"metric": row["metric"], "value": round(float(row["value"]), 4), "tolerance": float(tol),
+                    "runs": int(row["runs"]), "data": row["data"]}
+    return out
+
+
+def write_baseline(measured, path: str | Path, tolerance: float | dict, metrics=PRIMARY_METRICS) -> Path:
+    """`make_baseline` written atomically as JSON to `path`."""
+    baseline = make_baseline(measured, tolerance, metrics)
+    if not baseline:
+        raise ResultError("no measured metrics to write a baseline from")
+    return write_json_atomic(path, baseline)

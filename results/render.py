@@ -1,0 +1,58 @@
+"""Plain-text renderers for a grid (header + rows of strings): Markdown pipe tables and LaTeX booktabs
+tabulars; and atomic file writes for the outputs."""
+import os
+import tempfile
+from pathlib import Path
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub pipe table; `|` inside cells is escaped."""
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, rows)])
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "†": r"$^\dagger$", "·": r"$\cdot$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str = "", label: str = "",
+                n_left: int = 1) -> str:
+    """A booktabs `table` with a `tabular`: the first `n_left` columns left-aligned, the rest centred."""
+    spec = "l" * n_left + "c" * (len(header) - n_left)
+    body = [" & ".join(latex_escape(c) for c in header) + r" \\", r"\midrule"]
+    body += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write to a temp file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))

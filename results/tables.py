@@ -1,0 +1,367 @@
+"""`mae-bench tables`: the paper's tables from result files, measured rows beside the reference rows.
+
+Tables (each as Markdown, CSV and LaTeX):
+- `in1k`: ImageNet top-1 by protocol (linear / partial K / fine-tune) x init, a column per arch (paper Table 3 layout);
+- `fig9_partial`: partial fine-tuning, top-1 by blocks tuned (paper Figure 9; also a PNG);
+- `coco`: APbox and APmask by init and arch (paper Table 4 layout);
+- `ade20k`: mIoU by init and arch (paper Table 5 layout);
+- `fig5_mask_ratio` (PNG too) and `table1_<axis>`: pretraining ablations (paper Figure 5 / Table 1), only when
+  MAE runs carry `init.pretrain` and vary that knob.
+A measured cell is the mean ± std (n=runs) over the runs of one setting; its provenance (result files, checkpoint
+sha256, dataset, split, subset) is in the CSV and, per row id, under the Markdown table. The `data` column says what
+was measured (dataset/split · images · full set or subset N), so subset numbers never pass for paper-scale ones.
+Pure pandas + matplotlib (Agg); no torch.
+"""
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .frame import PAPER_DEFAULTS, PRETRAIN_AXES, arch_label, load_frame, runs_table
+from .reference import REFERENCE_CSV, is_unverified, load_reference
+from .render import latex_table, markdown_table, write_text_atomic
+
+PROTOCOL_ORDER = {"linear": 0, "partial": 1, "finetune": 2}
+INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 2}  # the paper lists baselines first, MAE last
+INIT_LABEL = {"mae": "MAE", "supervised": "supervised", "scratch": "scratch"}
+METRIC_LABEL = {"top1": "top-1", "top5": "top-5", "bbox_AP": "APbox", "segm_AP": "APmask", "mIoU": "mIoU"}
+EVAL_DATA = {"in1k": "ImageNet-1K", "coco_det": "COCO val2017", "ade20k_seg": "ADE20K val"}
+AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "decoder_depth": "decoder depth",
+              "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
+              "mask_tokens_in_encoder": "mask tokens in encoder", "augment": "augmentation",
+              "pretrain_epochs": "pretraining epochs"}
+UNVERIFIED_MARK = "†"
+CELL_FIELDS = ["column", "metric", "arch", "value", "std", "n", "kind", "verified", "files", "sha256", "dataset",
+               "split", "subset", "notes"]
+LEGEND = ("Measured rows (source `measured`) are means over runs of one setting: `mean ± std (n=runs)`; their data "
+          "column is dataset/split · images evaluated · full set or subset N, so small-subset or synthetic numbers "
+          "are not paper-scale ones. Reference rows are the paper's numbers (results/reference/mae_reference.csv); "
+          f"{UNVERIFIED_MARK} = recalled, not yet verified against the paper.")
+
+
+@dataclass
+class Table:
+    """One output table: long cells (one row per cell, provenance kept) and the row-label columns."""
+    name: str
+    title: str
+    index: list[str]
+    cells: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def grid(self, decimals: int = 1) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of strings: row labels, one column per `column` label, then the provenance id."""
+        cells = self.cells.sort_values(["col_sort"], kind="stable")
+        columns = list(dict.fromkeys(cells["column"]))
+        keyed = {}
+        for _, c in self.cells.iterrows():
+            key = tuple(c[k] for k in self.index)
+            row = keyed.setdefault(key, {"sort": c["row_sort"], "id": c["id"], "cells": {}})
+            row["sort"] = min(row["sort"], c["row_sort"])
+            row["cells"][c["column"]] = format_cell(c, decimals)
+        rows = [[*key, *(r["cells"].get(col, "-") for col in columns), r["id"]]
+                for key, r in sorted(keyed.items(), key=lambda kv: kv[1]["sort"])]
+        return [*self.index, *columns, "id"], rows
+
+    def markdown(self, decimals: int = 1, legend: bool = True) -> str:
+        """Title, pipe table, the provenance of each measured cell, notes (and the legend)."""
+        header, rows = self.grid(decimals)
+        parts = [f"## {self.title}", "", markdown_table(header, rows)]
+        prov = provenance_lines(self.cells)
+        if prov:
+            parts += ["", "Provenance of the measured cells (files relative to the results folder):", "", *prov]
+        notes = [*self.notes, *([LEGEND] if legend else [])]
+        parts += ["", *notes] if notes else []
+        return "\n".join(parts) + "\n"
+
+    def latex(self, decimals: int = 1) -> str:
+        header, rows = self.grid(decimals)
+        return latex_table(header, rows, caption=self.title, label=f"tab:{self.name}", n_left=len(self.index))
+
+    def csv(self) -> str:
+        cols = [*self.index, *CELL_FIELDS, "id"]
+        ordered = self.cells.sort_values(["row_sort", "col_sort"], kind="stable")[cols]
+        for col in ("value", "std"):  # 6 decimals: the mean and std of percentages, without float noise
+            ordered[col] = [None if _missing(v) else round(float(v), 6) for v in ordered[col]]
+        return ordered.to_csv(index=False, lineterminator="\n")
+
+
+def format_cell(c, decimals: int = 1) -> str:
+    """Reference: the number as written in the reference file (+ † when unverified). Measured: the mean, and
+    `± std (n=k)` when there are k > 1 runs."""
+    if c["kind"] == "reference":
+        return c["value_text"] + (UNVERIFIED_MARK if is_unverified(c["verified"]) else "")
+    text = f"{c['value']:.{decimals}f}"
+    return text + (f" ± {c['std']:.{decimals}f} (n={int(c['n'])})" if c["n"] > 1 else "")
+
+
+def provenance_lines(cells: pd.DataFrame) -> list[str]:
+    """`- m1 · ViT-Ti/16 top-1: 2 runs: a/result.json, b/result.json; ckpt sha256 0123456789ab; data` per cell."""
+    measured = cells[cells["kind"] == "measured"].sort_values(["row_sort", "col_sort"], kind="stable")
+    lines = []
+    for _, c in measured.iterrows():
+        files = c["files"].split("; ")
+        shas = ", ".join(s[:12] for s in c["sha256"].split("; ") if s) or "none"
+        runs = f"{len(files)} run{'s' if len(files) > 1 else ''}"
+        lines.append(f"- {c['id']} · {c['column']}: {runs}: {', '.join(files)}; ckpt sha256 {shas}; {c['data']}")
+    return lines
+
+
+# ---- labels and sort keys ---------------------------------------------------------------
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def protocol_label(protocol: str, blocks=None, part=None) -> str:
+    if protocol == "partial" and not _missing(blocks):
+        return f"partial K={int(blocks)}" + (" (MLP)" if part == "mlp" else "")
+    return {"linear": "linear probe", "finetune": "fine-tune"}.get(protocol, str(protocol))
+
+
+def _protocol_sort(protocol, blocks=None, part=None) -> tuple:
+    return (PROTOCOL_ORDER.get(protocol, 3), -1 if _missing(blocks) else int(blocks), part == "mlp", str(protocol))
+
+
+def _arch_sort(arch: str) -> tuple:
+    m = re.fullmatch(r"vit_(tiny|small|base|large|huge)_patch(\d+)", str(arch))
+    sizes = ["tiny", "small", "base", "large", "huge"]
+    return (sizes.index(m.group(1)), int(m.group(2)), "") if m else (9, 0, str(arch))
+
+
+def _value_text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) >= 1 else str(value)
+    return str(value)
+
+
+def variant_axes(frame: pd.DataFrame) -> list[str]:
+    """Pretraining knobs that differ between the MAE runs loaded: they become part of the MAE row label."""
+    mae = frame[frame["init"] == "mae"]
+    return [a for a in PRETRAIN_AXES if mae[a].dropna().map(repr).nunique() > 1]
+
+
+def method_label(row, axes: list[str]) -> str:
+    label = INIT_LABEL.get(row["init"], row["init"])
+    if row["init"] != "mae" or not axes:
+        return label
+    return label + " (" + ", ".join(f"{AXIS_LABEL[a]} {'?' if _missing(row[a]) else _value_text(row[a])}"
+                                    for a in axes) + ")"
+
+
+# ---- cells ------------------------------------------------------------------------------
+def aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean, sample std (ddof 1; NaN for one run), run count and the joined provenance per group of `keys`."""
+    def joined(values):
+        return "; ".join(sorted({str(v) for v in values if v is not None and not pd.isna(v)}))
+
+    groups = frame.groupby(keys, dropna=False, sort=False)
+    out = groups.agg(value=("value", "mean"), std=("value", "std"), n=("value", "size"), files=("file", joined),
+                     sha256=("sha256", joined), dataset=("dataset", "first"), split=("split", "first"),
+                     subset=("subset", "first"), row_sort=("row_sort", "min"), col_sort=("col_sort", "min"))
+    return out.reset_index()
+
+
+def measured_cells(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Aggregate prepared measured rows (label columns already set) into cells."""
+    if frame.empty:
+        return pd.DataFrame()
+    keys = list(dict.fromkeys([*index, "column", "metric", "arch", "data"]))
+    cells = aggregate(frame, keys)
+    return cells.assign(kind="measured", verified="measured", notes="", value_text="")
+
+
+def _assign_ids(cells: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Measured rows get ids m1, m2, ... in table order; reference rows none."""
+    cells = cells.copy()
+    cells["id"] = ""
+    measured = cells[cells["kind"] == "measured"]
+    order = measured.groupby(index, dropna=False, sort=False)["row_sort"].min().sort_values(kind="stable")
+    ids = {key if isinstance(key, tuple) else (key,): f"m{i + 1}" for i, key in enumerate(order.index)}
+    for i, c in measured.iterrows():
+        cells.at[i, "id"] = ids[tuple(c[k] for k in index)]
+    return cells
+
+
+def _finish(name, title, index, parts, notes=()) -> Table | None:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return None
+    cells = pd.concat(parts, ignore_index=True)
+    for col in ("std", "n", "subset"):
+        cells[col] = cells[col].astype(object) if col in cells else None
+    return Table(name, title, list(index), _assign_ids(cells, list(index)), list(notes))
+
+
+def _reference_cells(ref: pd.DataFrame, eval_data: str) -> pd.DataFrame:
+    """Reference rows with the same label columns as measured cells."""
+    if ref.empty:
+        return pd.DataFrame()
+    out = ref.assign(
+        method=ref["pretrain"], kind="reference", std=None, n=None, sha256="", subset=None,
+        source=ref["source"] + ", " + ref["table"] + ref["variant"].map(lambda v: f", {v}" if v else ""),
+        data=f"{eval_data} · paper scale", dataset=eval_data, split="val", value_text=ref["value_text"],
+        files=ref["file"].map(lambda f: Path(f).name) + ":" + ref["row"].astype(str))
+    return out
+
+
+def _prepare(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Measured rows with the label and sort columns every table uses."""
+    f = frame.copy()
+    f["source"] = "measured"
+    f["method"] = [method_label(r, axes) for _, r in f.iterrows()]
+    return f
+
+
+def _with_reference(ref: pd.DataFrame | None, tasks, metrics) -> pd.DataFrame:
+    if ref is None or ref.empty:
+        return pd.DataFrame()
+    return ref[ref["task"].isin(tasks) & ref["metric"].isin(metrics)].copy()
+
+
+def _table(name, title, index, measured, ref, eval_data, labels) -> Table | None:
+    """Reference rows (from the reference frame) and measured cells (aggregated runs) of one table;
+    `labels(rows, kind)` adds the row-label, `column`, `col_sort` and `row_sort` columns (kind 0 = reference)."""
+    parts = []
+    if not ref.empty:
+        parts.append(labels(_reference_cells(ref, eval_data), 0))
+    if not measured.empty:
+        parts.append(measured_cells(labels(measured, 1), index))
+    return _finish(name, title, index, parts)
+
+
+def imagenet_table(frame, ref, axes) -> Table | None:
+    """Paper Table 3 layout: rows protocol x init (reference rows first), one top-1 column per arch."""
+    tasks = ("in1k_linear", "in1k_partial", "in1k_finetune")
+
+    def labels(rows, kind):
+        return rows.assign(
+            protocol=[protocol_label(x.protocol, x.blocks, x.blocks_part) for x in rows.itertuples()],
+            column=rows["arch"].map(arch_label), col_sort=rows["arch"].map(_arch_sort),
+            row_sort=[(_protocol_sort(x.protocol, x.blocks, x.blocks_part), kind, INIT_ORDER.get(x.init, 9),
+                       getattr(x, "row", 0), x.method, x.data) for x in rows.itertuples()])
+
+    m = _prepare(frame[frame["task"].isin(tasks) & (frame["metric"] == "top1")], axes)
+    return _table("in1k", "ImageNet-1K top-1 accuracy (%) by protocol, init and architecture (paper Table 3 layout)",
+                  ["protocol", "method", "source", "data"], m, _with_reference(ref, tasks, ("top1",)),
+                  EVAL_DATA["in1k"], labels)
+
+
+def _by_metric_arch(name, title, task, metrics, frame, ref, axes) -> Table | None:
+    """Paper Tables 4 and 5 layout: rows init (reference rows first), columns metric x arch."""
+    multi = len(metrics) > 1
+
+    def labels(rows, kind):
+        return rows.assign(
+            column=[(f"{METRIC_LABEL.get(x.metric, x.metric)} " if multi else "") + arch_label(x.arch)
+                    for x in rows.itertuples()],
+            col_sort=[(list(metrics).index(x.metric), _arch_sort(x.arch)) for x in rows.itertuples()],
+            row_sort=[(kind, INIT_ORDER.get(x.init, 9), getattr(x, "row", 0), x.method, x.data)
+                      for x in rows.itertuples()])
+
+    m = _prepare(frame[(frame["task"] == task) & frame["metric"].isin(metrics)], axes)
+    return _table(name, title, ["method", "source", "data"], m, _with_reference(ref, (task,), metrics),
+                  EVAL_DATA[task], labels)
+
+
+def partial_table(frame, ref, axes) -> Table | None:
+    """Paper Figure 9 as a table: rows model x init, one top-1 column per number of blocks tuned."""
+    def labels(rows, kind):
+        return rows.assign(
+            model=rows["arch"].map(arch_label),
+            column=[protocol_label("partial", x.blocks, x.blocks_part)[len("partial "):] for x in rows.itertuples()],
+            col_sort=[_protocol_sort("partial", x.blocks, x.blocks_part) for x in rows.itertuples()],
+            row_sort=[(_arch_sort(x.arch), kind, INIT_ORDER.get(x.init, 9), getattr(x, "row", 0), x.method, x.data)
+                      for x in rows.itertuples()])
+
+    m = _prepare(frame[(frame["task"] == "in1k_partial") & (frame["metric"] == "top1") & frame["blocks"].notna()],
+                 axes)
+    r = _with_reference(ref, ("in1k_partial",), ("top1",))
+    r = r[r["blocks"].notna()] if not r.empty else r
+    return _table("fig9_partial", "Partial fine-tuning: ImageNet-1K top-1 (%) by blocks tuned K (paper Figure 9)",
+                  ["model", "method", "source", "data"], m, r, EVAL_DATA["in1k"], labels)
+
+
+def ablation_rows(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """MAE ImageNet top-1 runs that vary `axis` with every other knob held at the paper's default (or, where
+    no run has the default, at the most common value)."""
+    rows = frame[(frame["init"] == "mae") & frame["task"].isin(["in1k_finetune", "in1k_linear"])
+                 & (frame["metric"] == "top1") & frame[axis].notna()]
+    for other in PRETRAIN_AXES:
+        if other == axis or rows.empty:
+            continue
+        values = rows[other].map(repr)
+        keep = repr(PAPER_DEFAULTS[other]) if repr(PAPER_DEFAULTS.get(other)) in set(values) else values.mode()[0]
+        rows = rows[values == keep]
+    return rows
+
+
+def ablation_table(frame: pd.DataFrame, axis: str) -> Table | None:
+    """Paper Table 1 layout for one knob: rows arch x data x value, columns fine-tune / linear top-1."""
+    rows = ablation_rows(frame, axis)
+    if rows.empty or rows[axis].map(repr).nunique() < 2:
+        return None
+    label = AXIS_LABEL[axis]
+    default = PAPER_DEFAULTS.get(axis)
+
+    def shown(v):
+        return _value_text(v) + (" (default)" if repr(v) == repr(default) else "")
+
+    rows = rows.assign(model=rows["arch"].map(arch_label), source="measured", method="MAE",
+                       column=rows["protocol"].map(lambda p: f"{protocol_label(p)} top-1"),
+                       col_sort=rows["protocol"].map(lambda p: -PROTOCOL_ORDER.get(p, 0)),
+                       row_sort=[(_arch_sort(x.arch), x.data, x._asdict()[axis]) for x in rows.itertuples()])
+    rows[label] = rows[axis].map(shown)
+    index = ["model", "data", label]
+    name = "fig5_mask_ratio" if axis == "mask_ratio" else f"table1_{axis}"
+    title = ("Masking ratio: ImageNet-1K top-1 (%) vs mask ratio (paper Figure 5)" if axis == "mask_ratio" else
+             f"Ablation: {label}, ImageNet-1K top-1 (%) (paper Table 1 layout)")
+    note = "MAE runs whose init.pretrain varies only this knob; the other knobs at the paper's default where run."
+    return _finish(name, title, index, [measured_cells(rows, index)], [note])
+
+
+# ---- the command ------------------------------------------------------------------------
+def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None) -> list[Table]:
+    """Every table there is something to show for, in output order."""
+    axes = variant_axes(frame)
+    tables = [imagenet_table(frame, ref, axes), partial_table(frame, ref, axes),
+              _by_metric_arch("coco", "COCO detection and instance segmentation, Mask R-CNN: APbox and APmask "
+                              "(paper Table 4 layout)", "coco_det", ("bbox_AP", "segm_AP"), frame, ref, axes),
+              _by_metric_arch("ade20k", "ADE20K semantic segmentation, UperNet: mIoU (paper Table 5 layout)",
+                              "ade20k_seg", ("mIoU",), frame, ref, axes)]
+    tables += [ablation_table(frame, axis) for axis in PRETRAIN_AXES if axis != "pretrain_epochs"]
+    return [t for t in tables if t is not None]
+
+
+def build_tables(results_dir, out_dir, *, reference: str | Path | None = None, decimals: int = 1,
+                 show_reference: bool = True, plots: bool = True, echo: bool = True, warn=None) -> list[Path]:
+    """Read every result.json under `results_dir`, write each table as OUT/<name>.{md,csv,tex}, the PNG plots,
+    OUT/runs.csv (one row per run) and OUT/tables.md (all tables); print the Markdown when `echo`.
+    With no result files, the tables hold the reference rows alone. Returns the files written."""
+    frame = load_frame(results_dir, warn)
+    ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
+    tables = make_tables(frame, ref)
+    out = Path(out_dir)
+    written, texts = [], []
+    for t in tables:
+        texts.append(t.markdown(decimals, legend=False))
+        written += [write_text_atomic(out / f"{t.name}.md", t.markdown(decimals)),
+                    write_text_atomic(out / f"{t.name}.csv", t.csv()),
+                    write_text_atomic(out / f"{t.name}.tex", t.latex(decimals))]
+    if plots:
+        from .plots import plot_tables  # matplotlib only when plots are asked for
+        written += plot_tables(tables, out)
+    n_runs = frame["file"].nunique()
+    head = (f"# mae-bench tables\n\n{n_runs} result file{'s' if n_runs != 1 else ''} from {results_dir}"
+            + ("; no measured runs: the paper's reference numbers only" if n_runs == 0 else "") + ".\n\n"
+            + LEGEND + "\n")
+    everything = "\n".join([head, *texts])
+    written.append(write_text_atomic(out / "tables.md", everything))
+    if n_runs:
+        written.append(write_text_atomic(out / "runs.csv", runs_table(frame).to_csv(index=False, lineterminator="\n")))
+    if echo:
+        sys.stdout.write(everything)
+        sys.stdout.flush()
+    return written

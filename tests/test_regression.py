@@ -1,0 +1,102 @@
+"""Regression check against a baseline file: setting keys, tolerance, duplicates, missing settings, atomic writes."""
+import json
+
+import pytest
+
+from results.record import ResultError
+from results.regression import (Regression, find_regressions, load_baseline, make_baseline, measured_values,
+                                report, setting_key, write_baseline)
+from tests.test_tables import record
+
+
+def test_setting_keys():
+    assert setting_key("in1k_linear", "linear", "mae", "vit_tiny_patch16", "top1") == "in1k_linear/mae/vit_tiny_patch16/top1"
+    assert setting_key("in1k_partial", "partial", "mae", "vit_tiny_patch16", "top1", 4, "all") == \
+        "in1k_partial/blocks=4/mae/vit_tiny_patch16/top1"
+    assert setting_key("in1k_partial", "partial", "mae", "vit_tiny_patch16", "top1", 1, "mlp") == \
+        "in1k_partial/blocks=1-mlp/mae/vit_tiny_patch16/top1"
+    assert setting_key("coco_det", "coco_det", "scratch", "vit_base_patch16", "bbox_AP") == \
+        "coco_det/scratch/vit_base_patch16/bbox_AP"
+    assert setting_key("in1k_finetune", "supervised", "scratch", "vit_base_patch16", "top1") == \
+        "in1k_finetune/protocol=supervised/scratch/vit_base_patch16/top1"
+
+
+def _runs():
+    return [record("in1k_linear", "mae", {"top1": 40.0, "top5": 80.0}),
+            record("in1k_linear", "mae", {"top1": 44.0, "top5": 84.0}),  # duplicate: mean 42.0
+            record("in1k_finetune", "scratch", {"top1": 30.0, "top5": 70.0}),
+            record("in1k_partial", "mae", {"top1": 35.0}, blocks=2)]
+
+
+BASE = {"_about": "checked-in CI baseline",
+        "in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 45.0, "tolerance": 3.0},  # 42 = edge
+        "in1k_finetune/scratch/vit_tiny_patch16/top1": {"metric": "top1", "value": 33.0, "tolerance": 2.5},
+        "in1k_partial/blocks=2/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 36.0, "tolerance": 0.5},
+        "in1k_linear/mae/vit_tiny_patch16/top5": {"metric": "top5", "value": 80.0, "tolerance": 1.0}}
+
+
+def test_regressions_beyond_tolerance_are_named():
+    regs = find_regressions(_runs(), BASE)
+    assert regs == [Regression("in1k_finetune/scratch/vit_tiny_patch16/top1", "top1", 30.0, 33.0, 2.5),
+                    Regression("in1k_partial/blocks=2/mae/vit_tiny_patch16/top1", "top1", 35.0, 36.0, 0.5)]
+    text = report(regs)
+    assert text.splitlines() == [
+        "regression: in1k_finetune/scratch/vit_tiny_patch16/top1: top1 30.00 < baseline 33.00 - tolerance 2.50",
+        "regression: in1k_partial/blocks=2/mae/vit_tiny_patch16/top1: top1 35.00 < baseline 36.00 - tolerance 0.50"]
+    # one more point down on the duplicated linear probe (mean 41.5 < 45 - 3) and it regresses too
+    runs = _runs()
+    runs[1]["metrics"]["top1"] = 43.0
+    assert [r.setting for r in find_regressions(runs, BASE)][0] == "in1k_finetune/scratch/vit_tiny_patch16/top1"
+    assert "in1k_linear/mae/vit_tiny_patch16/top1" in {r.setting for r in find_regressions(runs, BASE)}
+    assert find_regressions(runs, BASE)[1].value == pytest.approx(41.5)
+
+
+def test_missing_settings_and_lower_is_better():
+    base = {"coco_det/mae/vit_tiny_patch16/bbox_AP": {"metric": "bbox_AP", "value": 10.0, "tolerance": 1.0},
+            "in1k_linear/mae/vit_tiny_patch16/top5": {"metric": "top5", "value": 80.0, "tolerance": 1.0,
+                                                      "higher_is_better": False}}
+    regs = find_regressions(_runs(), base)
+    assert [str(r) for r in regs] == [
+        "coco_det/mae/vit_tiny_patch16/bbox_AP: no result for bbox_AP (baseline 10.00)",
+        "in1k_linear/mae/vit_tiny_patch16/top5: top5 82.00 > baseline 80.00 + tolerance 1.00"]
+    assert [r.setting for r in find_regressions(_runs(), base, missing_ok=True)] == [
+        "in1k_linear/mae/vit_tiny_patch16/top5"]
+
+
+def test_write_baseline_round_trip(tmp_path):
+    path = tmp_path / "baselines" / "ci.json"
+    write_baseline(_runs(), path, tolerance={"top1": 2.0})
+    base = load_baseline(path)
+    assert base == {
+        "in1k_finetune/scratch/vit_tiny_patch16/top1": {"metric": "top1", "value": 30.0, "tolerance": 2.0, "runs": 1,
+                                                        "data": "synthetic-imagenet/val · 400 img · full"},
+        "in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 42.0, "tolerance": 2.0, "runs": 2,
+                                                  "data": "synthetic-imagenet/val · 400 img · full"},
+        "in1k_partial/blocks=2/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 35.0, "tolerance": 2.0,
+                                                            "runs": 1, "data": "synthetic-imagenet/val · 400 img · full"}}
+    assert [p.name for p in path.parent.iterdir()] == ["ci.json"]  # atomic: no temp file left
+    assert find_regressions(_runs(), path) == []
+    worse = _runs()
+    worse[2]["metrics"]["top1"] = 27.5
+    assert [r.setting for r in find_regressions(worse, path)] == ["in1k_finetune/scratch/vit_tiny_patch16/top1"]
+    assert set(make_baseline(_runs(), 1.0, metrics=None)) >= {"in1k_linear/mae/vit_tiny_patch16/top5"}
+    assert measured_values([]).empty
+    with pytest.raises(ResultError, match="no measured metrics"):
+        write_baseline([], tmp_path / "empty.json", 1.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{oops", "cannot read baseline file"),
+    (json.dumps([1, 2]), "not a JSON object"),
+    (json.dumps({"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": "high", "tolerance": 1}}),
+     "finite numbers"),
+    (json.dumps({"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top5", "value": 1, "tolerance": 1}}),
+     "last part must be its metric"),
+])
+def test_malformed_baselines_are_refused(tmp_path, content, message):
+    path = tmp_path / "ci.json"
+    path.write_text(content)
+    with pytest.raises(ResultError, match=message):
+        find_regressions(_runs(), path)
+    with pytest.raises(ResultError, match="baseline file not found"):
+        load_baseline(tmp_path / "nope.json")

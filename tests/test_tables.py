@@ -1,0 +1,269 @@
+"""`mae-bench tables`: hand-written result.json files -> the expected Markdown / CSV; reference rows; mean ± std;
+pretraining ablations; bad input. No torch needed by `results` (checked in a subprocess)."""
+import csv
+import io
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main
+from results.record import ResultError, write_result
+from results.tables import LEGEND, build_tables
+
+REPO = Path(__file__).resolve().parents[1]
+SHA_MAE = "a" * 64
+SHA_SUP = "5" * 64
+ENV = {"torch": "2.14.1", "timm": "1.0.15", "device": "cpu", "python": "3.11.9", "git_sha": "13020b4"}
+IN1K_DATA = {"name": "synthetic-imagenet", "root": "/data/synth/imagenet", "split": "val", "subset": None,
+             "num_classes": 8, "train_images": 1600, "val_images": 400, "skipped_samples": 0}
+PRETRAIN = {"model": {"arch": "vit_tiny_patch16", "img_size": 64, "mask_ratio": 0.75, "mask_strategy": "random",
+                      "decoder_depth": 8, "decoder_embed_dim": 512, "norm_pix_loss": True,
+                      "mask_tokens_in_encoder": False},
+            "schedule": {"epochs": 120, "batch_size": 32}, "data": {"augment": "rrc", "crop_scale": [0.2, 1.0]}}
+
+
+def record(task, init, metrics, *, arch="vit_tiny_patch16", dataset=IN1K_DATA, pretrain=None, blocks=None,
+           blocks_part="all"):
+    """A result record as `benchmarks.tasks.run_task` writes it (recipe abridged)."""
+    protocol = {"in1k_linear": "linear", "in1k_partial": "partial", "in1k_finetune": "finetune"}.get(task, task)
+    ckpt, sha = {"mae": ("runs/mae/checkpoint-last.pth", SHA_MAE),
+                 "supervised": ("runs/sup/checkpoint-last.pth", SHA_SUP), "scratch": (None, None)}[init]
+    rec = {"task": task, "protocol": protocol, "arch": arch, "init": {"kind": init, "ckpt": ckpt, "sha256": sha},
+           "dataset": dict(dataset), "metrics": metrics,
+           "recipe": {"task": task, "protocol": protocol, "schedule": {"epochs": 10, "batch_size": 64}},
+           "env": ENV, "started": "2026-11-24T20:00:00+00:00", "finished": "2026-11-24T20:05:00+00:00",
+           "wall_s": 300.0}
+    if pretrain is not None:
+        rec["init"]["pretrain"] = pretrain
+    if protocol == "partial":
+        rec.update(blocks=blocks, blocks_part=blocks_part)
+    return rec
+
+
+def write_runs(root: Path, runs: dict) -> Path:
+    for name, rec in runs.items():
+        write_result(root / name, rec)
+    return root
+
+
+SMALL_REFERENCE = """source,table,model,pretrain,task,metric,value,verified,notes,variant
+MAE paper,Table 3,ViT-B/16,MAE IN1K,in1k_finetune,top1,83.6,from official repo README,224px fine-tune,
+MAE paper,Table 4,ViT-B/16,MAE IN1K,coco_det,bbox_AP,50.3,recalled (verify),,
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    coco = {"name": "synthetic-coco", "root": "/data/synth/coco", "split": "val2017", "subset": 50, "images": 50}
+    runs = {
+        "ft_mae_s0": record("in1k_finetune", "mae", {"top1": 60.0, "top5": 95.0, "top1_best": 61.0}),
+        "ft_mae_s1": record("in1k_finetune", "mae", {"top1": 64.0, "top5": 96.0, "top1_best": 64.0}),
+        "ft_scratch": record("in1k_finetune", "scratch", {"top1": 41.5, "top5": 80.0, "top1_best": 42.0}),
+        "lin": record("in1k_linear", "mae", {"top1": 30.0, "top5": 70.0}),
+        "det": record("coco_det", "mae", {"bbox_AP": 12.5, "bbox_AP50": 30.0, "segm_AP": 11.0}, dataset=coco),
+    }
+    ref = tmp_path / "ref.csv"
+    ref.write_text(SMALL_REFERENCE)
+    return write_runs(tmp_path / "results", runs), ref
+
+
+DATA = "synthetic-imagenet/val · 400 img · full"
+EXPECTED_IN1K_MD = f"""## ImageNet-1K top-1 accuracy (%) by protocol, init and architecture (paper Table 3 layout)
+
+| protocol | method | source | data | ViT-Ti/16 | ViT-B/16 | id |
+|---|---|---|---|---|---|---|
+| linear probe | MAE | measured | {DATA} | 30.0 | - | m1 |
+| fine-tune | MAE IN1K | MAE paper, Table 3 | ImageNet-1K · paper scale | - | 83.6 |  |
+| fine-tune | scratch | measured | {DATA} | 41.5 | - | m2 |
+| fine-tune | MAE | measured | {DATA} | 62.0 ± 2.8 (n=2) | - | m3 |
+
+Provenance of the measured cells (files relative to the results folder):
+
+- m1 · ViT-Ti/16: 1 run: lin/result.json; ckpt sha256 aaaaaaaaaaaa; {DATA}
+- m2 · ViT-Ti/16: 1 run: ft_scratch/result.json; ckpt sha256 none; {DATA}
+- m3 · ViT-Ti/16: 2 runs: ft_mae_s0/result.json, ft_mae_s1/result.json; ckpt sha256 aaaaaaaaaaaa; {DATA}
+
+{LEGEND}
+"""
+EXPECTED_IN1K_CSV = f"""protocol,method,source,data,column,metric,arch,value,std,n,kind,verified,files,sha256,dataset,split,subset,notes,id
+linear probe,MAE,measured,{DATA},ViT-Ti/16,top1,vit_tiny_patch16,30.0,,1,measured,measured,lin/result.json,{SHA_MAE},synthetic-imagenet,val,,,m1
+fine-tune,MAE IN1K,"MAE paper, Table 3",ImageNet-1K · paper scale,ViT-B/16,top1,vit_base_patch16,83.6,,,reference,from official repo README,ref.csv:2,,ImageNet-1K,val,,224px fine-tune,
+fine-tune,scratch,measured,{DATA},ViT-Ti/16,top1,vit_tiny_patch16,41.5,,1,measured,measured,ft_scratch/result.json,,synthetic-imagenet,val,,,m2
+fine-tune,MAE,measured,{DATA},ViT-Ti/16,top1,vit_tiny_patch16,62.0,2.828427,2,measured,measured,ft_mae_s0/result.json; ft_mae_s1/result.json,{SHA_MAE},synthetic-imagenet,val,,,m3
+"""
+COCO_DATA = "synthetic-coco/val2017 · 50 img · subset 50"
+EXPECTED_COCO_MD = f"""## COCO detection and instance segmentation, Mask R-CNN: APbox and APmask (paper Table 4 layout)
+
+| method | source | data | APbox ViT-Ti/16 | APbox ViT-B/16 | APmask ViT-Ti/16 | id |
+|---|---|---|---|---|---|---|
+| MAE IN1K | MAE paper, Table 4 | COCO val2017 · paper scale | - | 50.3† | - |  |
+| MAE | measured | {COCO_DATA} | 12.5 | - | 11.0 | m1 |
+
+Provenance of the measured cells (files relative to the results folder):
+
+- m1 · APbox ViT-Ti/16: 1 run: det/result.json; ckpt sha256 aaaaaaaaaaaa; {COCO_DATA}
+- m1 · APmask ViT-Ti/16: 1 run: det/result.json; ckpt sha256 aaaaaaaaaaaa; {COCO_DATA}
+
+{LEGEND}
+"""
+
+
+def test_tables_from_hand_written_results_equal_the_expected_markdown_and_csv(small, tmp_path, capsys):
+    results, ref = small
+    out = tmp_path / "out"
+    written = build_tables(results, out, reference=ref, plots=False)
+    names = sorted(p.name for p in written)
+    assert names == sorted(f"{t}.{ext}" for t in ("in1k", "coco") for ext in ("md", "csv", "tex")) + \
+        ["runs.csv", "tables.md"]
+    assert (out / "in1k.md").read_text() == EXPECTED_IN1K_MD
+    assert (out / "in1k.csv").read_text() == EXPECTED_IN1K_CSV
+    assert (out / "coco.md").read_text() == EXPECTED_COCO_MD
+    tex = (out / "in1k.tex").read_text()
+    assert r"62.0 $\pm$ 2.8 (n=2)" in tex and r"\begin{tabular}{llllccc}" in tex and "ViT-Ti/16" in tex
+    printed = capsys.readouterr().out  # the Markdown goes to stdout too
+    assert printed == (out / "tables.md").read_text() and "| fine-tune | MAE | measured |" in printed
+    runs = list(csv.DictReader(io.StringIO((out / "runs.csv").read_text())))
+    assert [r["file"] for r in runs] == ["det/result.json", "ft_mae_s0/result.json", "ft_mae_s1/result.json",
+                                          "ft_scratch/result.json", "lin/result.json"]
+    assert runs[0]["bbox_AP"] == "12.5" and runs[0]["subset"] == "50" and runs[1]["top1_best"] == "61.0"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # atomic writes leave no temp files
+
+
+def test_mean_and_std_over_duplicate_runs(tmp_path):
+    values = [61.0, 63.5, 58.25, 70.125]
+    runs = {f"seed{i}": record("in1k_linear", "supervised", {"top1": v, "top5": 90.0}) for i, v in enumerate(values)}
+    runs["other_arch"] = record("in1k_linear", "supervised", {"top1": 10.0, "top5": 50.0}, arch="vit_small_patch16")
+    runs["subset"] = record("in1k_linear", "supervised", {"top1": 20.0, "top5": 50.0},
+                            dataset={**IN1K_DATA, "subset": 100, "val_images": 100})
+    build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", plots=False, echo=False, show_reference=False)
+    cells = list(csv.DictReader(io.StringIO((tmp_path / "out" / "in1k.csv").read_text())))
+    by = {(c["column"], c["data"]): c for c in cells}
+    dup = by[("ViT-Ti/16", DATA)]
+    assert float(dup["value"]) == pytest.approx(statistics.mean(values), abs=1e-6)
+    assert float(dup["std"]) == pytest.approx(statistics.stdev(values), abs=1e-6)  # sample std (ddof 1)
+    assert dup["n"] == "4" and dup["files"].count("result.json") == 4
+    # another arch or another subset is another setting, never averaged in
+    assert by[("ViT-S/16", DATA)]["value"] == "10.0" and by[("ViT-S/16", DATA)]["n"] == "1"
+    sub = by[("ViT-Ti/16", "synthetic-imagenet/val · 100 img · subset 100")]
+    assert sub["value"] == "20.0" and sub["subset"] == "100"
+    md = (tmp_path / "out" / "in1k.md").read_text()
+    expected = f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n=4)"
+    assert f"| linear probe | supervised | measured | {DATA} | {expected} | 10.0 | m2 |" in md
+
+
+def _reference_rows():
+    with open(REPO / "results" / "reference" / "mae_reference.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_reference_rows_equal_the_reference_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    written = build_tables(tmp_path / "empty", tmp_path / "out", plots=True, echo=False)
+    out = tmp_path / "out"
+    assert {p.name for p in written} >= {"in1k.md", "coco.md", "ade20k.md", "fig9_partial.md", "fig9_partial.png"}
+    assert not (out / "runs.csv").exists()
+    from PIL import Image
+    assert Image.open(out / "fig9_partial.png").size[0] > 100
+    shown = {}
+    for name in ("in1k", "fig9_partial", "coco", "ade20k"):
+        for c in csv.DictReader(io.StringIO((out / f"{name}.csv").read_text())):
+            assert c["kind"] == "reference"
+            row = int(c["files"].split(":")[1])
+            shown.setdefault(row, set()).add((name, c["value"], c["verified"], c["arch"]))
+    ref = _reference_rows()
+    assert sorted(shown) == list(range(2, len(ref) + 2))  # every reference row is in some table
+    arch = {"ViT-B/16": "vit_base_patch16", "ViT-L/16": "vit_large_patch16", "ViT-H/14": "vit_huge_patch14"}
+    table = {"in1k_linear": {"in1k"}, "in1k_finetune": {"in1k"}, "in1k_partial": {"in1k", "fig9_partial"},
+             "coco_det": {"coco"}, "ade20k_seg": {"ade20k"}}
+    for i, r in enumerate(ref, start=2):
+        assert shown[i] == {(t, str(float(r["value"])), r["verified"], arch[r["model"]]) for t in table[r["task"]]}
+    # the Markdown shows each number as written, marked † while unverified
+    md = "".join((out / f"{n}.md").read_text() for n in ("in1k", "coco", "ade20k"))
+    assert "| MAE IN1K | mmsegmentation, configs/mae | ADE20K val · paper scale | 48.13 | - |  |" in md
+    assert "| supervised IN1K | MAE paper, Table 5 | ADE20K val · paper scale | 47.4† | 49.9† |  |" in md
+    assert "| fine-tune | MAE IN1K | MAE paper, Table 3, 448px | ImageNet-1K · paper scale | - | - | 87.8 |  |" in md
+    unverified = [r for r in ref if "recalled (verify)" in r["verified"]]
+    assert len(unverified) == 12 and md.count("†") == len(unverified) + 3  # + the legend line of 3 tables
+
+
+def test_partial_curve_and_pretraining_ablations(tmp_path):
+    def pre(**model):
+        return {**PRETRAIN, "model": {**PRETRAIN["model"], **model}}
+
+    runs = {f"partial_k{k}": record("in1k_partial", "mae", {"top1": v, "top5": 90.0}, blocks=k, pretrain=pre())
+            for k, v in ((0, 30.0), (1, 40.0), (2, 45.0))}
+    runs["partial_k1_mlp"] = record("in1k_partial", "mae", {"top1": 38.0}, blocks=1, blocks_part="mlp",
+                                    pretrain=pre())
+    runs["ft_dec1"] = record("in1k_finetune", "mae", {"top1": 50.0}, pretrain=pre(decoder_depth=1))
+    runs["ft_dec8"] = record("in1k_finetune", "mae", {"top1": 52.0}, pretrain=pre())
+    runs["lin_dec8"] = record("in1k_linear", "mae", {"top1": 33.0}, pretrain=pre())
+    runs["ft_mask50"] = record("in1k_finetune", "mae", {"top1": 49.0}, pretrain=pre(mask_ratio=0.5))
+    # varies two knobs at once: in neither the decoder-depth nor the mask-ratio ablation
+    runs["ft_mask50_dec1"] = record("in1k_finetune", "mae", {"top1": 47.0}, pretrain=pre(mask_ratio=0.5,
+                                                                                         decoder_depth=1))
+    runs["no_pretrain_info"] = record("in1k_finetune", "mae", {"top1": 10.0})
+    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", echo=False, show_reference=False)
+    names = {p.name for p in written}
+    assert {"fig9_partial.png", "fig5_mask_ratio.png", "fig5_mask_ratio.csv", "table1_decoder_depth.tex"} <= names
+    assert not [n for n in names if n.startswith(("table1_decoder_embed_dim", "table1_augment", "table1_mask_ratio"))]
+    out = tmp_path / "out"
+    md = (out / "fig9_partial.md").read_text()
+    assert "| model | method | source | data | K=0 | K=1 | K=1 (MLP) | K=2 | id |" in md
+    assert (f"| ViT-Ti/16 | MAE (mask ratio 0.75, decoder depth 8) | measured | {DATA} | 30.0 | 40.0 | 38.0 | 45.0 | m1 |"
+            in md)
+    dec = list(csv.DictReader(io.StringIO((out / "table1_decoder_depth.csv").read_text())))
+    assert [(c["decoder depth"], c["column"], c["value"], c["files"]) for c in dec] == [
+        ("1", "fine-tune top-1", "50.0", "ft_dec1/result.json"),
+        ("8 (default)", "fine-tune top-1", "52.0", "ft_dec8/result.json"),
+        ("8 (default)", "linear probe top-1", "33.0", "lin_dec8/result.json")]
+    mask = (out / "fig5_mask_ratio.md").read_text()
+    assert f"| ViT-Ti/16 | {DATA} | 0.5 | 49.0 | - | m1 |" in mask
+    assert f"| ViT-Ti/16 | {DATA} | 0.75 (default) | 52.0 | 33.0 | m2 |" in mask
+    assert "47.0" not in mask and "10.0" not in mask
+    # runs without init.pretrain keep their own row in the main table
+    assert "| fine-tune | MAE (mask ratio ?, decoder depth ?) | measured |" in (out / "in1k.md").read_text()
+
+
+def test_malformed_results_are_skipped_with_a_warning(small, tmp_path, capsys):
+    results, ref = small
+    (results / "broken").mkdir()
+    (results / "broken" / "result.json").write_text("{not json")
+    (results / "partial").mkdir()
+    (results / "partial" / "result.json").write_text(json.dumps({"task": "in1k_linear", "metrics": {}}))
+    build_tables(results, tmp_path / "out", reference=ref, plots=False, echo=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("warning: skipping") for line in err)
+    assert "broken/result.json" in err[0] and "partial/result.json" in err[1] and "missing keys" in err[1]
+    assert (tmp_path / "out" / "in1k.md").read_text() == EXPECTED_IN1K_MD  # the good runs, unchanged
+
+    only_bad = tmp_path / "bad"
+    (only_bad / "x").mkdir(parents=True)
+    (only_bad / "x" / "result.json").write_text("[]")
+    with pytest.raises(ResultError, match="none of the 1 result files"):
+        build_tables(only_bad, tmp_path / "out2", plots=False, echo=False)
+
+
+def test_cli_tables_prints_the_tables_and_one_line_errors(small, tmp_path, capsys):
+    results, ref = small
+    out = tmp_path / "out"
+    assert main(["tables", "--results", str(results), "--out", str(out), "--set", f"reference={ref}",
+                 "--set", "decimals=2", "--set", "plots=False"]) == 0
+    printed = capsys.readouterr().out
+    assert "62.00 ± 2.83 (n=2)" in printed and printed.rstrip().endswith(f"wrote 8 files to {out}")
+    code = main(["tables", "--results", str(tmp_path / "missing"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip() == f"mae-bench: error: results folder not found: {tmp_path / 'missing'}"
+    (tmp_path / "badref.csv").write_text("source,value\nx,1\n")
+    code = main(["tables", "--results", str(results), "--out", str(out), "--set", f"reference={tmp_path / 'badref.csv'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("mae-bench: error: reference file") and "missing columns" in err
+
+
+def test_results_tables_and_regression_import_without_torch():
+    code = ("import sys, results.tables, results.regression, results.frame, results.reference; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
