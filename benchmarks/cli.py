@@ -76,10 +76,31 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _report_regressions(result) -> int:
+    regressions = result["regressions"]
+    if result["baseline"] is None:
+        return 0
+    if not regressions:
+        print(f"no regressions against {result['baseline']} ({len(result['records'])} runs)")
+        return 0
+    for r in regressions:
+        print(f"REGRESSION {r}", file=sys.stderr)
+    print(f"mae-bench: error: {len(regressions)} metric(s) regressed against {result['baseline']}", file=sys.stderr)
+    return 1
+
+
 def cmd_demo(args) -> int:
     from .demo import demo
-    demo(_load("demo", args), args.out)
-    return 0
+    return _report_regressions(demo(_load("demo", args), args.out))
+
+
+def cmd_suite(args) -> int:
+    from .suite import DataPaths, run_suite
+    cfg = _load("suite", args, {"subset": args.subset})
+    data = DataPaths.from_root(args.data_root, imagenet=args.imagenet, coco=args.coco, ade20k=args.ade20k)
+    result = run_suite(cfg, data, args.out, update_baseline=args.update_baseline, tolerance=args.tolerance)
+    print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {args.out}/tables")
+    return _report_regressions(result)
 
 
 def cmd_run(args) -> int:
@@ -180,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     _recipe_opts(demo)
     demo.set_defaults(func=cmd_demo)
+
+    suite = sub.add_parser("suite", help="pretrain, baseline, every task x init, tables, regression check")
+    suite.add_argument("--name", "--recipe", dest="recipe", default="ci", help="suite recipe (default: ci)")
+    suite.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a suite recipe entry (repeatable)")
+    suite.add_argument("--data-root", help="folder with imagenet/, coco/ and ade20k/ (e.g. from `mae-bench data synth`)")
+    suite.add_argument("--imagenet", help="ImageFolder root with train/ and val/ (instead of DATA_ROOT/imagenet)")
+    suite.add_argument("--coco", help="COCO root with annotations/, train2017/, val2017/")
+    suite.add_argument("--ade20k", help="ADEChallengeData2016 folder")
+    suite.add_argument("--out", required=True, help="suite folder: one run folder per step, tables/")
+    suite.add_argument("--subset", type=int, help="N images per task (deterministic), for real-data CI")
+    suite.add_argument("--update-baseline", action="store_true",
+                       help="write the suite's baseline file from this run instead of comparing")
+    suite.add_argument("--tolerance", type=float, default=5.0,
+                       help="with --update-baseline: allowed drop per metric, in points (default 5)")
+    suite.set_defaults(func=cmd_suite)
 
     bench = sub.add_parser("bench", help="speed benchmarks")
     bench.add_argument("what", choices=("pretrain",), help="pretrain: training-step img/s, ours vs HF, Table 2")

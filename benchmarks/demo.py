@@ -1,29 +1,29 @@
-"""`mae-bench demo`: the main job on synthetic data, start to finish."""
+"""`mae-bench demo`: the main job on synthetic data, start to finish: scenes, the `ci` suite, tables."""
 import time
 from pathlib import Path
 
-from mae_core.pretrain import pretrain
-
 from . import synth
-from .config import load_recipe, resolved, save_recipe
+from .config import load_recipe
+from .suite import DataPaths, run_suite
 
 
 def demo(cfg, out: str | Path) -> dict:
-    """Generate the scenes, pretrain a tiny MAE on them, draw its reconstructions; returns the paths."""
+    """Generate the scenes, run the suite on them; returns the suite's result with the output paths."""
     out = Path(out)
     t0 = time.time()
-    s = load_recipe("synth", cfg.synth_recipe)
-    print(f"[1/2] synthetic scenes -> {out / 'data'}")
-    synth.generate(out / "data", n_train=s.n_train, n_val=s.n_val, img_size=s.img_size, seed=s.seed)
-    p = load_recipe("pretrain", cfg.pretrain_recipe, dict(cfg.pretrain_overrides))
-    run = out / "pretrain"
-    print(f"[2/2] MAE pretraining ({p.model.arch}, {p.schedule.epochs} epochs) -> {run}")
-    save_recipe(p, run)
-    stats = pretrain(resolved(p), str(out / "data" / "imagenet" / "train"), str(run), resume="auto",
-                     device=p.runtime.device)
-    paths = {"data": out / "data", "checkpoint": run / "checkpoint-last.pth", "log": run / "log.jsonl",
-             "reconstructions": run / "reconstructions.png"}
-    print(f"demo finished in {time.time() - t0:.0f}s; final pretraining loss {stats.get('loss', float('nan')):.4f}")
-    for name, path in paths.items():
+    suite = load_recipe("suite", cfg.suite, dict(cfg.suite_overrides))
+    data = out / "data"
+    if (data / "synth.json").exists():
+        print(f"synthetic scenes already in {data}")
+    else:
+        print(f"synthetic scenes ({suite.synth.n_train} train / {suite.synth.n_val} val, {suite.img_size} px) -> {data}")
+        synth.generate(data, n_train=suite.synth.n_train, n_val=suite.synth.n_val, img_size=suite.img_size,
+                       seed=suite.seed)
+    result = run_suite(suite, DataPaths.from_root(data), out / "suite")
+    tables = out / "suite" / "tables"
+    result["paths"] = {"data": data, "tables": tables, "reconstructions": out / "suite" / "pretrain" / "reconstructions.png",
+                       "runs": out / "suite"}
+    print(f"demo finished in {time.time() - t0:.0f}s")
+    for name, path in result["paths"].items():
         print(f"  {name:16s} {path}")
-    return paths
+    return result

@@ -1,4 +1,4 @@
-# `mae-bench demo`: synthetic scenes -> tiny MAE pretraining -> reconstructions.
-synth_recipe = "base"  # benchmarks/recipes/synth/
-pretrain_recipe = "smoke"  # benchmarks/recipes/pretrain/
-pretrain_overrides = dict()  # e.g. {"schedule.epochs": 2}
+# `mae-bench demo`: synthetic scenes -> the `ci` suite (MAE pretraining, supervised baseline, five tasks x three
+# inits, tables, regression check against benchmarks/baselines/ci.json).
+suite = "ci"  # benchmarks/recipes/suite/
+suite_overrides = dict()  # e.g. {"pretrain.sets": {"schedule.epochs": 2}}

@@ -1,0 +1,131 @@
+"""`mae-bench suite`: pretrain an MAE, train the supervised baseline, run every task for every init,
+build the tables and compare each metric with a checked-in baseline.
+
+The steps are the ordinary commands (`pretrain`, `run`, `tables`) run in this process, so a suite run
+is exactly what a user would get typing them; a finished step (its result file exists) is skipped when
+the suite is run again into the same folder.
+"""
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mae_core.errors import MaeBenchError
+from results.record import read_result
+
+BASELINE_DIR = Path(__file__).parent / "baselines"
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]
+    done: Path  # exists once the step has finished
+    record: Path | None = None  # RUN folder holding result.json
+    needs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataPaths:
+    """Where each layout lives: a synthetic root (imagenet/, coco/, ade20k/) or real roots given one by one."""
+    imagenet: Path
+    coco: Path
+    ade20k: Path
+
+    @classmethod
+    def from_root(cls, root: str | Path, imagenet=None, coco=None, ade20k=None) -> "DataPaths":
+        root = Path(root) if root else None
+        paths = cls(imagenet=Path(imagenet) if imagenet else (root / "imagenet" if root else None),
+                    coco=Path(coco) if coco else (root / "coco" if root else None),
+                    ade20k=Path(ade20k) if ade20k else (root / "ade20k" if root else None))
+        for name in ("imagenet", "coco", "ade20k"):
+            path = getattr(paths, name)
+            if path is None or not path.exists():
+                raise MaeBenchError(f"suite: no {name} data at {path} (give --data-root with imagenet/ coco/ ade20k/, "
+                                    f"or --{name} PATH)")
+        return paths
+
+    def for_task(self, task: str) -> Path:
+        return {"coco_det": self.coco, "ade20k_seg": self.ade20k}.get(task, self.imagenet)
+
+
+def _sets(pairs: dict, *extra: str) -> list[str]:
+    items = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in (pairs or {}).items()]
+    return [a for s in [*items, *extra] for a in ("--set", s)]
+
+
+def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
+    """The suite's steps in order: pretraining, the supervised baseline, task x init, tables."""
+    size, arch, subset = f"model.img_size={cfg.img_size}", cfg.arch, cfg.subset
+    sub = ["--subset", str(subset)] if subset else []
+    pre, sup = out / "pretrain", out / "supervised"
+    steps = [Step("pretrain MAE", ["pretrain", "--data", str(data.imagenet / "train"), "--out", str(pre), "--arch", arch,
+                                   "--recipe", cfg.pretrain.recipe, "--seed", str(cfg.seed), "--resume", "auto",
+                                   *sub, *_sets(cfg.pretrain.sets, size)],
+                  done=pre / "reconstructions.png")]
+    inits = {"mae": str(pre / "checkpoint-last.pth"), "supervised": f"supervised:{sup / 'checkpoint-last.pth'}",
+             "scratch": "scratch"}
+    unknown = [i for i in cfg.inits if i not in inits]
+    if unknown:
+        raise MaeBenchError(f"suite: unknown init {unknown[0]!r}; choose from {', '.join(inits)}")
+    if "supervised" in cfg.inits:
+        steps.append(Step("supervised baseline", [
+            "run", "--task", "in1k_finetune", "--recipe", cfg.supervised.recipe, "--ckpt", "scratch", "--arch", arch,
+            "--data", str(data.imagenet), "--out", str(sup), "--resume", "auto", *sub,
+            *_sets(cfg.supervised.sets, size, f"runtime.seed={cfg.seed}")], done=sup / "result.json", record=sup))
+    for task in cfg.tasks:
+        if task not in cfg.steps:
+            raise MaeBenchError(f"suite: task {task!r} has no entry in the recipe's `steps`")
+        spec = cfg.steps[task]
+        for init in cfg.inits:
+            run = out / task / init
+            steps.append(Step(f"{task} {init}", [
+                "run", "--task", task, "--recipe", spec.recipe, "--ckpt", inits[init], "--arch", arch,
+                "--data", str(data.for_task(task)), "--out", str(run), "--resume", "auto", *sub,
+                *_sets(spec.sets, size, f"runtime.seed={cfg.seed}")], done=run / "result.json", record=run))
+    steps.append(Step("tables", ["tables", "--results", str(out), "--out", str(out / "tables")],
+                      done=out / "tables" / ".never"))  # always rebuilt: cheap and reflects every record
+    return steps
+
+
+def baseline_path(name: str | None) -> Path | None:
+    if not name:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() or path.exists() else BASELINE_DIR / name
+
+
+def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = False, tolerance: float = 5.0) -> dict:
+    """Run every step (skipping finished ones), then the regression check. Returns
+    {"records": [...], "regressions": [...], "baseline": path or None, "seconds": float}."""
+    from .cli import main as cli  # the same commands a user types
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = plan(cfg, data, out)
+    t0 = time.time()
+    for i, step in enumerate(steps, 1):
+        head = f"[{i}/{len(steps)}] {step.name}"
+        if step.done.exists():
+            print(f"{head}: done already ({step.done.parent})", flush=True)
+            continue
+        print(f"{head} ...  (suite time {time.time() - t0:.0f}s)", flush=True)
+        t1 = time.time()
+        code = cli(step.argv)
+        if code:
+            raise MaeBenchError(f"suite step '{step.name}' failed (exit {code}): mae-bench {' '.join(step.argv)}")
+        print(f"{head}: finished in {time.time() - t1:.0f}s", flush=True)
+    records = [read_result(s.record) for s in steps if s.record is not None]
+    result = {"records": records, "regressions": [], "baseline": None, "seconds": time.time() - t0}
+    path = baseline_path(cfg.baseline)
+    if path is None:
+        return result
+    from results.regression import find_regressions, write_baseline
+    if update_baseline:
+        write_baseline(records, path, tolerance=tolerance)
+        print(f"wrote baseline {path} ({len(records)} runs, tolerance {tolerance} points)")
+    elif not path.exists():
+        print(f"no baseline at {path}: nothing compared (--update-baseline writes one)")
+        return result
+    result["baseline"] = path
+    result["regressions"] = find_regressions(records, path)
+    return result
