@@ -24,7 +24,7 @@ def _one_error_line(capsys, code):
     return lines[0]
 
 
-@pytest.mark.parametrize("command", ["data", "pretrain", "run", "tables", "visualize", "demo", "bench", "export"])
+@pytest.mark.parametrize("command", ["data", "pretrain", "run", "tables", "visualize", "demo", "bench", "export", "suite"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([command, "--help"])
