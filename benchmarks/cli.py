@@ -91,7 +91,9 @@ def _report_regressions(result) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import demo
-    return _report_regressions(demo(_load("demo", args), args.out))
+    # The demo shows the check but is not a gate (`mae-bench suite` is): another CPU may round differently.
+    _report_regressions(demo(_load("demo", args), args.out))
+    return 0
 
 
 def cmd_suite(args) -> int:
