@@ -5,7 +5,6 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from mae_core.checkpoint import atomic_write
 from mae_core.errors import MaeBenchError
 
 RECIPE_ROOT = Path(__file__).parent / "recipes"
@@ -90,5 +89,6 @@ def save_recipe(cfg: Config, run_dir: str | Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "recipe.py"
     text = Config(resolved(cfg)).pretty_text
+    from mae_core.checkpoint import atomic_write  # here, not at the top: `tables` must not import torch
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path

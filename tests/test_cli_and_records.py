@@ -149,3 +149,11 @@ def test_result_record_rejects_bad_input(tmp_path):
 def test_results_package_imports_without_torch():
     code = "import sys, results, results.record; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_tables_command_runs_without_torch(tmp_path):
+    code = ("import sys; from benchmarks.cli import main; "
+            f"assert main(['tables', '--results', {str(tmp_path)!r}, '--out', {str(tmp_path / 't')!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+    assert (tmp_path / "t" / "tables.md").exists()
