@@ -1,0 +1,190 @@
+"""The ViTDet backbone (Li et al., ECCV 2022): a plain ViT with window attention in most blocks,
+global attention in a few, decomposed relative position bias, and the simple feature pyramid.
+
+Parameter names equal detectron2's `backbone.net.*` (which are timm's ViT names), so the
+encoder of any MAE / timm checkpoint loads into `ViT` directly and exports to detectron2 as is.
+"""
+from collections import OrderedDict
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, LayerNorm2d, Mlp, PatchEmbed
+from torchvision.ops.misc import Conv2dNormActivation
+
+from mae_core.pos_embed import resize_pos_embed
+
+
+def global_block_indexes(depth: int, n: int = 4) -> list[int]:
+    """`n` evenly spaced blocks ending with the last one: (2, 5, 8, 11) for depth 12, (5, 11, 17, 23) for 24."""
+    return [(i + 1) * depth // n - 1 for i in range(n)]
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """[B, H, W, C] -> [B * nW, window, window, C], zero-padding H and W up to multiples of `window`."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = (window - h % window) % window, (window - w % window) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window, window, wp // window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
+
+
+def window_unpartition(windows: torch.Tensor, window: int, padded: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of `window_partition`: [B * nW, window, window, C] -> [B, H, W, C] without the padding."""
+    hp, wp = padded
+    b = windows.shape[0] // (hp * wp // window // window)
+    x = windows.view(b, hp // window, wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    return x[:, :hw[0], :hw[1]].contiguous()
+
+
+def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Relative position embeddings [q_size, k_size, C] for one axis; a table of another length
+    is linearly resampled (as detectron2 does when the window or grid size changes)."""
+    dist = 2 * max(q_size, k_size) - 1
+    if rel_pos.shape[0] != dist:
+        rel_pos = F.interpolate(rel_pos.T[None], size=dist, mode="linear")[0].T
+    q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    return rel_pos[((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).long()]
+
+
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                            size: tuple[int, int]) -> torch.Tensor:
+    """MViTv2's decomposed bias for queries q [B, H*W, C] on an H x W grid: [B, H*W, H*W]."""
+    h, w = size
+    rh, rw = get_rel_pos(h, h, rel_pos_h), get_rel_pos(w, w, rel_pos_w)
+    r_q = q.reshape(q.shape[0], h, w, -1)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
+    return (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(q.shape[0], h * w, h * w)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a [B, H, W, C] map, with optional decomposed relative position."""
+
+    def __init__(self, dim: int, num_heads: int, use_rel_pos: bool = False, input_size: tuple[int, int] | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:  # zero-initialised, as in ViTDet
+            head_dim = dim // num_heads
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, _ = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q.reshape(b * self.num_heads, h * w, -1), self.rel_pos_h, self.rel_pos_w,
+                                           (h, w)).view(b, self.num_heads, h * w, h * w).to(q.dtype)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(x.transpose(1, 2).reshape(b, h, w, -1))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block; `window_size` > 0 restricts attention to non-overlapping windows."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 window_size: int = 0, use_rel_pos: bool = False, input_size: tuple[int, int] | None = None):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, use_rel_pos,
+                              (window_size, window_size) if window_size > 0 else input_size)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.window_size = window_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            hw = x.shape[1:3]
+            x, padded = window_partition(x, self.window_size)
+            x = window_unpartition(self.attn(x), self.window_size, padded, hw)
+        else:
+            x = self.attn(x)
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ViT(nn.Module):
+    """The plain ViT of ViTDet: patch embedding, absolute position embedding kept at its
+    pretraining size (with the cls slot) and resized to the input grid every forward, then blocks.
+    Returns the stride-`patch_size` map [B, C, H/p, W/p]."""
+
+    def __init__(self, *, img_size: int = 1024, pretrain_img_size: int = 224, patch_size: int = 16,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 drop_path_rate: float = 0.0, window_size: int = 14, window_block_indexes=None,
+                 use_rel_pos: bool = True):
+        super().__init__()
+        self.patch_size, self.embed_dim = patch_size, embed_dim
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=patch_size, in_chans=3, embed_dim=embed_dim,
+                                      output_fmt="NHWC", strict_img_size=False)
+        self.pos_embed = nn.Parameter(torch.zeros(1, (pretrain_img_size // patch_size) ** 2 + 1, embed_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if window_block_indexes is None:
+            window_block_indexes = [i for i in range(depth) if i not in global_block_indexes(depth)]
+        grid = (img_size // patch_size, img_size // patch_size)
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth decay rule
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, rates[i], window_size if i in window_block_indexes else 0,
+                  use_rel_pos, grid) for i in range(depth))
+        self.window_block_indexes = list(window_block_indexes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        h, w = x.shape[1:3]
+        x = x + resize_pos_embed(self.pos_embed, (h, w))[:, 1:].reshape(1, h, w, -1)
+        for blk in self.blocks:
+            x = blk(x)
+        return x.permute(0, 3, 1, 2)
+
+
+def _stage(scale: float, dim: int, out_channels: int) -> nn.Sequential:
+    """One level of the simple feature pyramid: rescale the stride-16 map, then 1x1 and 3x3 convs with LN."""
+    if scale == 4.0:
+        layers = [nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), LayerNorm2d(dim // 2), nn.GELU(),
+                  nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2)]
+        width = dim // 4
+    elif scale == 2.0:
+        layers, width = [nn.ConvTranspose2d(dim, dim // 2, 2, stride=2)], dim // 2
+    elif scale == 1.0:
+        layers, width = [], dim
+    elif scale == 0.5:
+        layers, width = [nn.MaxPool2d(2, stride=2)], dim
+    else:
+        raise ValueError(f"unsupported pyramid scale {scale}")
+    conv = partial(Conv2dNormActivation, norm_layer=LayerNorm2d, activation_layer=None, bias=False)
+    return nn.Sequential(*layers, conv(width, out_channels, kernel_size=1), conv(out_channels, out_channels, kernel_size=3))
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """ViTDet's backbone for torchvision's detectors: `net` (a ViT) and, from its single map,
+    levels p2-p5 (strides 4, 8, 16, 32 for patch 16) plus a max-pooled p6, `out_channels` each."""
+
+    def __init__(self, net: ViT, out_channels: int = 256, scales=(4.0, 2.0, 1.0, 0.5)):
+        super().__init__()
+        self.net = net
+        self.out_channels = out_channels
+        self.scales = tuple(scales)
+        self.stages = nn.ModuleList(_stage(s, net.embed_dim, out_channels) for s in scales)
+        self.names = [f"p{int(torch.log2(torch.tensor(net.patch_size / s)).item())}" for s in scales]
+        self.strides = {n: int(net.patch_size / s) for n, s in zip(self.names, scales)}
+        last = int(self.names[-1][1:])
+        self.strides[f"p{last + 1}"] = 2 * self.strides[self.names[-1]]
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        feat = self.net(x)
+        out = OrderedDict((name, stage(feat)) for name, stage in zip(self.names, self.stages))
+        last = next(reversed(out.values()))
+        out[f"p{int(self.names[-1][1:]) + 1}"] = F.max_pool2d(last, kernel_size=1, stride=2)  # detectron2's LastLevelMaxPool
+        return out

@@ -1,0 +1,202 @@
+"""COCO instances (real COCO 2017 or the synthetic set) for Mask R-CNN: validated json, counted
+skips, large-scale jitter for training and plain images for evaluation."""
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from mae_core.errors import MaeBenchError
+from mae_core.images import IMAGENET_MEAN, open_rgb
+
+PAD_VALUE = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # zero after normalisation
+
+
+def resolve_root(data: str | Path) -> tuple[Path, str]:
+    """The COCO root (annotations/, train2017/, val2017/) and a dataset name; the synthetic root works too."""
+    data = Path(data)
+    if (data / "coco" / "annotations").is_dir():
+        data = data / "coco"
+    if not (data / "annotations").is_dir():
+        raise MaeBenchError(f"{data} is not a COCO root (no annotations/ folder) nor a synthetic set (no coco/)")
+    synthetic = (data / "synth.json").exists() or (data.parent / "synth.json").exists()
+    return data, "synthetic-coco" if synthetic else "coco"
+
+
+def load_coco(path: Path) -> COCO:
+    """pycocotools' COCO index of an instances json; a missing or malformed file is one clear error."""
+    if not path.is_file():
+        raise MaeBenchError(f"COCO annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MaeBenchError(f"cannot read COCO annotations {path}: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+        raise MaeBenchError(f"{path} is not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
+    bad = next((i for i, im in enumerate(data["images"]) if not isinstance(im, dict)
+                or not {"id", "file_name"} <= im.keys()), None)
+    if bad is not None:
+        raise MaeBenchError(f"{path}: images[{bad}] lacks 'id' or 'file_name'")
+    if not data["categories"] or not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
+        raise MaeBenchError(f"{path}: 'categories' is empty or an entry lacks 'id'")
+    data["annotations"] = [a for a in data["annotations"] if isinstance(a, dict) and "image_id" in a]
+    for a in data["annotations"]:  # loadRes and COCOeval need these
+        a.setdefault("iscrowd", 0)
+        a.setdefault("id", None)
+    ids = [a["id"] for a in data["annotations"]]
+    if None in ids or len(set(ids)) != len(ids):  # COCOeval matches by annotation id
+        for i, a in enumerate(data["annotations"]):
+            a["id"] = i + 1
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
+def _valid_annotation(a: dict, width: int, height: int, cat_ids: set) -> bool:
+    bbox = a.get("bbox")
+    if a.get("category_id") not in cat_ids or not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return False
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox) or bbox[2] <= 0 or bbox[3] <= 0:
+        return False
+    seg = a.get("segmentation")
+    if isinstance(seg, list):
+        return bool(seg) and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg)
+    return isinstance(seg, dict) and "counts" in seg and "size" in seg and list(seg["size"]) == [height, width]
+
+
+def subset_ids(ids: list[int], n: int | None) -> list[int]:
+    """`n` image ids drawn in one fixed (seed 0) order from the sorted ids (a smaller subset is inside a larger one)."""
+    ids = sorted(ids)
+    if not n:
+        return ids
+    if n < 1:
+        raise MaeBenchError(f"subset must be a positive number of images, got {n}")
+    order = np.random.default_rng(0).permutation(len(ids))
+    return sorted(ids[i] for i in order[:n])
+
+
+class CocoInstances(torch.utils.data.Dataset):
+    """One split of a COCO root. Training images keep their non-crowd instances (crowd regions only
+    matter to COCOeval, as in detectron2); images without any, missing files and malformed
+    annotations are skipped and counted in `skipped`, or are an error when `strict`."""
+
+    def __init__(self, root: Path, split: str, *, train: bool, img_size: int, subset: int | None = None,
+                 strict: bool = False, seed: int = 0, scale_range=(0.1, 2.0), flip: bool = True):
+        self.root, self.split, self.train = Path(root), split, train
+        self.img_dir = self.root / split
+        self.coco = load_coco(self.root / "annotations" / f"instances_{split}.json")
+        if not self.img_dir.is_dir():
+            raise MaeBenchError(f"image folder not found: {self.img_dir}")
+        self.cat_ids = sorted(self.coco.getCatIds())
+        self.label_of = {c: i + 1 for i, c in enumerate(self.cat_ids)}  # 0 is torchvision's background
+        self.img_size, self.strict, self.seed = img_size, strict, seed
+        self.scale_range, self.flip, self.epoch = tuple(scale_range), flip, 0
+        self.skipped = {"missing_file": 0, "malformed_annotation": 0, "no_instances": 0}
+        present = set(os.listdir(self.img_dir))
+        self.ids, self.anns = [], {}
+        for img_id in subset_ids(list(self.coco.imgs), subset):
+            info = self.coco.imgs[img_id]
+            if info["file_name"] not in present and not (self.img_dir / info["file_name"]).is_file():
+                self._skip("missing_file", f"image file {self.img_dir / info['file_name']} is missing")
+                continue
+            anns = self._annotations(img_id, info)
+            if train and not anns:
+                self.skipped["no_instances"] += 1  # nothing to learn from (detectron2 filters these too)
+                continue
+            self.ids.append(img_id)
+            self.anns[img_id] = anns
+        if not self.ids:
+            raise MaeBenchError(f"no usable images in {self.img_dir} ({self._skip_text()})")
+
+    def _skip(self, kind: str, message: str) -> None:
+        if self.strict:
+            raise MaeBenchError(f"{message} (without --strict it would be skipped)")
+        self.skipped[kind] += 1
+
+    def _skip_text(self) -> str:
+        return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.skipped.items() if v) or "none skipped"
+
+    def _annotations(self, img_id: int, info: dict) -> list[dict]:
+        out = []
+        for a in self.coco.imgToAnns.get(img_id, []):
+            if a.get("iscrowd", 0):
+                continue
+            if "width" not in info or "height" not in info or not _valid_annotation(a, info["width"], info["height"],
+                                                                                     set(self.label_of)):
+                self._skip("malformed_annotation", f"annotation {a.get('id')} of image {img_id} is malformed")
+                continue
+            out.append(a)
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws come from (seed, epoch, index): a resumed run sees the same crops."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int):
+        """(image float [3, H, W] in 0-1, target) or None for an unreadable image (counted by the collate)."""
+        img_id = self.ids[index]
+        info = self.coco.imgs[img_id]
+        try:
+            img = open_rgb(self.img_dir / info["file_name"])
+        except MaeBenchError:
+            if self.strict:
+                raise
+            return None
+        image = tv_tensors.Image(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+        target = {"image_id": img_id}
+        if not self.train:
+            return TF.to_dtype(image, torch.float32, scale=True), target
+        h, w = image.shape[-2:]
+        anns = self.anns[img_id]
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
+        sample = (image, tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+                  tv_tensors.Mask(torch.from_numpy(masks)))
+        image, boxes, masks = self._jitter(sample, np.random.default_rng([self.seed, self.epoch, index]))
+        labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1) & masks.flatten(1).any(1).bool()
+        target.update(boxes=boxes[keep].as_subclass(torch.Tensor), labels=labels[keep],
+                      masks=masks[keep].as_subclass(torch.Tensor))
+        return TF.to_dtype(image, torch.float32, scale=True).as_subclass(torch.Tensor), target
+
+    def _jitter(self, sample, rng: np.random.Generator):
+        """detectron2's LSJ: flip, resize to fit scale x (img_size, img_size) with scale in scale_range,
+        random crop to img_size (boxes clipped), pad bottom/right to img_size x img_size."""
+        size = self.img_size
+        if self.flip and rng.random() < 0.5:
+            sample = tuple(TF.horizontal_flip(x) for x in sample)
+        h, w = sample[0].shape[-2:]
+        r = min(size / h, size / w) * rng.uniform(*self.scale_range)
+        nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))
+        image, boxes, masks = sample
+        image = TF.resize(image, [nh, nw], antialias=True)
+        boxes = TF.resize(boxes, [nh, nw])
+        masks = TF.resize(masks, [nh, nw], interpolation=TF.InterpolationMode.NEAREST)
+        top = int(round(rng.uniform() * max(0, nh - size)))
+        left = int(round(rng.uniform() * max(0, nw - size)))
+        ch, cw = min(size, nh), min(size, nw)
+        image, boxes, masks = (TF.crop(x, top, left, ch, cw) for x in (image, boxes, masks))
+        pad = [0, 0, size - cw, size - ch]
+        image = TF.pad(image, pad, fill=list(PAD_VALUE))
+        boxes, masks = TF.pad(boxes, pad), TF.pad(masks, pad)
+        boxes = TF.clamp_bounding_boxes(boxes)
+        return image, boxes, masks
+
+
+def collate(batch):
+    """(images, targets, number dropped): lists for torchvision's detectors, unreadable images (None) left out."""
+    good = [s for s in batch if s is not None]
+    return [s[0] for s in good], [s[1] for s in good], len(batch) - len(good)

@@ -1,0 +1,183 @@
+"""`coco_det`: ViTDet Mask R-CNN training and COCO evaluation on the shared engine."""
+from pathlib import Path
+
+import torch
+import torch.distributed as tdist
+import torch.nn as nn
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from mae_core.checkpoint import read_checkpoint, save_checkpoint
+from mae_core.distributed import DistInfo, init_distributed, shutdown
+from mae_core.engine import Engine, _amp, adamw, batch_plan, seed_all
+from mae_core.errors import MaeBenchError
+
+from .data import CocoInstances, collate, resolve_root
+from .evaluate import RESULTS_FILE, coco_eval, predict, write_results
+from .model import build_model, param_groups
+
+LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+
+
+def make_scheduler(optimizer, s: dict, total_updates: int, lr: float, min_lr: float):
+    """Per-update lr: linear warm-up over `warmup_iters` from lr x warmup_factor, then ViTDet's steps
+    (x0.1 at the `steps` fractions of training) or a half-cycle cosine to min_lr. Honours lr_scale."""
+    warmup = min(s["warmup_iters"], max(0, total_updates - 1))
+    common = dict(warmup_t=warmup, warmup_lr_init=lr * s["warmup_factor"], t_in_epochs=False)
+    if s["lr_schedule"] == "step":
+        return MultiStepLRScheduler(optimizer, decay_t=[int(f * total_updates) for f in s["steps"]], decay_rate=0.1,
+                                    **common)
+    if s["lr_schedule"] == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=max(1, total_updates), lr_min=min_lr, cycle_limit=1, **common)
+    raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {s['lr_schedule']!r}")
+
+
+def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
+                  eval_only: bool = False, weights: str | None = None) -> dict:
+    """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}."""
+    if eval_only and not weights:
+        raise MaeBenchError("--eval-only needs --weights (a trained detector such as RUN/model_final.pth)")
+    if weights and not eval_only:
+        raise MaeBenchError("--weights is only used with --eval-only")
+    dist = init_distributed(cfg["runtime"]["device"])
+    try:
+        return _run(cfg, init, arch, data, Path(out), resume, dist, weights if eval_only else None)
+    finally:
+        shutdown(dist)
+
+
+def _datasets(cfg: dict, root: Path, train: bool):
+    d, m, r = cfg["data"], cfg["model"], cfg["runtime"]
+    common = dict(img_size=m["img_size"], strict=d["strict"], seed=r["seed"])
+    val_set = CocoInstances(root, d["val_split"], train=False, subset=d["val_subset"], **common)
+    if not train:
+        return None, val_set
+    train_set = CocoInstances(root, d["train_split"], train=True, subset=d["subset"], scale_range=d["scale_range"],
+                              flip=d["flip"], **common)
+    if train_set.cat_ids != val_set.cat_ids:
+        raise MaeBenchError(f"{d['train_split']} and {d['val_split']} have different categories")
+    return train_set, val_set
+
+
+def _load_weights(model: nn.Module, path: str) -> dict:
+    ckpt = read_checkpoint(path)
+    if "model" not in ckpt:
+        raise MaeBenchError(f"{path} holds no 'model' weights")
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise MaeBenchError(f"{path} does not fit this detector ({' '.join(str(e).split())[:300]})") from None
+    return ckpt.get("config") or {}
+
+
+def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
+    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
+    if weights:  # evaluate the detector as it was trained, whatever this recipe's model section says
+        saved = (read_checkpoint(weights).get("config") or {}).get("recipe", {}).get("model")
+        if isinstance(saved, dict):
+            cfg = {**cfg, "model": saved}
+    m = cfg["model"]
+    seed_all(r["seed"])
+    root, name = resolve_root(data)
+    train_set, val_set = _datasets(cfg, root, train=weights is None)
+    model, info = build_model(m, init, arch, len(val_set.cat_ids))
+    model.to(dist.device)
+    config = {"task": "coco_det", "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
+              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
+    autocast = _amp(dist.device, r["amp"])[0]
+    val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
+                            collate_fn=collate, num_workers=d["num_workers"])
+
+    def evaluate() -> dict:
+        bar = tqdm(total=len(val_loader.dataset), desc="coco eval", leave=False, disable=not dist.is_main)
+        results, ids, dropped = predict(model, val_loader, dist.device, val_set.cat_ids, autocast, bar)
+        bar.close()
+        if dist.enabled:
+            parts = [None] * dist.world_size if dist.is_main else None
+            tdist.gather_object((results, ids, dropped), parts, dst=0)
+            if not dist.is_main:
+                return {}
+            results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                                     sum(p[2] for p in parts))
+        write_results(out / RESULTS_FILE, results)
+        metrics = coco_eval(val_set.coco, results, ids)
+        if dropped:
+            metrics["eval_unreadable_images"] = dropped
+        print("coco eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("AP", "AP50"))))
+        return metrics
+
+    dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
+               "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
+               "skipped": {"val": val_set.skipped}}
+    if weights:
+        _load_weights(model, weights)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        metrics = evaluate()
+        info["weights"] = str(weights)
+        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+
+    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
+    lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
+    depth = len(model.backbone.net.blocks)
+    optimizer = adamw(param_groups(model, o["weight_decay"], o["layer_decay"], depth), lr=lr, betas=o["betas"])
+    ddp = model
+    if dist.enabled:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
+                    accum_iter=s["accum_iter"], amp=r["amp"], clip_grad=o["clip_grad"], seed=r["seed"],
+                    save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"], desc="coco_det",
+                    module=model, config=config)
+    engine.scheduler = make_scheduler(optimizer, s, engine.total_updates, lr, o["min_lr"])
+    engine.resume(resume)
+
+    def loader(epoch):
+        train_set.set_epoch(epoch)
+        sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=r["seed"], drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
+                          num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
+
+    tally = {"unreadable": 0, "losses": dict.fromkeys(LOSS_NAMES, 0.0), "steps": 0}
+
+    def step(net, batch):
+        images, targets, bad = batch
+        tally["unreadable"] += bad
+        if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
+            return sum(p.sum() * 0 for p in model.parameters() if p.requires_grad), 0
+        images = [im.to(dist.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+                   for t in targets]
+        losses = net(images, targets)
+        for k, v in losses.items():
+            tally["losses"][k] = tally["losses"].get(k, 0.0) + float(v.detach())
+        tally["steps"] += 1
+        return sum(losses.values()), len(images)
+
+    def on_epoch_end(epoch):
+        stats = {k: v / max(1, tally["steps"]) for k, v in tally["losses"].items()}
+        tally["losses"], tally["steps"] = dict.fromkeys(LOSS_NAMES, 0.0), 0
+        if tally["unreadable"]:
+            stats["skipped_samples"] = tally["unreadable"]
+        if epoch + 1 == s["epochs"] or (epoch + 1) % r["eval_every"] == 0:
+            stats.update(evaluate())
+        return stats
+
+    if dist.is_main:
+        print(f"coco_det: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+              f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
+              f"{updates * s['epochs']} updates, {info['params']:,} parameters")
+        for split, ds in (("train", train_set), ("val", val_set)):
+            if any(ds.skipped.values()):
+                print(f"note: {split} skipped {ds._skip_text()}")
+    stats = engine.fit(loader, step, on_epoch_end)
+    if dist.is_main:
+        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
+    if engine.start_epoch >= s["epochs"]:  # resumed a finished run: evaluate once more
+        stats = evaluate()
+    metrics = {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}
+    dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
+                   skipped_samples=tally["unreadable"])
+    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
