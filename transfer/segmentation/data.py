@@ -1,0 +1,230 @@
+"""ADEChallengeData2016 (real or synthetic) and mmsegmentation's ADE20K pipelines.
+
+Layout: ROOT/images/{training,validation}/<name>.jpg with ROOT/annotations/<split>/<name>.png
+(0 = other, 1..K classes). reduce_zero_label: 0 -> 255 (ignored), c -> c - 1.
+Training: random resize (ratio 0.5-2.0 of `scale`, keep ratio), random crop with the category-ratio
+rule, flip, photometric distortion, pad to the crop (image 0, label 255). Evaluation: resize into
+`scale` (short side 512 for (2048, 512)), the label stays at its original size.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mae_core.errors import MaeBenchError
+from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
+
+from .metrics import IGNORE_INDEX
+
+SPLITS = {"train": "training", "val": "validation"}
+ADE20K_CLASSES = 150
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
+STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
+
+
+def resolve_root(data: str | Path) -> tuple[Path, str]:
+    """The ADEChallengeData2016 folder from DIR (synthetic root), DIR/ade20k or the folder itself; and a name."""
+    data = Path(data)
+    for cand in (data / "ade20k" / "ADEChallengeData2016", data / "ADEChallengeData2016", data):
+        if (cand / "images").is_dir() and (cand / "annotations").is_dir():
+            synthetic = any((p / "synth.json").exists() for p in (cand, cand.parent, cand.parent.parent))
+            return cand, "synthetic-ade20k" if synthetic else "ade20k"
+    raise MaeBenchError(f"no ADE20K layout under {data} (expected ADEChallengeData2016/images/ and annotations/)")
+
+
+def read_num_classes(root: Path) -> int:
+    """Classes without 'other': from classes.json ({"0": "other", "1": ...}) when present, else 150."""
+    path = root / "classes.json"
+    if not path.exists():
+        return ADE20K_CLASSES
+    try:
+        names = json.loads(path.read_text())
+        return len(names) - 1
+    except (OSError, ValueError, TypeError) as e:
+        raise MaeBenchError(f"cannot read {path}: {e}") from None
+
+
+def list_pairs(root: Path, split: str, subset: int | None = None) -> list[tuple[Path, Path]]:
+    """(image, label map) pairs matched by file stem, sorted by name; the first `subset` if given.
+    A split folder that is missing or an image without its label map (or the reverse) is an error."""
+    sub = SPLITS[split]
+    img_dir, ann_dir = root / "images" / sub, root / "annotations" / sub
+    for d in (img_dir, ann_dir):
+        if not d.is_dir():
+            raise MaeBenchError(f"ADE20K folder not found: {d}")
+    images = {p.stem: p for p in img_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+    labels = {p.stem: p for p in ann_dir.iterdir() if p.suffix.lower() == ".png"}
+    lone_img, lone_ann = sorted(images.keys() - labels.keys()), sorted(labels.keys() - images.keys())
+    if lone_img or lone_ann:
+        parts = [f"{len(x)} {what} (e.g. {', '.join(x[:3])})" for x, what in
+                 ((lone_img, f"images without a label map in {ann_dir}"), (lone_ann, f"label maps without an image in {img_dir}"))
+                 if x]
+        raise MaeBenchError(f"ADE20K {split} split does not pair up: {'; '.join(parts)}")
+    if not images:
+        raise MaeBenchError(f"no images in {img_dir}")
+    if subset is not None and subset < 1:
+        raise MaeBenchError(f"subset must be a positive number of images, got {subset}")
+    names = sorted(images)[:subset] if subset else sorted(images)
+    return [(images[n], labels[n]) for n in names]
+
+
+def reduce_zero_label(label: np.ndarray) -> np.ndarray:
+    """ADE20K ids 0..K -> 255 (ignore) for 0, c - 1 for c >= 1 (mmseg's reduce_zero_label)."""
+    out = label.astype(np.int64) - 1
+    out[label == 0] = IGNORE_INDEX
+    out[out == IGNORE_INDEX - 1] = IGNORE_INDEX
+    return out.astype(np.uint8)
+
+
+def read_label(path: Path, num_classes: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I;16", "I"):
+                raise MaeBenchError(f"label map {path} has mode {im.mode}; expected a single-channel PNG of class ids")
+            raw = np.array(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise MaeBenchError(f"cannot decode label map {path}: {e}") from None
+    bad = raw[(raw > num_classes) & (raw != IGNORE_INDEX)]  # 255 is already 'ignore' in some exports
+    if bad.size:
+        raise MaeBenchError(f"label map {path} has class id {int(bad.max())} but the set has {num_classes} classes")
+    return reduce_zero_label(raw)
+
+
+def rescale_size(w: int, h: int, scale) -> tuple[int, int]:
+    """mmcv's keep-ratio rescale: the largest size with long side <= max(scale) and short side <= min(scale)."""
+    f = min(max(scale) / max(w, h), min(scale) / min(w, h))
+    return int(w * f + 0.5), int(h * f + 0.5)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy())
+
+
+def random_crop_box(label: np.ndarray, crop: int, rng: np.random.Generator, cat_max_ratio: float) -> tuple:
+    """mmseg's RandomCrop: up to 10 draws until no single class covers >= cat_max_ratio of the labelled
+    pixels in the crop (and more than one class is present); the last draw otherwise."""
+    h, w = label.shape
+
+    def draw():
+        y, x = rng.integers(0, max(h - crop, 0) + 1), rng.integers(0, max(w - crop, 0) + 1)
+        return y, min(y + crop, h), x, min(x + crop, w)
+
+    box = draw()
+    if cat_max_ratio < 1.0:
+        for _ in range(10):
+            ids, cnt = np.unique(label[box[0]:box[1], box[2]:box[3]], return_counts=True)
+            cnt = cnt[ids != IGNORE_INDEX]
+            if len(cnt) > 1 and cnt.max() / cnt.sum() < cat_max_ratio:
+                break
+            box = draw()
+    return box
+
+
+def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness=32, contrast=(0.5, 1.5),
+                           saturation=(0.5, 1.5), hue=18) -> np.ndarray:
+    """mmseg's PhotoMetricDistortion: brightness, contrast (before or after), saturation and hue in HSV,
+    each with probability 0.5. `hue` is in OpenCV's 0-180 units."""
+    def clip(x):
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+    def do_contrast(x):
+        return clip(x.astype(np.float32) * rng.uniform(*contrast)) if rng.integers(2) else x
+
+    if rng.integers(2):
+        img = clip(img.astype(np.float32) + rng.uniform(-brightness, brightness))
+    mode = rng.integers(2)
+    if mode == 1:
+        img = do_contrast(img)
+    sat, hue_on = rng.integers(2), rng.integers(2)
+    if sat or hue_on:
+        hsv = np.array(Image.fromarray(img).convert("HSV"))
+        if sat:
+            hsv[..., 1] = clip(hsv[..., 1].astype(np.float32) * rng.uniform(*saturation))
+        if hue_on:  # PIL's hue is 0-255 for a full turn, OpenCV's 0-180
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int64) + round(rng.integers(-hue, hue + 1) * 256 / 180)) % 256).astype(np.uint8)
+        img = np.array(Image.fromarray(hsv, "HSV").convert("RGB"))
+    if mode == 0:
+        img = do_contrast(img)
+    return img
+
+
+def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict):
+    """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
+    ratio = rng.uniform(*d["ratio_range"])
+    size = rescale_size(*img.size, [s * ratio for s in d["scale"]])
+    img = img.resize(size, Image.BILINEAR)
+    label = np.array(Image.fromarray(label).resize(size, Image.NEAREST))
+    y1, y2, x1, x2 = random_crop_box(label, d["crop_size"], rng, d["cat_max_ratio"])
+    img, label = np.asarray(img)[y1:y2, x1:x2], label[y1:y2, x1:x2]
+    if rng.random() < d["flip_prob"]:
+        img, label = img[:, ::-1], label[:, ::-1]
+    if d["photometric"]:
+        img = photometric_distortion(np.ascontiguousarray(img), rng)
+    crop = d["crop_size"]
+    x = torch.zeros(3, crop, crop)
+    y = torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long)
+    x[:, :img.shape[0], :img.shape[1]] = to_tensor(np.asarray(img))
+    y[:label.shape[0], :label.shape[1]] = torch.from_numpy(np.ascontiguousarray(label)).long()
+    return x, y
+
+
+class ADE20KDataset(torch.utils.data.Dataset):
+    """Training items: (image, label, ok) for an index drawn with a per-sample seed `(index, seed)`.
+    Evaluation items: (image resized into `scale`, label at its own size, name)."""
+
+    def __init__(self, root: Path, split: str, d: dict, num_classes: int, train: bool, subset=None):
+        self.root, self.split, self.d, self.num_classes, self.train = root, split, d, num_classes, train
+        self.pairs = list_pairs(root, split, subset)
+        self.strict = d["strict"]
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def name(self, i: int) -> str:
+        return self.pairs[i][0].stem
+
+    def __getitem__(self, item):
+        i, seed = item if isinstance(item, tuple) else (item, 0)
+        img_path, ann_path = self.pairs[i]
+        label = read_label(ann_path, self.num_classes)
+        if self.train:
+            try:
+                img = open_rgb(img_path)
+            except MaeBenchError:
+                if self.strict:
+                    raise
+                crop = self.d["crop_size"]  # nothing labelled: the sample adds no loss
+                return torch.zeros(3, crop, crop), torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long), False
+            self._check_size(img, label, img_path)
+            x, y = train_transform(img, label, np.random.default_rng(seed), self.d)
+            return x, y, True
+        img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
+        self._check_size(img, label, img_path)
+        img = img.resize(rescale_size(*img.size, self.d["test_scale"]), Image.BILINEAR)
+        return to_tensor(np.asarray(img)), torch.from_numpy(label).long(), img_path.stem
+
+    @staticmethod
+    def _check_size(img: Image.Image, label: np.ndarray, path: Path) -> None:
+        if img.size != (label.shape[1], label.shape[0]):
+            raise MaeBenchError(f"image {path} is {img.size[0]}x{img.size[1]} but its label map is "
+                                f"{label.shape[1]}x{label.shape[0]}")
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """`per_rank` items per epoch for one rank: reshuffled passes over the set (seeded by seed and epoch),
+    each index paired with its own augmentation seed, so a resumed run sees the same samples."""
+
+    def __init__(self, n: int, per_rank: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+        g = torch.Generator().manual_seed(seed * 100003 + epoch)
+        need = per_rank * world
+        order = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-need // n))])[:need]
+        seeds = torch.randint(0, 2**31 - 1, (need,), generator=g)
+        self.items = [(int(order[k]), int(seeds[k])) for k in range(rank, need, world)]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)

@@ -1,0 +1,38 @@
+"""Evaluation over a whole split: one confusion matrix (summed over processes), optional label-map PNGs."""
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mae_core.checkpoint import atomic_write
+from mae_core.distributed import DistInfo
+
+from .metrics import ConfusionMatrix
+
+
+@torch.no_grad()
+def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, autocast=nullcontext,
+             preds_dir: Path | None = None, num_workers: int = 0) -> dict:
+    """mIoU / mAcc / aAcc (percent) of `model` on `dataset` (evaluation items); logits are resized to
+    each label map's size before the argmax. With `preds_dir`, writes <name>.png with ids 1..K."""
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    shard = list(range(dist.rank, len(dataset), dist.world_size))
+    loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=1, num_workers=num_workers,
+                        collate_fn=lambda b: b[0])
+    for x, y, name in tqdm(loader, desc="eval", leave=False, disable=not dist.is_main, dynamic_ncols=True):
+        with autocast():
+            logits = model.predict_logits(x[None].to(dist.device), test["mode"], test["crop_size"], test["stride"])
+        logits = F.interpolate(logits.float(), size=y.shape, mode="bilinear", align_corners=False)
+        pred = logits.argmax(1)[0].cpu()
+        cm.update(pred, y)
+        if preds_dir is not None:
+            png = Image.fromarray((pred.numpy() + 1).astype(np.uint8))  # ADE20K ids: 1..K, 0 never predicted
+            atomic_write(Path(preds_dir) / f"{name}.png", lambda tmp: png.save(tmp, format="PNG"))
+    cm.reduce(dist)
+    return cm.compute()

@@ -1,0 +1,168 @@
+"""`ade20k_seg`: UperNet on a ViT from any checkpoint, trained on the shared engine (AdamW with layer-wise
+lr decay, linear warm-up then poly decay per iteration), evaluated as mmsegmentation does."""
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from timm.scheduler import PolyLRScheduler
+from torch.utils.data import DataLoader
+
+from mae_core.checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from mae_core.distributed import DistInfo, init_distributed, shutdown
+from mae_core.engine import Engine, adamw, seed_all
+from mae_core.errors import MaeBenchError
+from mae_core.onednn_linear import use_onednn_linears
+from transfer.encoder import init_encoder
+
+from .backbone import ViTBackbone
+from .data import ADE20KDataset, EpochSampler, read_num_classes, resolve_root
+from .evaluate import evaluate
+from .model import Segmenter, total_loss
+
+
+def build_segmenter(m: dict, crop: int, init: str, arch: str | None, num_classes: int) -> tuple[Segmenter, dict]:
+    """The segmenter of recipe section `m` on the encoder `init` (pos_embed resized to the crop), and init info."""
+    vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool="token",
+                             drop_path_rate=m["drop_path"])
+    vit.norm = nn.Identity()  # features are taken inside the trunk (mmseg's MAE: final_norm=False)
+    backbone = ViTBackbone(vit, m["out_indices"], m["rel_pos_bias"], m["layer_scale_init"])
+    model = Segmenter(backbone, num_classes, m["channels"], m["aux_channels"], tuple(m["pool_scales"]), m["dropout"],
+                      m["aux_weight"])
+    return model, info
+
+
+def poly_schedule(optimizer, total: int, warmup: int, power: float, min_lr: float, warmup_ratio: float, lr: float):
+    """mmseg's LinearLR(start_factor=warmup_ratio) for `warmup` iterations, then PolyLR(power, eta_min=min_lr)."""
+    warmup = min(warmup, max(0, total - 1))
+    return PolyLRScheduler(optimizer, t_initial=max(1, total - warmup), power=power, lr_min=min_lr, warmup_t=warmup,
+                           warmup_lr_init=lr * warmup_ratio, warmup_prefix=True, t_in_epochs=False)
+
+
+def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
+                     eval_only: bool = False, weights: str | None = None, save_preds: bool = False) -> dict:
+    """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}."""
+    if eval_only and not weights:
+        raise MaeBenchError("--eval-only needs --weights (a trained segmenter, e.g. RUN/model_final.pth)")
+    if weights and not eval_only:
+        raise MaeBenchError("--weights is for --eval-only; to start training from an encoder use --ckpt")
+    dist = init_distributed(cfg["runtime"]["device"])
+    try:
+        return _run(cfg, init, arch, data, Path(out), resume, eval_only, weights, save_preds, dist)
+    finally:
+        shutdown(dist)
+
+
+def _load_trained(weights: str, num_classes: int) -> tuple[Segmenter, dict, dict]:
+    ckpt = read_checkpoint(weights)
+    conf = ckpt.get("config") or {}
+    if conf.get("task") != "ade20k_seg" or "model" not in ckpt:
+        raise MaeBenchError(f"{weights} is not an ade20k_seg model (expected RUN/model_final.pth of a segmentation run)")
+    if conf["num_classes"] != num_classes:
+        raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
+    recipe = conf["recipe"]
+    model, _ = build_segmenter(recipe["model"], recipe["data"]["crop_size"], "scratch", conf["arch"], num_classes)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise MaeBenchError(f"{weights} does not fit its own recipe's segmenter ({' '.join(str(e).split())[:200]})") from None
+    info = dict(conf.get("init") or {"kind": "scratch", "ckpt": None}, weights=str(weights))
+    return model, info, recipe
+
+
+def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> dict:
+    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
+    seed_all(r["seed"])
+    root, name = resolve_root(data)
+    num_classes = read_num_classes(root)
+    val_set = ADE20KDataset(root, "val", d, num_classes, train=False, subset=d["val_subset"])
+    preds_dir = out / "preds" if save_preds and dist.is_main else None
+    if preds_dir is not None and dist.world_size > 1:
+        raise MaeBenchError("--save-preds runs on one process (evaluation shards would each write a part)")
+    dataset = {"name": name, "root": str(root), "split": "val", "subset": d["subset"], "val_subset": d["val_subset"],
+               "num_classes": num_classes, "val_images": len(val_set)}
+
+    if eval_only:
+        model, info, _ = _load_trained(weights, num_classes)
+        model.to(dist.device)
+        res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
+        _write_per_class(out, res, dist)
+        return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
+                "dataset": dataset}
+
+    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"])
+    model, info = build_segmenter(m, d["crop_size"], init, arch, num_classes)
+    model.to(dist.device)
+    if r["cpu_linear"] == "onednn":
+        use_onednn_linears(model)
+    if s["iters"] < 1 or s["eval_interval"] < 1 or s["iters"] % s["eval_interval"]:
+        raise MaeBenchError(f"schedule.iters ({s['iters']}) must be a positive multiple of schedule.eval_interval ({s['eval_interval']})")
+    epochs, per_epoch = s["iters"] // s["eval_interval"], s["eval_interval"]
+    optimizer = adamw(model.param_groups(o["weight_decay"], o["layer_decay"]), lr=o["lr"], betas=o["betas"])
+    net = model
+    if dist.enabled:
+        if r["sync_bn"]:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    config = {"task": "ade20k_seg", "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
+    engine = Engine(net, optimizer, run_dir=out, dist=dist, epochs=epochs, updates_per_epoch=per_epoch, amp=r["amp"],
+                    clip_grad=o["clip_grad"], seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"],
+                    log_every=r["log_every"], desc="ade20k_seg", module=model, config=config)
+    engine.scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"],
+                                     o["warmup_ratio"], o["lr"])
+    engine.resume(resume)
+    per_rank = s["batch_size"]
+    skipped = {"train": 0}
+
+    def loader(epoch):
+        sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
+        return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=d["num_workers"],
+                          pin_memory=dist.device.startswith("cuda"), persistent_workers=False)
+
+    def step(net, batch):
+        x, y, ok = batch
+        skipped["train"] += int((~ok).sum())
+        x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
+        logits, aux = net(x)
+        return total_loss(logits, aux, y, model.aux_weight, m["avg_non_ignore"]), len(y)
+
+    final = {}
+
+    def on_epoch_end(epoch):
+        last = epoch + 1 == epochs
+        if not last and (epoch + 1) % r["eval_every"]:
+            return {}
+        res = evaluate(model, val_set, dist, cfg["test"], num_classes, engine.autocast,
+                       preds_dir=preds_dir if last else None, num_workers=d["num_workers"])
+        final.update(res)
+        stats = _main_metrics(res)
+        if skipped["train"]:
+            stats["skipped_samples"] = skipped["train"]
+        if dist.is_main:
+            print(f"iter {(epoch + 1) * per_epoch}/{s['iters']}: mIoU {stats['mIoU']:.2f} mAcc {stats['mAcc']:.2f} "
+                  f"aAcc {stats['aAcc']:.2f}")
+        return stats
+
+    if dist.is_main:
+        print(f"ade20k_seg: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+              f"({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x {dist.world_size}, "
+              f"lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
+    engine.fit(loader, step, on_epoch_end)
+    if not final:  # resumed a finished run: evaluate once more
+        on_epoch_end(epochs - 1)
+    if dist.is_main:
+        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=epochs - 1, config=config)
+        _write_per_class(out, final, dist)
+    dataset.update(train_images=len(train_set), skipped_samples=skipped["train"])
+    return {"metrics": _main_metrics(final), "init": info, "arch": info["arch"], "device": dist.device,
+            "dataset": dataset}
+
+
+def _main_metrics(res: dict) -> dict:
+    return {k: float(res[k]) for k in ("mIoU", "mAcc", "aAcc")}
+
+
+def _write_per_class(out: Path, res: dict, dist: DistInfo) -> None:
+    if dist.is_main and res:
+        text = json.dumps({"IoU": res["IoU"], "Acc": res["Acc"]}, allow_nan=True)
+        atomic_write(out / "per_class.json", lambda tmp: Path(tmp).write_text(text))
