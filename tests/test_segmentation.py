@@ -173,14 +173,14 @@ def test_train_pipeline_gives_fixed_crops_with_valid_labels(seg_root):
     root, _ = resolve_root(seg_root)
     from benchmarks.config import load_recipe, resolved
     d = resolved(load_recipe("ade20k_seg", "smoke"))["data"]
-    ds = ADE20KDataset(root, "train", d, 11, train=True)
+    ds = ADE20KDataset(root, "train", d, 11, train=True, crop=64)
     x, y, ok = ds[(0, 123)]
     assert ok and x.shape == (3, 64, 64) and y.shape == (64, 64)
     assert set(y.unique().tolist()) <= set(range(11)) | {255}
     x2, y2, _ = ds[(0, 123)]
     assert torch.equal(x, x2) and torch.equal(y, y2)  # the per-sample seed decides the augmentation
     img = Image.new("RGB", (200, 10))  # resized to at most 25 px high: the crop must be padded
-    _, lab = train_transform(img, np.zeros((10, 200), np.uint8), np.random.default_rng(0), dict(d, crop_size=64))
+    _, lab = train_transform(img, np.zeros((10, 200), np.uint8), np.random.default_rng(0), d, 64)
     assert lab.shape == (64, 64) and (lab == 255).any()  # padded with ignore
     val = ADE20KDataset(root, "val", d, 11, train=False)
     vx, vy, name = val[0]
@@ -205,7 +205,7 @@ def test_mismatched_pairs_and_missing_files_are_one_clear_error(seg_root, tmp_pa
 # ---- training, resume, predictions ----------------------------------------------------------
 # Seconds of CPU training cannot generalise, so the training tests evaluate on the scenes they train on
 # (validation = a copy of training), 32 px crops without scale jitter or colour distortion.
-MEMO = ["data.crop_size=32", "data.scale=(128,32)", "data.test_scale=(128,32)", "data.ratio_range=(1.0,1.0)",
+MEMO = ["model.img_size=32", "data.scale=(128,32)", "data.test_scale=(128,32)", "data.ratio_range=(1.0,1.0)",
         "data.photometric=False", "optim.lr=1e-3", "optim.layer_decay=1.0"]
 
 
@@ -263,3 +263,15 @@ def test_resumed_run_equals_unbroken(memo_root, tmp_path):
     assert read_result(full)["metrics"] == read_result(part)["metrics"]
     logs = [json.loads(line) for line in (part / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logs if r["type"] == "epoch"] == [0, 1, 1]  # the resumed run did epoch 1 only
+
+
+def test_warmup_then_poly_schedule_honours_layer_decay():
+    from transfer.segmentation.train import poly_schedule
+    p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [p1], "lr_scale": 1.0}, {"params": [p2], "lr_scale": 0.5}], lr=1e-4)
+    sched = poly_schedule(opt, total=100, warmup=10, power=1.0, min_lr=0.0, warmup_ratio=1e-6, lr=1e-4)
+    expected = {0: 1e-10, 5: 1e-10 + 5 * (1e-4 - 1e-10) / 10, 10: 1e-4, 55: 0.5e-4, 99: 1e-4 / 90}
+    for t, lr in expected.items():
+        sched.step_update(t)
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-6)
+        assert opt.param_groups[1]["lr"] == pytest.approx(lr / 2, rel=1e-6)

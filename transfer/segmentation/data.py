@@ -150,19 +150,18 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
     return img
 
 
-def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict):
+def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
     """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
     ratio = rng.uniform(*d["ratio_range"])
     size = rescale_size(*img.size, [s * ratio for s in d["scale"]])
     img = img.resize(size, Image.BILINEAR)
     label = np.array(Image.fromarray(label).resize(size, Image.NEAREST))
-    y1, y2, x1, x2 = random_crop_box(label, d["crop_size"], rng, d["cat_max_ratio"])
+    y1, y2, x1, x2 = random_crop_box(label, crop, rng, d["cat_max_ratio"])
     img, label = np.asarray(img)[y1:y2, x1:x2], label[y1:y2, x1:x2]
     if rng.random() < d["flip_prob"]:
         img, label = img[:, ::-1], label[:, ::-1]
     if d["photometric"]:
         img = photometric_distortion(np.ascontiguousarray(img), rng)
-    crop = d["crop_size"]
     x = torch.zeros(3, crop, crop)
     y = torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long)
     x[:, :img.shape[0], :img.shape[1]] = to_tensor(np.asarray(img))
@@ -174,8 +173,9 @@ class ADE20KDataset(torch.utils.data.Dataset):
     """Training items: (image, label, ok) for an index drawn with a per-sample seed `(index, seed)`.
     Evaluation items: (image resized into `scale`, label at its own size, name)."""
 
-    def __init__(self, root: Path, split: str, d: dict, num_classes: int, train: bool, subset=None):
+    def __init__(self, root: Path, split: str, d: dict, num_classes: int, train: bool, subset=None, crop: int = 512):
         self.root, self.split, self.d, self.num_classes, self.train = root, split, d, num_classes, train
+        self.crop = crop
         self.pairs = list_pairs(root, split, subset)
         self.strict = d["strict"]
 
@@ -195,10 +195,10 @@ class ADE20KDataset(torch.utils.data.Dataset):
             except MaeBenchError:
                 if self.strict:
                     raise
-                crop = self.d["crop_size"]  # nothing labelled: the sample adds no loss
-                return torch.zeros(3, crop, crop), torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long), False
+                c = self.crop  # nothing labelled: the sample adds no loss
+                return torch.zeros(3, c, c), torch.full((c, c), IGNORE_INDEX, dtype=torch.long), False
             self._check_size(img, label, img_path)
-            x, y = train_transform(img, label, np.random.default_rng(seed), self.d)
+            x, y = train_transform(img, label, np.random.default_rng(seed), self.d, self.crop)
             return x, y, True
         img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
         self._check_size(img, label, img_path)

@@ -61,7 +61,7 @@ def _load_trained(weights: str, num_classes: int) -> tuple[Segmenter, dict, dict
     if conf["num_classes"] != num_classes:
         raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
     recipe = conf["recipe"]
-    model, _ = build_segmenter(recipe["model"], recipe["data"]["crop_size"], "scratch", conf["arch"], num_classes)
+    model, _ = build_segmenter(recipe["model"], recipe["model"]["img_size"], "scratch", conf["arch"], num_classes)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
@@ -90,8 +90,8 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
                 "dataset": dataset}
 
-    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"])
-    model, info = build_segmenter(m, d["crop_size"], init, arch, num_classes)
+    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"], crop=m["img_size"])
+    model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
     model.to(dist.device)
     if r["cpu_linear"] == "onednn":
         use_onednn_linears(model)

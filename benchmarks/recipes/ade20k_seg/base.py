@@ -1,6 +1,7 @@
 # UperNet on a ViT-B/16 MAE encoder, ADE20K 512x512, 160k iterations: mmsegmentation's
 # configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py (the paper's Table 5 set-up).
 model = dict(
+    img_size=512,  # the training crop, and the backbone's input (pos_embed and relative position tables)
     out_indices=None,  # None: (3, 5, 7, 11) for 12 blocks, (7, 11, 15, 23) for 24
     rel_pos_bias=True,  # BEiT-style relative position bias per block, zero-initialised
     layer_scale_init=1.0,  # None: no layer scale
@@ -15,7 +16,6 @@ model = dict(
 data = dict(
     scale=(2048, 512),  # random resize: ratio_range x this, keep ratio
     ratio_range=(0.5, 2.0),
-    crop_size=512,
     cat_max_ratio=0.75,
     flip_prob=0.5,
     photometric=True,
