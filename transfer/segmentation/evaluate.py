@@ -15,6 +15,10 @@ from mae_core.distributed import DistInfo
 from .metrics import ConfusionMatrix
 
 
+def _single(batch):
+    return batch[0]  # one image at a time: sizes differ (mmseg evaluates with batch 1 too)
+
+
 @torch.no_grad()
 def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, autocast=nullcontext,
              preds_dir: Path | None = None, num_workers: int = 0) -> dict:
@@ -24,7 +28,7 @@ def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, autoc
     cm = ConfusionMatrix(num_classes)
     shard = list(range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=1, num_workers=num_workers,
-                        collate_fn=lambda b: b[0])
+                        collate_fn=_single)
     for x, y, name in tqdm(loader, desc="eval", leave=False, disable=not dist.is_main, dynamic_ncols=True):
         with autocast():
             logits = model.predict_logits(x[None].to(dist.device), test["mode"], test["crop_size"], test["stride"])

@@ -47,11 +47,12 @@ class Segmenter(nn.Module):
         return out / count
 
     def _encode_decode(self, img: torch.Tensor) -> torch.Tensor:
-        # pad to a multiple of the patch size, then cut the logits back to the input's size
+        # pad to a multiple of the patch size (at least 2 x 2 tokens, for the max-pooled level), then cut
+        # the logits back to the input's size
         h, w = img.shape[2:]
         p = self.backbone.patch_size
-        ph, pw = -h % p, -w % p
-        x = F.pad(img, (0, pw, 0, ph)) if ph or pw else img
+        ph, pw = max(-h % p, 2 * p - h), max(-w % p, 2 * p - w)
+        x = F.pad(img, (0, pw, 0, ph)) if ph > 0 or pw > 0 else img
         logits = F.interpolate(self(x)[0], size=x.shape[2:], mode="bilinear", align_corners=False)
         return logits[:, :, :h, :w]
 
