@@ -275,3 +275,15 @@ def test_warmup_then_poly_schedule_honours_layer_decay():
         sched.step_update(t)
         assert opt.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-6)
         assert opt.param_groups[1]["lr"] == pytest.approx(lr / 2, rel=1e-6)
+
+
+def test_unreadable_training_images_are_skipped_and_counted_or_fail_with_strict(memo_root, tmp_path):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(memo_root / "ade20k", data)
+    victim = sorted((data / "ADEChallengeData2016" / "images" / "training").glob("*.jpg"))[0]
+    victim.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
+    out = tmp_path / "run"
+    assert main(run_args("scratch", data, out, 2, 2, MEMO, arch="vit_tiny_patch16")) == 0
+    assert read_result(out)["dataset"]["skipped_samples"] == 2  # 16 draws over 8 images: each one twice
+    assert main([*run_args("scratch", data, tmp_path / "strict", 2, 2, MEMO, arch="vit_tiny_patch16"), "--strict"]) == 1
