@@ -15,9 +15,10 @@ RESULTS_FILE = "coco_instances_results.json"
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def to_coco_results(output: dict, image_id: int, cat_of_label: list[int], mask_threshold: float = 0.5) -> list[dict]:
-    """One image's torchvision detections (boxes xyxy, labels, scores, masks [N, 1, H, W] probabilities)
-    as detectron2 writes them: image_id, category_id, bbox xywh, score, segmentation RLE (counts as str)."""
+def to_coco_results(output: dict, image_id: int, cat_ids: list[int], mask_threshold: float = 0.5) -> list[dict]:
+    """One image's torchvision detections (boxes xyxy, labels 1..K, scores, masks [N, 1, H, W] probabilities)
+    as detectron2 writes them: image_id, category_id (label k is cat_ids[k - 1]), bbox xywh, score,
+    segmentation RLE (counts as str)."""
     boxes = output["boxes"].detach().float().cpu().numpy()
     scores = output["scores"].detach().float().cpu().tolist()
     labels = output["labels"].cpu().tolist()
@@ -26,7 +27,7 @@ def to_coco_results(output: dict, image_id: int, cat_of_label: list[int], mask_t
     if "masks" in output:
         masks = (output["masks"][:, 0] > mask_threshold).cpu().numpy().astype(np.uint8)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        r = {"image_id": int(image_id), "category_id": int(cat_of_label[labels[i]]),
+        r = {"image_id": int(image_id), "category_id": int(cat_ids[labels[i] - 1]),
              "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[i])}
         if masks is not None:
             rle = mask_utils.encode(np.asfortranarray(masks[i]))
@@ -75,7 +76,7 @@ def write_results(path, results: list[dict]) -> None:
 
 
 @torch.no_grad()
-def predict(model, loader, device: str, cat_of_label: list[int], autocast, progress=None) -> tuple[list[dict], list[int], int]:
+def predict(model, loader, device: str, cat_ids: list[int], autocast, progress=None) -> tuple[list[dict], list[int], int]:
     """(COCO results, evaluated image ids, unreadable images) for this process's share of `loader`."""
     model.eval()
     results, ids, dropped = [], [], 0
@@ -86,7 +87,7 @@ def predict(model, loader, device: str, cat_of_label: list[int], autocast, progr
         with autocast():
             outputs = model([im.to(device) for im in images])
         for out, t in zip(outputs, targets):
-            results.extend(to_coco_results(out, t["image_id"], cat_of_label))
+            results.extend(to_coco_results(out, t["image_id"], cat_ids))
             ids.append(int(t["image_id"]))
         if progress is not None:
             progress.update(len(images))

@@ -27,7 +27,7 @@ def make_scheduler(optimizer, s: dict, total_updates: int, lr: float, min_lr: fl
     common = dict(warmup_t=warmup, warmup_lr_init=lr * s["warmup_factor"], t_in_epochs=False)
     if s["lr_schedule"] == "step":
         return MultiStepLRScheduler(optimizer, decay_t=[int(f * total_updates) for f in s["steps"]], decay_rate=0.1,
-                                    **common)
+                                    warmup_prefix=False, **common)
     if s["lr_schedule"] == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_updates), lr_min=min_lr, cycle_limit=1, **common)
     raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {s['lr_schedule']!r}")
