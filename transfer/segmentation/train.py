@@ -76,9 +76,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
     val_set = ADE20KDataset(root, "val", d, num_classes, train=False, subset=d["val_subset"])
-    preds_dir = out / "preds" if save_preds and dist.is_main else None
-    if preds_dir is not None and dist.world_size > 1:
-        raise MaeBenchError("--save-preds runs on one process (evaluation shards would each write a part)")
+    preds_dir = out / "preds" if save_preds else None  # every process writes the maps of its own shard
     dataset = {"name": name, "root": str(root), "split": "val", "subset": d["subset"], "val_subset": d["val_subset"],
                "num_classes": num_classes, "val_images": len(val_set)}
 
@@ -112,7 +110,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
                                      o["warmup_ratio"], o["lr"])
     engine.resume(resume)
     per_rank = s["batch_size"]
-    skipped = {"train": 0}
+    skipped = {"train": engine.extra_state.get("skipped_samples", 0)}  # counted over a resume too
 
     def loader(epoch):
         sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
@@ -129,6 +127,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     final = {}
 
     def on_epoch_end(epoch):
+        engine.extra_state["skipped_samples"] = skipped["train"]
         last = epoch + 1 == epochs
         if not last and (epoch + 1) % r["eval_every"]:
             return {}
