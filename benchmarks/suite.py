@@ -6,7 +6,7 @@ is exactly what a user would get typing them; a finished step (its result file e
 the suite is run again into the same folder.
 """
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mae_core.errors import MaeBenchError
@@ -20,8 +20,7 @@ class Step:
     name: str
     argv: list[str]
     done: Path  # exists once the step has finished
-    record: Path | None = None  # RUN folder holding result.json
-    needs: list[str] = field(default_factory=list)
+    record: Path | None = None  # RUN folder holding result.json, for the tables and the regression check
 
 
 @dataclass
@@ -48,19 +47,21 @@ class DataPaths:
         return {"coco_det": self.coco, "ade20k_seg": self.ade20k}.get(task, self.imagenet)
 
 
-def _sets(pairs: dict, *extra: str) -> list[str]:
-    items = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in (pairs or {}).items()]
-    return [a for s in [*items, *extra] for a in ("--set", s)]
+def _sets(common: dict, pairs: dict) -> list[str]:
+    """--set arguments: the suite's common settings, then the step's own (which win)."""
+    items = {**common, **(pairs or {})}
+    return [a for k, v in items.items() for a in ("--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}")]
 
 
 def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
     """The suite's steps in order: pretraining, the supervised baseline, task x init, tables."""
-    size, arch, subset = f"model.img_size={cfg.img_size}", cfg.arch, cfg.subset
+    arch, subset = cfg.arch, cfg.subset
+    size, seeded = {"model.img_size": cfg.img_size}, {"model.img_size": cfg.img_size, "runtime.seed": cfg.seed}
     sub = ["--subset", str(subset)] if subset else []
     pre, sup = out / "pretrain", out / "supervised"
     steps = [Step("pretrain MAE", ["pretrain", "--data", str(data.imagenet / "train"), "--out", str(pre), "--arch", arch,
                                    "--recipe", cfg.pretrain.recipe, "--seed", str(cfg.seed), "--resume", "auto",
-                                   *sub, *_sets(cfg.pretrain.sets, size)],
+                                   *sub, *_sets(size, cfg.pretrain.sets)],
                   done=pre / "reconstructions.png")]
     inits = {"mae": str(pre / "checkpoint-last.pth"), "supervised": f"supervised:{sup / 'checkpoint-last.pth'}",
              "scratch": "scratch"}
@@ -71,18 +72,19 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
         steps.append(Step("supervised baseline", [
             "run", "--task", "in1k_finetune", "--recipe", cfg.supervised.recipe, "--ckpt", "scratch", "--arch", arch,
             "--data", str(data.imagenet), "--out", str(sup), "--resume", "auto", *sub,
-            *_sets(cfg.supervised.sets, size, f"runtime.seed={cfg.seed}")], done=sup / "result.json", record=sup))
+            *_sets(seeded, cfg.supervised.sets)], done=sup / "result.json"))
     for task in cfg.tasks:
         if task not in cfg.steps:
             raise MaeBenchError(f"suite: task {task!r} has no entry in the recipe's `steps`")
         spec = cfg.steps[task]
         for init in cfg.inits:
-            run = out / task / init
+            run = out / "runs" / task / init
             steps.append(Step(f"{task} {init}", [
                 "run", "--task", task, "--recipe", spec.recipe, "--ckpt", inits[init], "--arch", arch,
                 "--data", str(data.for_task(task)), "--out", str(run), "--resume", "auto", *sub,
-                *_sets(spec.sets, size, f"runtime.seed={cfg.seed}")], done=run / "result.json", record=run))
-    steps.append(Step("tables", ["tables", "--results", str(out), "--out", str(out / "tables")],
+                *_sets(seeded, spec.sets)], done=run / "result.json", record=run))
+    # The supervised baseline is an init, not a result: tables and the regression check see the task runs only.
+    steps.append(Step("tables", ["tables", "--results", str(out / "runs"), "--out", str(out / "tables")],
                       done=out / "tables" / ".never"))  # always rebuilt: cheap and reflects every record
     return steps
 

@@ -11,7 +11,9 @@ steps = dict(
     in1k_linear=dict(sets=_cls),
     in1k_partial=dict(sets={**_cls, "blocks": 1}),
     in1k_finetune=dict(sets=_cls),
-    coco_det=dict(sets={}),
-    ade20k_seg=dict(sets={}),
+    coco_det=dict(sets={"model.img_size": 64, "schedule.epochs": 1, "data.subset": None, "data.val_subset": None,
+                         "runtime.device": "cpu"}),
+    ade20k_seg=dict(sets={"model.img_size": 64, "schedule.iters": 4, "schedule.warmup_iters": 1,
+                          "schedule.eval_interval": 4, "schedule.batch_size": 4, "runtime.device": "cpu"}),
 )
 baseline = None
