@@ -76,6 +76,8 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     if weights:  # evaluate the detector as it was trained, whatever this recipe's model section says
         saved = (read_checkpoint(weights).get("config") or {}).get("recipe", {}).get("model")
         if isinstance(saved, dict):
+            if saved != cfg["model"] and dist.is_main:
+                print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
             cfg = {**cfg, "model": saved}
     m = cfg["model"]
     seed_all(r["seed"])
