@@ -15,6 +15,7 @@ from results.record import read_result
 
 # seconds per epoch on 2 cores: ViT-Tiny at 64 px (a 4 x 4 grid), slim heads
 TINY = ["model.img_size=64", "model.pretrain_img_size=32", "model.window_size=2", "model.fpn_channels=32",
+        "model.anchor_sizes=(8, 16, 32, 64, 128)", "data.scale_range=(0.5, 1.5)",
         "model.head_channels=32", "model.box_fc=64", "model.box_convs=1", "model.mask_convs=1",
         "model.roi_batch_per_image=32", "data.subset=None", "data.val_subset=None", "schedule.batch_size=4",
         "schedule.eval_batch_size=8", "schedule.warmup_iters=2", "runtime.device=cpu", "runtime.log_every=1",
