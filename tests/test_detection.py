@@ -154,7 +154,8 @@ def _ann(i, img, cat=3, crowd=0, box=(2, 2, 10, 10)):
 def test_bad_files_are_counted_skips_or_one_clear_error(tmp_path):
     from PIL import Image
     images = [{"id": k, "file_name": f"{k}.png", "width": 32, "height": 32} for k in (1, 2, 3, 4)]
-    anns = [_ann(1, 1), _ann(2, 1, cat=7, crowd=1), _ann(3, 2, crowd=1), _ann(4, 3, cat=99), _ann(5, 4)]
+    poly = dict(_ann(6, 1, cat=7), segmentation=[[2, 2, 12, 2, 12, 12, 2, 12], [1, 1, 2, 2]])  # one part too short
+    anns = [_ann(1, 1), _ann(2, 1, cat=7, crowd=1), _ann(3, 2, crowd=1), _ann(4, 3, cat=99), _ann(5, 4), poly]
     _write_coco(tmp_path, images, anns)
     for k in (1, 2, 3):  # image 4's file is missing
         Image.new("RGB", (32, 32)).save(tmp_path / "train2017" / f"{k}.png")
@@ -163,8 +164,9 @@ def test_bad_files_are_counted_skips_or_one_clear_error(tmp_path):
     assert ds.skipped == {"missing_file": 1, "malformed_annotation": 1, "no_instances": 2}
     assert ds.label_of == {3: 1, 7: 2}
     _, t = ds[0]
-    assert t["labels"].tolist() == [1]  # the crowd annotation is not a training target
-    torch.testing.assert_close(t["boxes"], torch.tensor([[2.0, 2.0, 12.0, 12.0]]))
+    assert t["labels"].tolist() == [1, 2]  # the crowd annotation is not a training target
+    torch.testing.assert_close(t["boxes"], torch.tensor([[2.0, 2.0, 12.0, 12.0]] * 2))
+    assert t["masks"][1].sum() > 0  # the polygon kept its valid part
     with pytest.raises(MaeBenchError, match="annotation 4 of image 3 is malformed"):
         CocoInstances(tmp_path, "train2017", train=True, img_size=32, strict=True)
     (tmp_path / "train2017" / "1.png").write_bytes(b"not a png")

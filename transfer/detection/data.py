@@ -61,16 +61,20 @@ def load_coco(path: Path) -> COCO:
     return coco
 
 
-def _valid_annotation(a: dict, width: int, height: int, cat_ids: set) -> bool:
+def _usable_annotation(a: dict, width: int, height: int, cat_ids: set) -> dict | None:
+    """The annotation as a training target (polygon parts of fewer than 3 points dropped, as detectron2
+    does), or None when it is malformed: unknown category, bad box, no usable mask."""
     bbox = a.get("bbox")
     if a.get("category_id") not in cat_ids or not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        return False
+        return None
     if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox) or bbox[2] <= 0 or bbox[3] <= 0:
-        return False
+        return None
     seg = a.get("segmentation")
     if isinstance(seg, list):
-        return bool(seg) and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg)
-    return isinstance(seg, dict) and "counts" in seg and "size" in seg and list(seg["size"]) == [height, width]
+        parts = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
+        return {**a, "segmentation": parts} if parts else None
+    ok = isinstance(seg, dict) and "counts" in seg and "size" in seg and list(seg["size"]) == [height, width]
+    return a if ok else None
 
 
 def subset_ids(ids: list[int], n: int | None) -> list[int]:
@@ -130,11 +134,13 @@ class CocoInstances(torch.utils.data.Dataset):
         for a in self.coco.imgToAnns.get(img_id, []):
             if a.get("iscrowd", 0):
                 continue
-            if "width" not in info or "height" not in info or not _valid_annotation(a, info["width"], info["height"],
-                                                                                     set(self.label_of)):
+            usable = None
+            if "width" in info and "height" in info:
+                usable = _usable_annotation(a, info["width"], info["height"], set(self.label_of))
+            if usable is None:
                 self._skip("malformed_annotation", f"annotation {a.get('id')} of image {img_id} is malformed")
                 continue
-            out.append(a)
+            out.append(usable)
         return out
 
     def set_epoch(self, epoch: int) -> None:
