@@ -1,6 +1,4 @@
 """ViTDet's Mask R-CNN from torchvision's parts, with the encoder from any init (MAE, supervised, scratch)."""
-from functools import partial
-
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 from torchvision.models.detection import MaskRCNN
@@ -57,10 +55,9 @@ def build_detector(m: dict, vit: ViT, num_classes: int) -> MaskRCNN:
     if len(m["anchor_sizes"]) != len(levels):
         raise MaeBenchError(f"model.anchor_sizes needs one size per level ({', '.join(levels)}), got {m['anchor_sizes']}")
     anchors = AnchorGenerator(tuple((int(s),) for s in m["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(levels))
-    norm = partial(LayerNorm2d)
     roi_levels = levels[:-1]  # p6 only feeds the RPN
-    box_head = FastRCNNConvFCHead((c, 7, 7), [m["head_channels"]] * m["box_convs"], [m["box_fc"]], norm_layer=norm)
-    mask_head = MaskRCNNHeads(c, [m["head_channels"]] * m["mask_convs"], 1, norm_layer=norm)
+    box_head = FastRCNNConvFCHead((c, 7, 7), [m["head_channels"]] * m["box_convs"], [m["box_fc"]], norm_layer=LayerNorm2d)
+    mask_head = MaskRCNNHeads(c, [m["head_channels"]] * m["mask_convs"], 1, norm_layer=LayerNorm2d)
     r = m["rpn"]
     return MaskRCNN(
         backbone, num_classes=None, min_size=m["img_size"], max_size=m["img_size"],
