@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .render import write_bytes_atomic  # noqa: E402
+from .record import write_bytes_atomic  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -92,15 +92,14 @@ def validate(rec: dict, where: str = "result") -> dict:
     return rec
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """json.dump to a temp file beside `path`, fsync, then rename over it."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temp file beside `path`, fsync, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -108,6 +107,11 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """JSON (indented, no NaN) written atomically."""
+    return write_bytes_atomic(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def write_result(run_dir: str | os.PathLike, rec: dict) -> Path:

@@ -1,8 +1,8 @@
 """Plain-text renderers for a grid (header + rows of strings): Markdown pipe tables and LaTeX booktabs
 tabulars; and atomic file writes for the outputs."""
-import os
-import tempfile
 from pathlib import Path
+
+from .record import write_bytes_atomic
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -37,22 +37,6 @@ def latex_table(header: list[str], rows: list[list[str]], caption: str = "", lab
     return "\n".join(lines) + "\n"
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write to a temp file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_text_atomic(path: str | Path, text: str) -> Path:
+    """UTF-8 text written atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"))
