@@ -97,7 +97,7 @@ def baseline_path(name: str | None) -> Path | None:
     if not name:
         return None
     path = Path(name)
-    return path if path.is_absolute() or path.exists() else BASELINE_DIR / name
+    return BASELINE_DIR / name if path.name == name else path  # a bare file name lives in benchmarks/baselines/
 
 
 def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = False, tolerance: float = 5.0) -> dict:
