@@ -115,7 +115,7 @@ class JsonlLogger:
             self._f.close()
 
 
-def _amp(device: str, amp: str):
+def amp_context(device: str, amp: str):
     """(autocast context, GradScaler or None) for amp in {none, bf16, fp16}; AMP only on CUDA."""
     if amp not in ("none", "bf16", "fp16"):
         raise MaeBenchError(f"amp must be none, bf16 or fp16, got {amp!r}")
@@ -142,7 +142,7 @@ class Engine:
         self.total_updates = epochs * updates_per_epoch
         self.scheduler = cosine_schedule(optimizer, self.total_updates,
                                          int(round(warmup_epochs * updates_per_epoch)), min_lr)
-        self.autocast, self.scaler = _amp(dist.device, amp)
+        self.autocast, self.scaler = amp_context(dist.device, amp)
         self.clip_grad, self.seed = clip_grad, seed
         self.save_every, self.keep_last, self.log_every = save_every, keep_last, log_every
         self.config = config or {}

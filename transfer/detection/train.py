@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from mae_core.checkpoint import read_checkpoint, save_checkpoint
 from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, _amp, adamw, batch_plan, seed_all
+from mae_core.engine import Engine, adamw, amp_context, batch_plan, seed_all
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
@@ -87,7 +87,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     model.to(dist.device)
     config = {"task": "coco_det", "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    autocast = _amp(dist.device, r["amp"])[0]
+    autocast = amp_context(dist.device, r["amp"])[0]
     val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
                             collate_fn=collate, num_workers=d["num_workers"])
 
