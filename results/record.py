@@ -120,17 +120,23 @@ def write_result(run_dir: str | os.PathLike, rec: dict) -> Path:
     return write_json_atomic(Path(run_dir) / RESULT_FILE, rec)
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """A JSON file's content; a missing or unreadable file is a one-line ResultError naming `what`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultError(f"cannot read {what} {path}: {e}") from None
+
+
 def read_result(path: str | os.PathLike) -> dict:
     """Read a result file (or `RUN/result.json` given RUN) and check its schema."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_FILE
-    try:
-        rec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"result file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultError(f"cannot read result file {path}: {e}") from None
+    rec = read_json(path, "result file")
     if not isinstance(rec, dict):
         raise ResultError(f"{path}: not a JSON object")
     return validate(rec, where=str(path))

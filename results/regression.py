@@ -16,7 +16,6 @@ top-level keys starting with `_` are comments). A metric regressed when value < 
 value > baseline + tolerance for a lower-is-better metric); a baseline setting with no measured value is
 reported as missing. Pure Python + pandas; no torch.
 """
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .frame import records_frame
-from .record import ResultError, write_json_atomic
+from .record import ResultError, read_json, write_json_atomic
 
 PRIMARY_METRICS = ("top1", "bbox_AP", "segm_AP", "mIoU")
 
@@ -105,14 +104,7 @@ def validate_baseline(baseline: dict, where: str = "baseline") -> dict:
 
 def load_baseline(path: str | Path) -> dict:
     """Read and check a baseline file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"baseline file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultError(f"cannot read baseline file {path}: {e}") from None
-    return validate_baseline(data, str(path))
+    return validate_baseline(read_json(path, "baseline file"), str(path))
 
 
 def find_regressions(measured, baseline: dict | str | Path, *, missing_ok: bool = False) -> list[Regression]:

@@ -21,6 +21,16 @@ def tiny():
     return tiny_mae
 
 
+@pytest.fixture(scope="module")
+def mae_ckpt(tmp_path_factory):
+    """A randomly initialised tiny MAE (32 px) saved as our checkpoint format."""
+    from mae_core.checkpoint import save_checkpoint
+    mae = tiny_mae(img_size=32)
+    path = tmp_path_factory.mktemp("ckpt") / "mae.pth"
+    save_checkpoint(path, mae.state_dict(), config={**mae.config, "arch": "vit_tiny_patch16"})
+    return path
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A small synthetic scene set (32 px) shared by the tests."""

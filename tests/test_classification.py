@@ -6,9 +6,8 @@ from timm.data import Mixup
 from timm.optim import param_groups_layer_decay
 
 from benchmarks.cli import main
-from mae_core.checkpoint import read_checkpoint, save_checkpoint
+from mae_core.checkpoint import read_checkpoint
 from results.record import read_result, sha256_file
-from tests.conftest import tiny_mae
 from transfer.classification.evaluate import evaluate, topk_correct
 from transfer.classification.heads import set_trainable
 from transfer.encoder import build_vit
@@ -23,14 +22,6 @@ def run_args(task, ckpt, data, out, epochs=2, extra=(), arch=None):
     sets = [a for s in [*TINY, f"schedule.epochs={epochs}", *extra] for a in ("--set", s)]
     argv = ["run", "--task", task, "--ckpt", str(ckpt), "--data", str(data), "--out", str(out), "--recipe", "smoke", *sets]
     return argv + (["--arch", arch] if arch else [])
-
-
-@pytest.fixture(scope="module")
-def mae_ckpt(tmp_path_factory):
-    mae = tiny_mae(img_size=32)
-    path = tmp_path_factory.mktemp("ckpt") / "mae.pth"
-    save_checkpoint(path, mae.state_dict(), config={**mae.config, "arch": "vit_tiny_patch16"})
-    return path
 
 
 def _weights(path):

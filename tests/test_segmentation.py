@@ -7,11 +7,10 @@ import torch
 from PIL import Image
 
 from benchmarks.cli import main
-from mae_core.checkpoint import read_checkpoint, save_checkpoint
+from mae_core.checkpoint import read_checkpoint
 from mae_core.distributed import DistInfo
 from mae_core.errors import MaeBenchError
 from results.record import read_result
-from tests.conftest import tiny_mae
 from transfer.encoder import build_vit
 from transfer.segmentation.backbone import ViTBackbone
 from transfer.segmentation.data import (ADE20KDataset, list_pairs, read_num_classes, reduce_zero_label,
@@ -42,14 +41,6 @@ def seg_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("segsynth")
     generate(root, n_train=48, n_val=12, img_size=64, seed=1, progress=False)
     return root
-
-
-@pytest.fixture(scope="module")
-def mae_ckpt(tmp_path_factory):
-    mae = tiny_mae(img_size=32)
-    path = tmp_path_factory.mktemp("ckpt") / "mae.pth"
-    save_checkpoint(path, mae.state_dict(), config={**mae.config, "arch": "vit_tiny_patch16"})
-    return path
 
 
 # ---- metric -------------------------------------------------------------------------------
