@@ -47,7 +47,8 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
               "--img-size", str(img_size), "--quiet"])
     sets = [a for s in [f"model.img_size={img_size}", *pretrain_sets] for a in ("--set", s)]
     size_sets = ["--set", f"model.img_size={img_size}"]
-    tsets = size_sets + [a for s in task_sets for a in ("--set", s)]
+    own_sets = [a for s in task_sets for a in ("--set", s)]
+    tsets = size_sets + own_sets
     _run(["pretrain", "--data", str(data / "imagenet" / "train"), "--out", str(out / "mae"), "--recipe", "smoke",
           "--epochs", str(pretrain_epochs), "--seed", str(seed), "--resume", "auto", *sets])
     _run(["run", "--task", "in1k_finetune", "--recipe", "supervised_smoke", "--ckpt", "scratch", "--arch", ARCH,
@@ -61,7 +62,7 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
         vsets = [a for s in extra for a in ("--set", s)]
         for name, ckpt in inits.items():
             run = out / task.replace("@", "_") / name
-            sized = tsets if name_.startswith("in1k") else tsets[len(size_sets):]  # det / seg: the recipe's size
+            sized = tsets if name_.startswith("in1k") else own_sets  # det / seg keep their recipe's input size
             _run(["run", "--task", name_, "--recipe", "smoke", "--ckpt", ckpt, "--arch", ARCH, "--data", str(data),
                   "--out", str(run), "--resume", "auto", *sized, *vsets])
             rows[(task, name)] = read_result(run)["metrics"]

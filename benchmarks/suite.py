@@ -19,7 +19,7 @@ BASELINE_DIR = Path(__file__).parent / "baselines"
 class Step:
     name: str
     argv: list[str]
-    done: Path  # exists once the step has finished
+    done: Path | None  # exists once the step has finished; None: run every time
     record: Path | None = None  # RUN folder holding result.json, for the tables and the regression check
 
 
@@ -32,16 +32,13 @@ class DataPaths:
 
     @classmethod
     def from_root(cls, root: str | Path, imagenet=None, coco=None, ade20k=None) -> "DataPaths":
-        root = Path(root) if root else None
-        paths = cls(imagenet=Path(imagenet) if imagenet else (root / "imagenet" if root else None),
-                    coco=Path(coco) if coco else (root / "coco" if root else None),
-                    ade20k=Path(ade20k) if ade20k else (root / "ade20k" if root else None))
-        for name in ("imagenet", "coco", "ade20k"):
-            path = getattr(paths, name)
+        given = {"imagenet": imagenet, "coco": coco, "ade20k": ade20k}
+        paths = {name: Path(p) if p else (Path(root) / name if root else None) for name, p in given.items()}
+        for name, path in paths.items():
             if path is None or not path.exists():
                 raise MaeBenchError(f"suite: no {name} data at {path} (give --data-root with imagenet/ coco/ ade20k/, "
                                     f"or --{name} PATH)")
-        return paths
+        return cls(**paths)
 
     def for_task(self, task: str) -> Path:
         return {"coco_det": self.coco, "ade20k_seg": self.ade20k}.get(task, self.imagenet)
@@ -89,7 +86,7 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
                 done=run / "result.json", record=run))
     # The supervised baseline is an init, not a result: tables and the regression check see the task runs only.
     steps.append(Step("tables", ["tables", "--results", str(out / "runs"), "--out", str(out / "tables")],
-                      done=out / "tables" / ".never"))  # always rebuilt: cheap and reflects every record
+                      done=None))  # always rebuilt: cheap and reflects every record
     return steps
 
 
@@ -111,7 +108,7 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
     t0 = time.time()
     for i, step in enumerate(steps, 1):
         head = f"[{i}/{len(steps)}] {step.name}"
-        if step.done.exists():
+        if step.done is not None and step.done.exists():
             print(f"{head}: done already ({step.done.parent})", flush=True)
             continue
         print(f"{head} ...  (suite time {time.time() - t0:.0f}s)", flush=True)

@@ -51,6 +51,10 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         if task not in TASK_OPTIONS.get(key, ()):
             flag = "--" + key.replace("_", "-")
             raise MaeBenchError(f"{flag} applies to {', '.join(TASK_OPTIONS.get(key, ())) or 'no task'}, not {task}")
+    if options.get("eval_only") and not options.get("weights"):
+        raise MaeBenchError("--eval-only needs --weights (a trained model such as RUN/model_final.pth)")
+    if options.get("weights") and not options.get("eval_only"):
+        raise MaeBenchError("--weights is for --eval-only; to start training from an encoder use --ckpt")
     if not Path(data).exists():
         raise MaeBenchError(f"dataset path not found: {data}")
     cfg.task = task

@@ -157,3 +157,16 @@ def test_tables_command_runs_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
     assert (tmp_path / "t" / "tables.md").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-only"], "--eval-only needs --weights"),
+    (["--weights", "w.pth"], "--weights is for --eval-only"),
+    (["--save-preds"], "--save-preds applies to ade20k_seg, not coco_det"),
+])
+def test_task_options_are_checked_before_running(synth_root, tmp_path, capsys, flags, message):
+    argv = ["run", "--task", "coco_det", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(synth_root),
+            "--out", str(tmp_path / "r"), *flags]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

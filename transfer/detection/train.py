@@ -35,14 +35,11 @@ def make_scheduler(optimizer, s: dict, total_updates: int, lr: float, min_lr: fl
 
 def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
                   eval_only: bool = False, weights: str | None = None) -> dict:
-    """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}."""
-    if eval_only and not weights:
-        raise MaeBenchError("--eval-only needs --weights (a trained detector such as RUN/model_final.pth)")
-    if weights and not eval_only:
-        raise MaeBenchError("--weights is only used with --eval-only")
+    """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
+    With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
     dist = init_distributed(cfg["runtime"]["device"])
     try:
-        return _run(cfg, init, arch, data, Path(out), resume, dist, weights if eval_only else None)
+        return _run(cfg, init, arch, data, Path(out), resume, dist, weights)
     finally:
         shutdown(dist)
 

@@ -41,11 +41,8 @@ def poly_schedule(optimizer, total: int, warmup: int, power: float, min_lr: floa
 
 def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
                      eval_only: bool = False, weights: str | None = None, save_preds: bool = False) -> dict:
-    """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}."""
-    if eval_only and not weights:
-        raise MaeBenchError("--eval-only needs --weights (a trained segmenter, e.g. RUN/model_final.pth)")
-    if weights and not eval_only:
-        raise MaeBenchError("--weights is for --eval-only; to start training from an encoder use --ckpt")
+    """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}.
+    run_task checks that eval_only and weights come together."""
     dist = init_distributed(cfg["runtime"]["device"])
     try:
         return _run(cfg, init, arch, data, Path(out), resume, eval_only, weights, save_preds, dist)
