@@ -2,7 +2,13 @@
 `--help` is instant and `tables` works without torch."""
 import argparse
 import os
+import signal
 import sys
+import threading
+
+DESCRIPTION = ("Pretrain Masked Autoencoders and measure them under the MAE paper's protocols "
+               "(ImageNet linear probe, partial and full fine-tuning, COCO detection, ADE20K segmentation), "
+               "then build the paper's tables from the result files.")
 
 TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg")
 
@@ -37,16 +43,17 @@ def cmd_data_synth(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from mae_core.pretrain import pretrain
-    from .config import resolved, save_recipe
+    from .config import resolved
+    from .run_folder import claim
     cfg = _load("pretrain", args, {"model.arch": args.arch, "schedule.epochs": args.epochs,
                                    "schedule.batch_size": args.batch_size, "model.img_size": args.img_size,
                                    "runtime.seed": args.seed, "data.subset": args.subset,
                                    "runtime.device": args.device})
-    if int(os.environ.get("RANK", "0")) == 0:
-        save_recipe(cfg, args.out)
+    main = int(os.environ.get("RANK", "0")) == 0
     plain = resolved(cfg)
-    stats = pretrain(plain, args.data, args.out, resume=args.resume, device=plain["runtime"]["device"])
-    if int(os.environ.get("RANK", "0")) == 0:
+    with claim(args.out, cfg, main):
+        stats = pretrain(plain, args.data, args.out, resume=args.resume, device=plain["runtime"]["device"])
+    if main:
         print(f"done: final loss {stats.get('loss', float('nan')):.4f}; checkpoints, log.jsonl and "
               f"reconstructions.png in {args.out}")
     return 0
@@ -136,7 +143,7 @@ def cmd_tables(args) -> int:
 
 # ---- parser -----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mae-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mae-bench", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -233,15 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which cluster schedulers send before killing a job: unwound like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+        signal.signal(signal.SIGTERM, _on_sigterm)
     if args.debug:
         return args.func(args)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("mae-bench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"mae-bench: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished checkpoints are kept, "
+              "--resume auto continues", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as e:  # one line, never a traceback: --debug shows it
         from .errors import describe
 

@@ -7,6 +7,8 @@ from mmengine.config import Config
 
 from mae_core.errors import MaeBenchError
 
+from .recipe_checks import check_ranges, check_types
+
 RECIPE_ROOT = Path(__file__).parent / "recipes"
 
 
@@ -65,7 +67,9 @@ def load_recipe(family: str, name: str, overrides: list[str] | dict | None = Non
     plain = cfg.to_dict()
     for key in sets:
         _check_key(plain, key)
+    check_types(plain, sets)
     cfg.merge_from_dict(sets)
+    check_ranges(cfg.to_dict())
     cfg.recipe_name = name
     return cfg
 
@@ -83,12 +87,17 @@ def _plain(x):
     return x
 
 
+def recipe_text(cfg: Config) -> str:
+    """The resolved recipe as `recipe.py` holds it."""
+    return Config(resolved(cfg)).pretty_text
+
+
 def save_recipe(cfg: Config, run_dir: str | Path) -> Path:
     """Write the resolved recipe as `RUN/recipe.py` (loadable again with --recipe)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "recipe.py"
-    text = Config(resolved(cfg)).pretty_text
+    text = recipe_text(cfg)
     from mae_core.checkpoint import atomic_write  # here, not at the top: `tables` must not import torch
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path

@@ -6,7 +6,8 @@ from pathlib import Path
 from mae_core.errors import MaeBenchError
 from results.record import collect_env, make_record, now_iso, sha256_file, write_result
 
-from .config import resolved, save_recipe
+from .config import resolved
+from .run_folder import claim
 
 
 def _classification(cfg, **kw):
@@ -59,8 +60,12 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         raise MaeBenchError(f"dataset path not found: {data}")
     cfg.task = task
     main = int(os.environ.get("RANK", "0")) == 0
-    if main:
-        save_recipe(cfg, out)
+    with claim(out, cfg, main):
+        return _run_and_record(task, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
+                               options=options)
+
+
+def _run_and_record(task, cfg, *, init, arch, data, out, resume, main, options) -> dict | None:
     plain = resolved(cfg)
     started, t0 = now_iso(), time.time()
     res = TASKS[task](plain, init=init, arch=arch, data=data, out=out, resume=resume, **options)

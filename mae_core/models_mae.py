@@ -113,6 +113,8 @@ class MaskedAutoencoderViT(nn.Module):
         Returns ids_keep [B, K], mask [B, N] (1 = masked) and ids_restore [B, N]."""
         n = noise.shape[1]
         len_keep = int(n * (1 - mask_ratio))
+        if not 0 <= mask_ratio < 1 or len_keep < 1:  # a negative len_keep would silently slice off from the end
+            raise ValueError(f"mask_ratio must be in [0, 1) and keep at least one of {n} patches, got {mask_ratio}")
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]

@@ -92,6 +92,12 @@ def validate(rec: dict, where: str = "result") -> dict:
     return rec
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temp file beside `path`, fsync, then rename over it."""
     path = Path(path)
@@ -101,6 +107,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

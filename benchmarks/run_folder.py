@@ -1,0 +1,66 @@
+"""One run per folder: an advisory lock, leftovers of killed writers removed, a finished run's provenance kept."""
+import fcntl
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+from mae_core.errors import MaeBenchError
+
+from .config import recipe_text, save_recipe
+
+LOCK = ".lock"
+OUTPUTS = ("result.json", "model_final.pth", "checkpoint-last.pth", "checkpoint-best.pth")
+
+
+def _take_lock(out: Path):
+    """An exclusive flock on RUN/.lock holding 'pid host'; the kernel drops it when the owner dies."""
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        owner = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise MaeBenchError(f"{out} is in use by another run (pid and host: {owner}); wait for it to end "
+                            "or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    return fd
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Delete the hidden `.NAME.XXXX.tmp` files atomic writes leave when a process is killed mid-write."""
+    stale = [p for p in out.rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _check_same_recipe(out: Path, text: str) -> None:
+    saved = out / "recipe.py"
+    if not saved.is_file() or not any((out / name).exists() for name in OUTPUTS):
+        return
+    if saved.read_text() != text:
+        raise MaeBenchError(f"{out} holds a run made with another recipe ({saved}); choose another --out, "
+                            "or repeat that run's settings to continue it")
+
+
+@contextmanager
+def claim(out: str | Path, cfg, main: bool = True):
+    """Hold RUN for this run: lock it, clean stale temp files, refuse another recipe's outputs, write recipe.py.
+    Only the main process claims; other ranks of a DDP run write nothing here."""
+    if not main:
+        yield
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MaeBenchError(f"--out {out} is a file; give a folder for the run")
+    out.mkdir(parents=True, exist_ok=True)
+    fd = _take_lock(out)
+    try:
+        remove_stale_temps(out)
+        _check_same_recipe(out, recipe_text(cfg))
+        save_recipe(cfg, out)
+        yield
+    finally:
+        os.close(fd)  # releases the flock; the file stays (harmless, and reused by the next run)

@@ -1,0 +1,148 @@
+"""Bad input is refused before any work, one run owns a run folder, and faults leave nothing misleading behind."""
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.cli import main
+from benchmarks.run_folder import LOCK, remove_stale_temps
+from results.record import write_json_atomic
+from tests.conftest import tiny_mae, tiny_pretrain_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# (name, argv builder(synth_root, out, tmp_path), a phrase the one error line must hold)
+BAD_INPUTS = [
+    ("mask ratio above 1", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["model.mask_ratio=1.5"]), "mask_ratio=1.5"),
+    ("mask ratio 1", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["model.mask_ratio=1.0"]), "(0, 1)"),
+    ("mask ratio 0", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["model.mask_ratio=0.0"]), "(0, 1)"),
+    ("negative mask ratio", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["model.mask_ratio=-0.5"]), "mask_ratio"),
+    ("zero pretraining epochs", lambda d, o, t: tiny_pretrain_args(d, o, 0), "schedule.epochs=0"),
+    ("epochs not a number", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["schedule.warmup_epochs='abc'"]), "expected int"),
+    ("fractional epochs", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["schedule.warmup_epochs=2.5"]), "expected int"),
+    ("zero batch", lambda d, o, t: tiny_pretrain_args(d, o, 1, ["schedule.batch_size=0"]), "batch_size=0"),
+    ("negative batch flag", lambda d, o, t: [*tiny_pretrain_args(d, o, 1), "--batch-size", "-4"], "batch_size=-4"),
+    ("negative linear epochs", lambda d, o, t: ["run", "--task", "in1k_linear", "--ckpt", "scratch", "--arch",
+                                                "vit_tiny_patch16", "--data", str(d), "--out", str(o), "--recipe",
+                                                "smoke", "--set", "schedule.epochs=-1"], "schedule.epochs=-1"),
+    ("zero fine-tune epochs", lambda d, o, t: ["run", "--task", "in1k_finetune", "--ckpt", "scratch", "--arch",
+                                               "vit_tiny_patch16", "--data", str(d), "--out", str(o), "--recipe",
+                                               "smoke", "--set", "schedule.epochs=0"], "schedule.epochs=0"),
+    ("layer decay above 1", lambda d, o, t: ["run", "--task", "in1k_finetune", "--ckpt", "scratch", "--arch",
+                                             "vit_tiny_patch16", "--data", str(d), "--out", str(o), "--recipe",
+                                             "smoke", "--set", "optim.layer_decay=1.5"], "layer_decay"),
+    ("tables decimals not a number", lambda d, o, t: ["tables", "--results", str(t), "--out", str(o),
+                                                      "--set", "decimals='abc'"], "decimals"),
+    ("huge synthetic images", lambda d, o, t: ["data", "synth", "--out", str(o), "--img-size", "1000000"], "img_size"),
+    ("visualize mask ratio above 1", lambda d, o, t: ["visualize", "--ckpt", "x.pth", "--images", str(d),
+                                                      "--out", str(o / "v.png"), "--mask-ratio", "1.5"], "mask_ratio"),
+    ("--out is a file", lambda d, o, t: tiny_pretrain_args(d, t / "a-file", 1), "is a file"),
+]
+
+
+@pytest.mark.parametrize("name,argv,phrase", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_one_line_before_any_work(name, argv, phrase, synth_root, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "run"
+    code = main(argv(synth_root, out, tmp_path))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("mae-bench: error:")]
+    assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
+    assert phrase in lines[0], lines[0]
+    assert not out.exists(), "nothing may be written before the input is known to be good"
+
+
+def test_mask_ratio_out_of_range_is_refused_by_the_model():
+    model = tiny_mae(img_size=32)
+    imgs = torch.randn(2, 3, 32, 32)
+    for bad in (1.0, 1.5, -0.5):
+        with pytest.raises(ValueError, match="mask_ratio"):
+            model(imgs, mask_ratio=bad)
+    _, _, mask = model(imgs, mask_ratio=0.5)
+    assert mask.sum(1).tolist() == [2.0, 2.0]  # 4 patches, 2 masked
+
+
+def test_a_second_run_on_a_locked_folder_is_refused(synth_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    # another process holds the folder: a child that takes the lock and waits
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242 otherhost'); print('locked', flush=True); time.sleep(60)"),
+        str(out / LOCK)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(tiny_pretrain_args(synth_root, out, 1))
+        err = capsys.readouterr().err
+        assert code == 1 and "in use by another run" in err and "4242 otherhost" in err and "Traceback" not in err
+        assert not (out / "recipe.py").exists() and not (out / "log.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the owner died: its lock goes with it, and the next run takes the folder over
+    assert main(tiny_pretrain_args(synth_root, out, 1)) == 0
+    assert (out / "checkpoint-last.pth").exists()
+    fd = os.open(out / LOCK, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released at the end of the run
+    os.close(fd)
+
+
+def test_a_failed_rerun_with_other_settings_leaves_a_finished_run_untouched(synth_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_pretrain_args(synth_root, out, 1)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK}
+    code = main(tiny_pretrain_args(synth_root, out, 1, ["model.mask_ratio=0.5"]))
+    err = capsys.readouterr().err
+    assert code == 1 and "made with another recipe" in err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK}
+    assert after == before
+    # the same settings continue the run
+    assert main([*tiny_pretrain_args(synth_root, out, 1), "--resume", "auto"]) == 0
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".checkpoint-last.pth.abc123.tmp", tmp_path / "sub" / ".result.json.x1.tmp"]
+    for p in stale:
+        p.write_bytes(b"partial")
+    keep = tmp_path / "checkpoint-last.pth"
+    keep.write_bytes(b"ok")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert keep.exists() and not any(p.exists() for p in stale)
+
+
+def test_result_files_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_json_atomic(tmp_path / "result.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(tmp_path):
+    out = tmp_path / "synth"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "data", "synth", "--out", str(out),
+                             "--train", "200000", "--val", "10", "--img-size", "32", "--quiet"],
+                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(out.rglob("*.png")) and time.time() < deadline:  # wait until it is doing work
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+
+
+def test_top_level_help_is_a_whole_sentence(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "then build the paper's tables from the result files." in " ".join(out.split())
