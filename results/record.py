@@ -79,6 +79,15 @@ def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dic
     return rec
 
 
+# Fields the tables read besides metrics: (dotted key, allowed types, in words); None is allowed for each.
+FIELD_TYPES = [(key, (str,), "a string") for key in ("task", "protocol", "arch", "blocks_part", "init.ckpt",
+                                                       "dataset.name", "dataset.split", "finished")]
+FIELD_TYPES += [(key, (int,), "an integer") for key in ("blocks", "dataset.subset", "dataset.val_images",
+                                                         "dataset.images", "dataset.num_images")]
+FIELD_TYPES += [("dataset", (dict,), "an object"), ("init.pretrain", (dict,), "an object"),
+                ("wall_s", (int, float), "a number")]
+
+
 def validate(rec: dict, where: str = "result") -> dict:
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
@@ -87,8 +96,17 @@ def validate(rec: dict, where: str = "result") -> dict:
     if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                 and math.isfinite(v) for v in metrics.values()):
         raise ResultError(f"{where}: `metrics` must map names to finite numbers")
+    outside = [k for k, v in metrics.items() if not 0 <= v <= 100]
+    if outside:
+        raise ResultError(f"{where}: metrics are percentages in [0, 100]; {', '.join(map(str, outside))} is not")
     if not isinstance(rec["init"], dict) or rec["init"].get("kind") not in INIT_KINDS:
         raise ResultError(f"{where}: `init.kind` must be one of {', '.join(INIT_KINDS)}")
+    for key, want, what in FIELD_TYPES:
+        node = rec
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and (not isinstance(node, want) or isinstance(node, bool) and bool not in want):
+            raise ResultError(f"{where}: `{key}` must be {what}, got {node!r}"[:300])
     return rec
 
 

@@ -5,10 +5,16 @@ from pathlib import Path
 from .record import write_bytes_atomic
 
 
+def markdown_cell(text) -> str:
+    """Text from result files made inert in Markdown: one line, `|` escaped, no raw HTML."""
+    text = " ".join(str(text).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub pipe table; `|` inside cells is escaped."""
+    """A GitHub pipe table; cells go through `markdown_cell`."""
     def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
 
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, rows)])
 

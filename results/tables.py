@@ -21,7 +21,7 @@ import pandas as pd
 
 from .frame import PAPER_DEFAULTS, PRETRAIN_AXES, arch_label, load_frame, runs_table
 from .reference import REFERENCE_CSV, is_unverified, load_reference
-from .render import latex_table, markdown_table, write_text_atomic
+from .render import latex_table, markdown_cell, markdown_table, write_text_atomic
 
 PROTOCOL_ORDER = {"linear": 0, "partial": 1, "finetune": 2}
 INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 2}  # the paper lists baselines first, MAE last
@@ -104,7 +104,8 @@ def provenance_lines(cells: pd.DataFrame) -> list[str]:
         files = c["files"].split("; ")
         shas = ", ".join(s[:12] for s in c["sha256"].split("; ") if s) or "none"
         runs = f"{len(files)} run{'s' if len(files) > 1 else ''}"
-        lines.append(f"- {c['id']} · {c['column']}: {runs}: {', '.join(files)}; ckpt sha256 {shas}; {c['data']}")
+        lines.append("- " + markdown_cell(f"{c['id']} · {c['column']}: {runs}: {', '.join(files)}; ckpt sha256 {shas}; "
+                                          f"{c['data']}"))
     return lines
 
 

@@ -146,3 +146,46 @@ def test_top_level_help_is_a_whole_sentence(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "then build the paper's tables from the result files." in " ".join(out.split())
+
+
+def _record(**changes):
+    from results.record import make_record
+    rec = make_record(task="in1k_linear", protocol="linear", arch="vit_tiny_patch16",
+                      init={"kind": "mae", "ckpt": "m.pth", "sha256": None}, dataset={"name": "synthetic-imagenet",
+                      "split": "val", "val_images": 8}, metrics={"top1": 50.0}, recipe={}, started="s", finished="f",
+                      wall_s=1.0, env={})
+    for key, value in changes.items():
+        node, *path = key.split(".")
+        target = rec
+        for part in [node, *path][:-1]:
+            target = target[part]
+        target[[node, *path][-1]] = value
+    return rec
+
+
+@pytest.mark.parametrize("change", [{"arch": ["vit"]}, {"blocks": "abc"}, {"dataset.val_images": "many"},
+                                    {"metrics.top1": 1e308}, {"metrics.top1": -3.0}, {"init.pretrain": "x"}],
+                         ids=["arch-list", "blocks-str", "images-str", "huge-metric", "negative-metric", "pretrain-str"])
+def test_tables_skip_and_name_a_malformed_result_file(change, tmp_path, capsys):
+    import json
+    from results.tables import build_tables
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good" / "result.json").write_text(json.dumps(_record()))
+    (tmp_path / "bad" / "result.json").write_text(json.dumps(_record(**change)))
+    build_tables(tmp_path, tmp_path / "out", plots=False, echo=False)
+    err = capsys.readouterr().err
+    assert "warning: skipping" in err and str(tmp_path / "bad" / "result.json") in err
+    assert "1 result file from" in (tmp_path / "out" / "tables.md").read_text()
+
+
+def test_strings_from_result_files_cannot_inject_markdown(tmp_path):
+    import json
+    from results.tables import build_tables
+    (tmp_path / "r").mkdir()
+    rec = _record(**{"arch": "vit\n## injected\n<script>x</script>", "dataset.name": "a|b\n| row |"})
+    (tmp_path / "r" / "result.json").write_text(json.dumps(rec))
+    build_tables(tmp_path, tmp_path / "out", plots=False, echo=False)
+    text = (tmp_path / "out" / "tables.md").read_text()
+    assert "<script>" not in text and "\n## injected" not in text and "\n| row |" not in text
+    assert "&lt;script&gt;" in text
