@@ -6,6 +6,7 @@ import pickle
 import re
 import tempfile
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -112,12 +113,16 @@ def _reason(exc: Exception) -> str:
 
 
 def read_checkpoint(path) -> dict:
-    """The raw top-level dict of a torch (weights-only) or safetensors file ({"model": tensors} for the latter)."""
+    """The raw top-level dict of a torch (weights-only) or safetensors file ({"model": tensors} for the latter),
+    or of an HF ViTMAE folder (`hf_import`)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MaeBenchError(f"checkpoint not found: {path}")
     if os.path.isdir(path):
-        raise MaeBenchError(f"checkpoint {path} is a directory, not a file")
+        from .hf_import import is_hf_folder, read_hf_folder
+        if is_hf_folder(Path(path)):
+            return read_hf_folder(Path(path), read_checkpoint)
+        raise MaeBenchError(f"checkpoint {path} is a directory without a config.json (not an HF ViTMAE folder)")
     bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
     try:
         safetensors_file = _is_safetensors(path)
