@@ -49,15 +49,28 @@ def sample_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def pretrain_folder(root: str | Path) -> Path:
+    """The folder pretraining reads: ROOT/train of an ImageNet-style root (the official code reads
+    data_path/train; also the synthetic root's imagenet/train), else ROOT itself. Never a val/ split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MaeBenchError(f"data folder not found: {root}")
+    for train in (root / "train", root / "imagenet" / "train"):
+        if train.is_dir():
+            return train
+    if (root / "val").is_dir():
+        raise MaeBenchError(f"{root} has val/ but no train/; pretraining never reads validation images")
+    return root
+
+
 class PretrainImages(Dataset):
-    """Images under `root` (ImageFolder classes are ignored); returns (image, mask noise)."""
+    """Images under `root`, or under its train/ split (`pretrain_folder`); ImageFolder classes are
+    ignored. Items are (image, mask noise)."""
 
     def __init__(self, root: str | Path, transform, noise_fn=None, subset: int | None = None,
                  seed: int = 0, strict: bool = True):
-        root = Path(root)
-        if not root.is_dir():
-            raise MaeBenchError(f"data folder not found: {root}")
-        files = list_images(root)
+        self.root = pretrain_folder(root)
+        files = list_images(self.root)
         self.files = [files[i] for i in deterministic_subset(len(files), subset)]
         self.transform, self.noise_fn, self.seed, self.strict = transform, noise_fn, seed, strict
         self.epoch = 0

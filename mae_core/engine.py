@@ -1,4 +1,4 @@
-"""The shared training engine: optimiser groups, per-iteration schedules, AMP, gradient
+"""The shared training engine: fused AdamW, per-iteration schedules, AMP, gradient
 accumulation, DDP, atomic checkpoints with exact resume, JSONL logs and progress bars.
 
 Pretraining and every downstream task drive the same `Engine.fit`; they supply a
@@ -21,8 +21,6 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .errors import MaeBenchError
 
-NO_DECAY_NAMES = ("pos_embed", "decoder_pos_embed", "cls_token", "mask_token", "encoder_mask_token", "dist_token")
-
 
 class TrainingDiverged(MaeBenchError):
     """The loss became NaN or infinite."""
@@ -34,19 +32,6 @@ def seed_all(*key: int) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
-
-
-def param_groups_weight_decay(model: torch.nn.Module, weight_decay: float, no_decay=NO_DECAY_NAMES) -> list[dict]:
-    """Two groups: decay on weight matrices; none on biases, norms (1-D), tokens and position embeddings."""
-    decay, skip = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in no_decay:
-            skip.append(p)
-        else:
-            decay.append(p)
-    return [{"params": skip, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
 def adamw(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0) -> torch.optim.AdamW:
@@ -275,7 +260,8 @@ class Engine:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if self.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_grad)
+            # the trained module's parameters: `module` (what checkpoints hold) may be another model, e.g. an EMA
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -5,11 +5,12 @@ import time
 from pathlib import Path
 
 import torch
+from timm.optim import param_groups_weight_decay
 
 from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo, init_distributed, shutdown
-from .engine import Engine, adamw, batch_plan, param_groups_weight_decay, scaled_lr, seed_all
+from .engine import Engine, adamw, batch_plan, scaled_lr, seed_all
 from .images import center_tensor, open_rgb
 from .masking import NoiseSampler
 from .models_mae import create_mae
@@ -31,6 +32,12 @@ def build_model(m: dict):
                       decoder_depth=m["decoder_depth"], decoder_embed_dim=m["decoder_embed_dim"],
                       decoder_num_heads=m["decoder_num_heads"], mask_strategy=m["mask_strategy"],
                       mask_tokens_in_encoder=m["mask_tokens_in_encoder"])
+
+
+def build_optimizer(model: torch.nn.Module, o: dict, lr: float) -> torch.optim.AdamW:
+    """AdamW as official main_pretrain.py builds it: timm's add_weight_decay without a skip list, i.e. no
+    decay only on 1-D parameters and biases (cls_token and mask_token are decayed; pos embeddings are frozen)."""
+    return adamw(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=o["betas"])
 
 
 def pretrain(cfg: dict, data: str, out: str, resume: str | None = None, device: str = "auto") -> dict:
@@ -56,7 +63,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
     per_rank_batch, accum = s["batch_size"], s["accum_iter"]
     updates, eff_batch = batch_plan(len(dataset), per_rank_batch, accum, dist)
     lr = scaled_lr(o["blr"], eff_batch, o["lr"])
-    optimizer = adamw(param_groups_weight_decay(model, o["weight_decay"]), lr=lr, betas=o["betas"])
+    optimizer = build_optimizer(model, o, lr)
     ddp = model
     if dist.enabled:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
@@ -69,7 +76,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
                     config=config, tensorboard=r.get("tensorboard", False), desc="pretrain")
     engine.resume(resume)
     if dist.is_main:
-        print(f"pretraining {m['arch']} on {len(dataset)} images ({data}); effective batch {eff_batch}, "
+        print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
               f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")
     mask_ratio = m["mask_ratio"]
     pin = dist.device.startswith("cuda")

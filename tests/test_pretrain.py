@@ -10,7 +10,10 @@ import torch
 
 from benchmarks.cli import main
 from mae_core.checkpoint import read_checkpoint
-from mae_core.engine import (Engine, TrainingDiverged, cosine_lr_formula, param_groups_weight_decay, scaled_lr)
+from mae_core.data import PretrainImages
+from mae_core.engine import Engine, TrainingDiverged, cosine_lr_formula, scaled_lr
+from mae_core.errors import MaeBenchError
+from mae_core.pretrain import build_optimizer
 from mae_core.distributed import DistInfo
 from tests.conftest import tiny_mae, tiny_pretrain_args
 
@@ -25,7 +28,7 @@ def test_loss_decreases_over_a_few_dozen_steps():
     model = tiny_mae(img_size=32)
     imgs = torch.randn(8, 3, 32, 32)
     noise = torch.rand(8, 4)
-    opt = torch.optim.AdamW(param_groups_weight_decay(model, 0.05), lr=1e-3, betas=(0.9, 0.95))
+    opt = build_optimizer(model, {"weight_decay": 0.05, "betas": (0.9, 0.95)}, lr=1e-3)
     losses = []
     for _ in range(40):
         loss, _, _ = model(imgs, noise=noise)
@@ -36,17 +39,37 @@ def test_loss_decreases_over_a_few_dozen_steps():
     assert losses[-1] < 0.7 * losses[0] and losses[-1] < min(losses[:5])
 
 
-def test_weight_decay_off_exactly_for_biases_norms_tokens_and_pos_embed():
-    model = tiny_mae(img_size=32)
-    skip, decay = param_groups_weight_decay(model, 0.05)
-    assert skip["weight_decay"] == 0 and decay["weight_decay"] == 0.05
+@pytest.mark.parametrize("in_encoder", [False, True])
+def test_weight_decay_groups_follow_the_official_rule(in_encoder):
+    # official main_pretrain.py: timm's add_weight_decay(model, wd) with no skip list: no decay exactly for
+    # parameters with one dimension or a name ending in ".bias"; every other trainable parameter (the weight
+    # matrices, cls_token, mask_token) is decayed; frozen ones (the position embeddings) are in no group
+    model = tiny_mae(img_size=32, mask_tokens_in_encoder=in_encoder)
+    optimizer = build_optimizer(model, {"weight_decay": 0.05, "betas": (0.9, 0.95)}, lr=1e-3)
+    got = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    want = {id(p): 0.0 if len(p.shape) == 1 or name.endswith(".bias") else 0.05
+            for name, p in model.named_parameters() if p.requires_grad}
+    assert got == want
     names = {id(p): n for n, p in model.named_parameters()}
-    no_decay = {names[id(p)] for p in skip["params"]}
-    expected = {n for n, p in model.named_parameters()
-                if p.requires_grad and (n.endswith(".bias") or "norm" in n.split(".")[-2:][0] or n in ("cls_token", "mask_token"))}
-    assert no_decay == expected
-    assert all(p.ndim >= 2 for p in decay["params"])
-    assert "pos_embed" not in no_decay | {names[id(p)] for p in decay["params"]}  # fixed, not trained
+    decayed = {names[i] for i, wd in got.items() if wd}
+    assert {"cls_token", "encoder_mask_token" if in_encoder else "mask_token"} <= decayed
+    assert not {"pos_embed", "decoder_pos_embed"} & {names[i] for i in got}
+
+
+def test_pretraining_reads_only_train_of_an_imagenet_root(synth_root, tmp_path):
+    src = sorted((synth_root / "imagenet" / "train").rglob("*.png"))
+    for split, files in (("train", src[:3]), ("val", src[3:6])):
+        (tmp_path / "root" / split / "n0").mkdir(parents=True)
+        for f in files:
+            (tmp_path / "root" / split / "n0" / f.name).write_bytes(f.read_bytes())
+    ds = PretrainImages(tmp_path / "root", transform=None)
+    assert sorted(Path(f).name for f in ds.files) == sorted(f.name for f in src[:3])
+    assert all("val" not in Path(f).relative_to(tmp_path / "root").parts for f in ds.files)
+    assert len(PretrainImages(synth_root, transform=None)) == len(src)  # the synthetic root: imagenet/train
+    assert len(PretrainImages(tmp_path / "root" / "val" / "n0", transform=None)) == 3  # a plain folder: all of it
+    (tmp_path / "root" / "train").rename(tmp_path / "only_val")
+    with pytest.raises(MaeBenchError, match="never reads validation"):
+        PretrainImages(tmp_path / "root", transform=None)
 
 
 def test_lr_schedule_matches_formula():

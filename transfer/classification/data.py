@@ -137,8 +137,14 @@ def drop_bad(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
     return images[ok], labels[ok], n_bad
 
 
-def eval_transform(img_size: int, crop_pct: float = 0.875):
-    """The official evaluation transform: bicubic resize to img_size / crop_pct, centre crop, normalise."""
+def eval_transform(img_size: int, crop_pct: float | None = None):
+    """The official evaluation transform (util/datasets.py): bicubic resize of the short side to
+    img_size / crop_pct, centre crop, normalise; crop_pct None is the official choice, 224/256 up to
+    224 px and 1.0 above (no border cut off at 384 or 448 px)."""
+    if crop_pct is None:
+        crop_pct = 224 / 256 if img_size <= 224 else 1.0
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1:
+        raise MaeBenchError(f"data.crop_pct must be in (0, 1] or None, got {crop_pct}")
     return T.Compose([T.Resize(int(img_size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
                       T.CenterCrop(img_size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
@@ -157,5 +163,5 @@ def train_transform(kind: str, img_size: int, cfg: dict):
                                 re_prob=cfg.get("reprob", 0.0), re_mode="pixel", re_count=1,
                                 mean=IMAGENET_MEAN, std=IMAGENET_STD)
     if kind == "none":
-        return eval_transform(img_size, cfg.get("crop_pct", 0.875))
+        return eval_transform(img_size, cfg.get("crop_pct"))
     raise MaeBenchError(f"unknown augmentation {kind!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")

@@ -26,7 +26,8 @@ def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = 
     """Freeze everything, then unfreeze what the protocol trains; returns the trainable names.
     linear: the head; partial: the last `blocks` blocks + final norm (norm / fc_norm) + head
     (blocks=0: the head alone on frozen features); with part="mlp" only the MLP sub-block (norm2 + mlp)
-    of those blocks is tuned (the paper's "MLP only" point of Figure 9); finetune: everything."""
+    of those blocks is tuned (the paper's "MLP only" point of Figure 9); finetune: everything.
+    Frozen blocks are a fixed feature extractor, so their drop path becomes the identity."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     depth = len(model.blocks)
@@ -34,7 +35,7 @@ def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = 
         raise ValueError(f"blocks must be between 0 and {depth} for this encoder, got {blocks}")
     if part not in ("all", "mlp"):
         raise ValueError(f"blocks_part must be all or mlp, got {part!r}")
-    first_tuned = depth - blocks if protocol == "partial" else depth
+    first_tuned = {"linear": depth, "partial": depth - blocks, "finetune": 0}[protocol]
     for name, p in model.named_parameters():
         if protocol == "finetune":
             p.requires_grad = True
@@ -47,4 +48,6 @@ def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = 
             p.requires_grad = int(index) >= first_tuned and (part == "all" or sub.startswith(("mlp.", "norm2.")))
         else:
             p.requires_grad = False
+    for block in model.blocks[:first_tuned]:
+        block.drop_path1, block.drop_path2 = nn.Identity(), nn.Identity()
     return [n for n, p in model.named_parameters() if p.requires_grad]

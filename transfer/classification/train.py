@@ -1,7 +1,8 @@
 """ImageNet protocols on the shared engine: linear probe, partial and full fine-tuning.
 
 One function runs all three; the recipe's `protocol` picks what is trained, the head and
-the optimiser (LARS for the linear probe, AdamW with layer-wise lr decay otherwise).
+the optimiser (LARS for the linear probe, AdamW with layer-wise lr decay otherwise). Partial
+fine-tuning of 0 blocks is the linear probe (paper Figure 9).
 """
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import torch
 import torch.nn as nn
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import Lars, param_groups_layer_decay
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -23,6 +23,7 @@ from transfer.encoder import init_encoder
 from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, train_transform
 from .evaluate import evaluate
 from .heads import finetune_head, linear_probe_head, set_trainable
+from .optim import Lars, param_groups_lrd
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -47,8 +48,43 @@ def resolve_root(data: str | Path) -> tuple[Path, str]:
     return data, "synthetic-imagenet" if synthetic else "imagenet"
 
 
-def build_model(cfg: dict, init: str, arch: str | None, num_classes: int):
-    m, protocol = cfg["model"], cfg["protocol"]
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def resolve_protocol(cfg: dict) -> str:
+    """The protocol a recipe trains. Partial fine-tuning of K = 0 blocks is the linear probe (paper Fig. 9:
+    "tuning 0 blocks is linear probing"): the recipe's `linear_probe` sections replace the fine-tuning ones.
+    `schedule.epochs_per_blocks` ((K, epochs) pairs) sets the epochs of the K it lists. Updates `cfg` in
+    place, so the result record holds the settings that ran."""
+    protocol, blocks = cfg["protocol"], cfg.get("blocks")
+    if protocol != "partial":
+        return protocol
+    if not _is_int(blocks) or blocks < 0:
+        raise MaeBenchError(f"blocks must be a number of blocks >= 0 for in1k_partial, got {blocks!r}")
+    pairs = cfg["schedule"].get("epochs_per_blocks") or ()
+    if not all(isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_int(v) and v >= 0 for v in x) for x in pairs):
+        raise MaeBenchError(f"schedule.epochs_per_blocks must be (K, epochs) pairs of integers, got {pairs!r}")
+    per_k = dict(pairs)
+    if blocks == 0:
+        if not cfg.get("linear_probe"):
+            raise MaeBenchError("blocks=0 is the linear probe (paper Fig. 9); the recipe needs a `linear_probe` "
+                                "section (see benchmarks/recipes/in1k_partial/base.py)")
+        for section, values in cfg["linear_probe"].items():
+            unknown = sorted(set(values) - set(cfg.get(section) or {}))
+            if unknown:
+                raise MaeBenchError(f"linear_probe.{section} has keys the recipe lacks: {', '.join(unknown)}")
+            cfg[section].update(values)
+    if blocks in per_k:
+        epochs = per_k[blocks]
+        if epochs < 1:
+            raise MaeBenchError(f"schedule.epochs_per_blocks gives K={blocks} {epochs} epochs; it must be at least 1")
+        cfg["schedule"]["epochs"] = epochs
+    return "linear" if blocks == 0 else "partial"
+
+
+def build_model(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
+    m = cfg["model"]
     model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
                                global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
     (linear_probe_head if protocol == "linear" else finetune_head)(model)
@@ -63,8 +99,8 @@ def build_optimizer(model: nn.Module, cfg: dict, lr: float):
         return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=o["weight_decay"])
     if o["name"] != "adamw":
         raise MaeBenchError(f"optim.name must be adamw or lars, got {o['name']!r}")
-    groups = param_groups_layer_decay(model, o["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
-                                      layer_decay=o["layer_decay"])
+    groups = param_groups_lrd(model, o["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
+                              layer_decay=o["layer_decay"])
     return adamw(groups, lr=lr, betas=o["betas"])
 
 
@@ -104,8 +140,8 @@ def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out
 
 
 def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
+    protocol = resolve_protocol(cfg)
     d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
-    protocol = cfg["protocol"]
     seed_all(r["seed"])
     root, name = resolve_root(data)
     size = m["img_size"]
@@ -114,7 +150,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     val_set = ImageFolderDataset(root, "val", eval_transform(size, d["crop_pct"]), subset=d["val_subset"],
                                  subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
     check_same_classes(train_set, val_set)
-    model, info = build_model(cfg, init, arch, train_set.num_classes)
+    model, info = build_model(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
     if r["cpu_linear"] == "onednn":
         use_onednn_linears(model)
@@ -133,16 +169,19 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     if dist.enabled:
         ddp = nn.parallel.DistributedDataParallel(trained, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
     ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
+    # With EMA the EMA model is the result (paper A.2): checkpoints hold it as "model" (what --ckpt
+    # supervised:PATH loads) and the trained weights as "extra_state"["model_raw"] (for resuming).
+    reported = ema.module if ema is not None else model
     engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
                     warmup_epochs=s["warmup_epochs"], min_lr=cfg["optim"]["min_lr"], accum_iter=accum, amp=r["amp"],
                     clip_grad=cfg["optim"]["clip_grad"], seed=r["seed"], save_every=r["save_every"],
-                    keep_last=r["keep_last"], log_every=r["log_every"], desc=protocol, module=model,
+                    keep_last=r["keep_last"], log_every=r["log_every"], desc=protocol, module=reported,
                     config={"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
                             "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg},
                     on_update=(lambda: ema.update(model)) if ema else None)
     engine.resume(resume)
-    if ema is not None and "ema" in engine.extra_state:
-        ema.module.load_state_dict(engine.extra_state["ema"])
+    if ema is not None and "model_raw" in engine.extra_state:
+        model.load_state_dict(engine.extra_state["model_raw"])
 
     workers, pin = d["num_workers"], dist.device.startswith("cuda")
     val_loader = DataLoader(val_set, batch_size=per_rank, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
@@ -188,29 +227,29 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
         return forward
 
     def on_epoch_end(epoch):
-        if ema is not None:  # kept in every checkpoint so a resumed run continues the same average
-            engine.extra_state["ema"] = dict(ema.module.state_dict())
+        if ema is not None:  # saved beside the EMA weights so a resumed run continues both
+            engine.extra_state["model_raw"] = dict(model.state_dict())
         last = epoch + 1 == s["epochs"]
         if not last and (epoch + 1) % r["eval_every"]:
             return {}
         model.eval()
-        stats = evaluate(eval_forward(model), val_source, dist, engine.autocast)
+        stats = evaluate(eval_forward(reported), val_source, dist, engine.autocast)
         result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"]}
         if ema is not None:
-            ema_stats = evaluate(eval_forward(ema.module), val_source, dist, engine.autocast)
-            result.update(top1_ema=ema_stats["top1"], top5_ema=ema_stats["top5"])
+            raw = evaluate(eval_forward(model), val_source, dist, engine.autocast)
+            result.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
         best = engine.extra_state.get("best_top1", -1.0)
         if result["top1"] > best:
             engine.extra_state["best_top1"] = result["top1"]
             engine.extra_state["best_epoch"] = epoch
             if dist.is_main:
-                save_checkpoint(out / "checkpoint-best.pth", model.state_dict(), epoch=epoch, config=engine.config)
+                save_checkpoint(out / "checkpoint-best.pth", reported.state_dict(), epoch=epoch, config=engine.config)
         result["top1_best"] = engine.extra_state["best_top1"]
         if skipped["train"]:
             result["skipped_samples"] = skipped["train"]
         if dist.is_main:
             print(f"epoch {epoch + 1}/{s['epochs']}: top1 {result['top1']:.2f} top5 {result['top5']:.2f}"
-                  + (f" (ema top1 {result['top1_ema']:.2f})" if ema is not None else ""))
+                  + (f" (EMA; without EMA top1 {result['top1_raw']:.2f})" if ema is not None else ""))
         return result
 
     if dist.is_main:
@@ -220,7 +259,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     stats = engine.fit(loader, step, on_epoch_end)
     if engine.start_epoch >= s["epochs"] and "top1" not in stats:  # resumed a finished run: evaluate once more
         stats = on_epoch_end(s["epochs"] - 1)
-    metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_ema", "top5_ema") if k in stats}
+    metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
             "dataset": {"name": name, "root": str(root), "split": "val",
                         "subset": d["subset"], "num_classes": train_set.num_classes,

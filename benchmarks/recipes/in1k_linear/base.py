@@ -3,7 +3,7 @@
 protocol = "linear"
 blocks = None
 model = dict(img_size=224, global_pool="token", drop_path=0.0)
-data = dict(augment="linear", auto_augment=None, color_jitter=None, reprob=0.0, crop_scale=(0.08, 1.0), crop_pct=0.875, subset=None,
+data = dict(augment="linear", auto_augment=None, color_jitter=None, reprob=0.0, crop_scale=(0.08, 1.0), crop_pct=None, subset=None,
             subset_mode="total", val_subset=None, strict=False, num_workers=8)
 mixup = dict(mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5, mode="batch", smoothing=0.0)
 optim = dict(name="lars", blr=0.1, lr=None, betas=(0.9, 0.999), weight_decay=0.0, layer_decay=1.0, min_lr=0.0,
