@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
+from mae_core.atomic import atomic_write
 from mae_core.errors import MaeBenchError
 
 from .recipe_checks import check_ranges, check_types
@@ -98,6 +99,5 @@ def save_recipe(cfg: Config, run_dir: str | Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "recipe.py"
     text = recipe_text(cfg)
-    from mae_core.checkpoint import atomic_write  # here, not at the top: `tables` must not import torch
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mae_core.checkpoint import atomic_write
+from mae_core.atomic import atomic_write
 from mae_core.engine import adamw
 from mae_core.errors import MaeBenchError
 from mae_core.models_mae import create_mae

@@ -4,13 +4,13 @@ import argparse
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from .archs import ARCHS, arch_name
+from .atomic import atomic_write  # noqa: F401 (re-exported: writers across the project import it from here)
 from .errors import MaeBenchError
 from .pos_embed import resize_pos_embed
 
@@ -25,38 +25,6 @@ _RESERVED = ("model", "optimizer", "epoch", "scaler", "config")
 _SCALARS = (str, int, float, bool, type(None))  # exact types: np.float64 subclasses float but pickles as numpy
 _WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP, torch.compile
 _NON_ENCODER = ("decoder_", "mask_token", "encoder_mask_token", "head.", "fc_norm.")
-
-
-def atomic_write(path, write_fn) -> None:
-    """Call `write_fn(tmp_path)`, fsync, then rename over `path`; on failure `path` is untouched."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:
-        _fsync(directory)  # makes the rename durable; not every file system allows it on a directory
-    except OSError:
-        pass
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_plain(value, where: str, tensors: bool = False) -> None:
@@ -273,8 +241,8 @@ def load_mae(path, **overrides):
 def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    shapes = [f"{k} {list(sd[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in sd and sd[k].shape != v.shape]
+    shapes = [f"{k} {list(sd[k].shape)} vs {list(getattr(v, 'shape', v))}" for k, v in expected.items()
+              if k in sd and sd[k].shape != getattr(v, "shape", v)]
     problems = [f"{label}: {', '.join(items[:3])}{'...' if len(items) > 3 else ''}"
                 for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if items]
     if problems:
@@ -305,6 +273,21 @@ def pretrain_summary(ckpt: dict) -> dict | None:
     return found
 
 
+def encoder_shapes(info: dict) -> dict:
+    """name -> shape of every tensor of the timm ViT encoder `info` (from infer_arch) describes."""
+    d, c, p, hidden = info["embed_dim"], info["in_chans"], info["patch_size"], 4 * info["embed_dim"]
+    tokens = 1 + info["grid"][0] * info["grid"][1] if info["grid"] else None
+    shapes = {"cls_token": (1, 1, d), "pos_embed": (1, tokens, d), "patch_embed.proj.weight": (d, c, p, p),
+              "patch_embed.proj.bias": (d,)}
+    block = {"norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
+             "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
+             "mlp.fc1.weight": (hidden, d), "mlp.fc1.bias": (hidden,), "mlp.fc2.weight": (d, hidden),
+             "mlp.fc2.bias": (d,)}
+    shapes.update({f"blocks.{i}.{k}": v for i in range(info["depth"]) for k, v in block.items()})
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
+    return {k: torch.Size(v) for k, v in shapes.items()}
+
+
 def load_encoder(path, img_size=None, arch=None):
     """Encoder weights in timm names plus the inferred arch (and `pretrain`: pretrain_summary);
     pos_embed resized to `img_size` if given."""
@@ -318,6 +301,7 @@ def load_encoder(path, img_size=None, arch=None):
         if wanted != info["arch"]:
             raise MaeBenchError(f"checkpoint {path} is {info['arch']} but --arch says {wanted}")
     enc = encoder_state_dict(sd)
+    _check_fit(encoder_shapes(info), enc, path, f"a {info['arch']} encoder")
     if img_size is not None:
         grid = _grid_for(img_size, info["patch_size"], path)
         if info["grid"] is not None and grid != info["grid"]:

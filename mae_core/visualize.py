@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_write
 from .images import denormalize
 from .masking import make_noise
 from .models_mae import MaskedAutoencoderViT
@@ -70,10 +71,6 @@ def save_reconstructions(model: MaskedAutoencoderViT, imgs: torch.Tensor, out: s
     noise = make_noise(model.mask_strategy, imgs.shape[0], grid, mask_ratio, generator=g)
     device = next(model.parameters()).device
     panels = reconstruct(model, imgs.to(device), mask_ratio, noise.to(device))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
     scale = max(1, 128 // imgs.shape[-1])
-    render_grid({k: v.cpu() for k, v in panels.items()}, scale=scale).save(tmp)
-    tmp.replace(out)
-    return out
+    picture = render_grid({k: v.cpu() for k, v in panels.items()}, scale=scale)
+    return atomic_write(out, lambda tmp: picture.save(tmp, format="PNG"))

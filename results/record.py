@@ -9,10 +9,11 @@ import numbers
 import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from mae_core.atomic import write_bytes_atomic  # torch-free
 
 RESULT_FILE = "result.json"
 REQUIRED = ("task", "protocol", "arch", "init", "dataset", "metrics", "recipe", "env", "started", "finished", "wall_s")
@@ -108,30 +109,6 @@ def validate(rec: dict, where: str = "result") -> dict:
         if node is not None and (not isinstance(node, want) or isinstance(node, bool) and bool not in want):
             raise ResultError(f"{where}: `{key}` must be {what}, got {node!r}"[:300])
     return rec
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:

@@ -189,3 +189,48 @@ def test_strings_from_result_files_cannot_inject_markdown(tmp_path):
     text = (tmp_path / "out" / "tables.md").read_text()
     assert "<script>" not in text and "\n## injected" not in text and "\n| row |" not in text
     assert "&lt;script&gt;" in text
+
+
+def _tiny_fs(tmp_path, size="256k"):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    return mnt
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_temp(tmp_path):
+    from mae_core.checkpoint import save_checkpoint
+    from mae_core.errors import MaeBenchError
+    mnt = _tiny_fs(tmp_path)
+    try:
+        with pytest.raises(MaeBenchError, match="no space left on device while writing .*checkpoint-last.pth"):
+            save_checkpoint(mnt / "checkpoint-last.pth", {"w": torch.zeros(1 << 20)})  # 4 MiB into 256 KiB
+        with pytest.raises(MaeBenchError, match="no space left on device while writing .*result.json"):
+            write_json_atomic(mnt / "result.json", {"x": "y" * (1 << 20)})
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])  # lazy: a failed torch.save may still hold its file
+
+
+def test_visualize_into_a_folder_is_refused_without_leftovers(synth_root, mae_ckpt, tmp_path, capsys):
+    target = tmp_path / "pics"
+    target.mkdir()
+    code = main(["visualize", "--ckpt", str(mae_ckpt), "--images", str(synth_root / "coco" / "val2017"),
+                 "--out", str(target), "--num", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a folder" in err and "Traceback" not in err
+    assert list(target.iterdir()) == [] and not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("to", ["timm", "detectron2", "mmseg"])
+def test_export_refuses_tensors_of_the_wrong_shape(to, tmp_path, capsys):
+    from safetensors.torch import save_file
+    from mae_core.checkpoint import encoder_state_dict
+    sd = {k: v.contiguous() for k, v in encoder_state_dict(tiny_mae(img_size=32).state_dict()).items()}
+    sd["blocks.3.mlp.fc1.weight"] = torch.zeros(100, 192)
+    save_file(sd, tmp_path / "bad.safetensors")
+    code = main(["export", "--to", to, "--ckpt", str(tmp_path / "bad.safetensors"), "--out", str(tmp_path / "o.pth")])
+    err = capsys.readouterr().err
+    assert code == 1 and "blocks.3.mlp.fc1.weight [100, 192] vs [768, 192]" in err and "Traceback" not in err
+    assert not (tmp_path / "o.pth").exists()
