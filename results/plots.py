@@ -1,17 +1,22 @@
-"""PNG plots of the curve tables: partial fine-tuning (paper Figure 9) and masking ratio (paper Figure 5).
+"""PNG plots of the curve tables: masking ratio (paper Figure 5), training schedule (Figure 7) and partial
+fine-tuning (Figure 9).
 
 matplotlib with the Agg backend; measured and paper-scale numbers are drawn in separate panels, never on one axis.
+A paper point with no checked source carries the table's † in its legend entry.
 """
 import io
+import re
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from .record import write_bytes_atomic  # noqa: E402
+from .reference import is_unverified  # noqa: E402
+from .tables import UNVERIFIED_MARK  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -30,6 +35,8 @@ def _curves(ax, cells, x_of, group_cols, title):
         xs, ys, es = zip(*pts)
         es = [0.0 if e is None or e != e else e for e in es]
         label = " · ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        if any(c["kind"] == "reference" and is_unverified(c["verified"]) for _, c in g.iterrows()):
+            label += f" {UNVERIFIED_MARK} unverified"
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -53,8 +60,9 @@ def plot_partial(table, path: Path) -> Path:
         _curves(ax, c, _blocks, groups, title)
         mlp = c[c["column"].str.endswith("(MLP)")]
         for _, cell in mlp.iterrows():  # Figure 9's "MLP only" variant: a lone marker at its K
+            mark = f" {UNVERIFIED_MARK} unverified" if kind == "reference" and is_unverified(cell["verified"]) else ""
             ax.plot([int(cell["column"].split()[0][2:])], [cell["value"]], marker="x", color="k", linestyle="none",
-                    label=f"{cell['model']} · {cell['method']} · MLP only")
+                    label=f"{cell['model']} · {cell['method']} · MLP only{mark}")
         if not mlp.empty:
             ax.legend(fontsize=6, loc="best")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -63,13 +71,31 @@ def plot_partial(table, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_mask_ratio(table, path: Path) -> Path:
-    """Figure 5: top-1 vs masking ratio, one line per protocol (fine-tune, linear probe) and model / data."""
-    cells = table.cells.assign(_ratio=table.cells[table.index[2]].map(lambda s: float(str(s).split()[0])))
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    _curves(ax, cells, lambda c: c["_ratio"], ["column", "model", "data"], "measured: top-1 vs masking ratio")
-    ax.set_xlabel("masking ratio")
-    ax.set_ylabel("top-1 (%)")
+def _setting_number(setting) -> float | None:
+    """The knob's value in a row label: "mask ratio 75% (default)" -> 75.0, "800 epochs" -> 800.0."""
+    m = re.search(r"\d+(?:\.\d+)?", str(setting))
+    return float(m.group()) if m else None
+
+
+def plot_knob(table, path: Path, xlabel: str, log_x: bool = False) -> Path:
+    """Figures 5 and 7: top-1 vs the knob in the `setting` column, one line per protocol (fine-tune, linear
+    probe) and model / data; measured runs left, the paper's points right."""
+    cells = table.cells.assign(_x=table.cells["setting"].map(_setting_number))
+    panels = [(k, cells[cells["kind"] == k]) for k in ("measured", "reference")]
+    panels = [(k, c) for k, c in panels if not c.empty]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (kind, c) in zip(axes[0], panels):
+        title = ("measured (data: see legend)" if kind == "measured" else
+                 "paper (ImageNet-1K, paper scale): the points its text and tables state")
+        _curves(ax, c, lambda cell: cell["_x"], ["column", "model", "data"] if kind == "measured" else
+                ["column", "model"], title)
+        if log_x:  # ticks at the schedules run, in plain numbers
+            ax.set_xscale("log")
+            xs = sorted(set(c["_x"].dropna()))
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("top-1 (%)")
     return _save(fig, path)
 
 
@@ -80,5 +106,7 @@ def plot_tables(tables, out_dir: str | Path) -> list[Path]:
         if t.name == "fig9_partial":
             written.append(plot_partial(t, out / "fig9_partial.png"))
         elif t.name == "fig5_mask_ratio":
-            written.append(plot_mask_ratio(t, out / "fig5_mask_ratio.png"))
+            written.append(plot_knob(t, out / "fig5_mask_ratio.png", "masking ratio (%)"))
+        elif t.name == "fig7_pretrain_epochs":
+            written.append(plot_knob(t, out / "fig7_pretrain_epochs.png", "pretraining epochs (log scale)", log_x=True))
     return written

@@ -9,12 +9,16 @@ from .record import ResultError
 
 REFERENCE_CSV = Path(__file__).parent / "reference" / "mae_reference.csv"
 REFERENCE_COLUMNS = ("source", "table", "model", "pretrain", "task", "metric", "value", "verified", "notes")
+# Optional columns (older files lack them): `variant` tells apart two numbers of one table cell, `setting` names
+# the row of an ablation table or figure ("decoder depth 8", "mask ratio 75%").
+OPTIONAL_COLUMNS = ("variant", "setting")
 UNVERIFIED = "recalled (verify)"
 
 
 def is_unverified(verified: str) -> bool:
-    """Rows whose `verified` column says "recalled (verify)" are not yet checked against the paper."""
-    return UNVERIFIED in str(verified)
+    """A row with no checked source: its `verified` column is empty or says "recalled (verify)"."""
+    text = "" if verified is None else str(verified)
+    return not text.strip() or UNVERIFIED in text
 
 
 def _init_kind(pretrain: str) -> str:
@@ -38,8 +42,9 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
     if missing:
         raise ResultError(f"reference file {path}: missing columns {', '.join(missing)}")
-    if "variant" not in ref.columns:
-        ref["variant"] = ""
+    for col in OPTIONAL_COLUMNS:
+        if col not in ref.columns:
+            ref[col] = ""
     rows = []
     for i, r in ref.iterrows():
         m = re.fullmatch(r"(\w+)(?:@blocks=(\d+)(\s*\(MLP only\))?)?", r["metric"].strip())
@@ -51,6 +56,7 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
             raise ResultError(f"reference file {path}, row {i + 2}: cannot parse metric {r['metric']!r}")
         task = r["task"].strip()
         rows.append({**r.to_dict(), "value": value, "value_text": r["value"].strip(), "metric": m.group(1),
+                     "setting": r["setting"].strip(),
                      "metric_spec": r["metric"],
                      "arch": arch_from_label(r["model"]), "init": _init_kind(r["pretrain"]),
                      "protocol": task.split("_", 1)[1] if task.startswith("in1k_") else task,

@@ -5,8 +5,9 @@ Tables (each as Markdown, CSV and LaTeX):
 - `fig9_partial`: partial fine-tuning, top-1 by blocks tuned (paper Figure 9; also a PNG);
 - `coco`: APbox and APmask by init and arch (paper Table 4 layout);
 - `ade20k`: mIoU by init and arch (paper Table 5 layout);
-- `fig5_mask_ratio` (PNG too) and `table1_<axis>`: pretraining ablations (paper Figure 5 / Table 1), only when
-  MAE runs carry `init.pretrain` and vary that knob.
+- `table1_<knob>` (paper Table 1 a-f), `fig5_mask_ratio` and `fig7_pretrain_epochs` (paper Figures 5 and 7, PNGs
+  too): the paper's ablation rows, beside MAE runs that carry `init.pretrain` and vary that knob;
+- `table2_wallclock`: the paper's Table 2 (reference rows; `mae-bench bench pretrain` measures ours).
 A measured cell is the mean ± std (n=runs) over the runs of one setting; its provenance (result files, checkpoint
 sha256, dataset, split, subset) is in the CSV and, per row id, under the Markdown table. The `data` column says what
 was measured (dataset/split · images · full set or subset N), so subset numbers never pass for paper-scale ones.
@@ -24,9 +25,10 @@ from .reference import REFERENCE_CSV, is_unverified, load_reference
 from .render import latex_table, markdown_cell, markdown_table, write_text_atomic
 
 PROTOCOL_ORDER = {"linear": 0, "partial": 1, "finetune": 2}
-INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 2}  # the paper lists baselines first, MAE last
+INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 3}  # the paper lists baselines first, other methods, MAE last
 INIT_LABEL = {"mae": "MAE", "supervised": "supervised", "scratch": "scratch"}
 METRIC_LABEL = {"top1": "top-1", "top5": "top-5", "bbox_AP": "APbox", "segm_AP": "APmask", "mIoU": "mIoU"}
+METRIC_UNIT = {"speedup": "×", "flops": "×"}  # reference numbers that are ratios
 EVAL_DATA = {"in1k": "ImageNet-1K", "coco_det": "COCO val2017", "ade20k_seg": "ADE20K val"}
 AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "decoder_depth": "decoder depth",
               "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
@@ -37,8 +39,9 @@ CELL_FIELDS = ["column", "metric", "arch", "value", "std", "n", "kind", "verifie
                "split", "subset", "notes"]
 LEGEND = ("Measured rows (source `measured`) are means over runs of one setting: `mean ± std (n=runs)`; their data "
           "column is dataset/split · images evaluated · full set or subset N, so small-subset or synthetic numbers "
-          "are not paper-scale ones. Reference rows are the paper's numbers (results/reference/mae_reference.csv); "
-          f"{UNVERIFIED_MARK} = recalled, not yet verified against the paper.")
+          "are not paper-scale ones. Reference rows are the paper's numbers (results/reference/mae_reference.csv; "
+          f"each cell's source is in the CSV's `verified` column); {UNVERIFIED_MARK} = no checked source (recalled, "
+          "not yet verified against the paper).")
 
 
 @dataclass
@@ -90,9 +93,10 @@ class Table:
 def format_cell(c, decimals: int = 1) -> str:
     """Reference: the number as written in the reference file (+ † when unverified). Measured: the mean, and
     `± std (n=k)` when there are k > 1 runs."""
+    unit = METRIC_UNIT.get(c["metric"], "")
     if c["kind"] == "reference":
-        return c["value_text"] + (UNVERIFIED_MARK if is_unverified(c["verified"]) else "")
-    text = f"{c['value']:.{decimals}f}"
+        return c["value_text"] + unit + (UNVERIFIED_MARK if is_unverified(c["verified"]) else "")
+    text = f"{c['value']:.{decimals}f}{unit}"
     return text + (f" ± {c['std']:.{decimals}f} (n={int(c['n'])})" if c["n"] > 1 else "")
 
 
@@ -122,6 +126,10 @@ def protocol_label(protocol: str, blocks=None, part=None) -> str:
 
 def _protocol_sort(protocol, blocks=None, part=None) -> tuple:
     return (PROTOCOL_ORDER.get(protocol, 3), -1 if _missing(blocks) else int(blocks), part == "mlp", str(protocol))
+
+
+def _init_rank(init) -> int:
+    return INIT_ORDER.get(init, 2)
 
 
 def _arch_sort(arch: str) -> tuple:
@@ -200,8 +208,9 @@ def _reference_cells(ref: pd.DataFrame, eval_data: str) -> pd.DataFrame:
     """Reference rows with the same label columns as measured cells."""
     if ref.empty:
         return pd.DataFrame()
+    method = [p if not s else f"{p} ({s})" for p, s in zip(ref["pretrain"], ref["setting"])]
     out = ref.assign(
-        method=ref["pretrain"], kind="reference", std=None, n=None, sha256="", subset=None,
+        method=method, kind="reference", std=None, n=None, sha256="", subset=None,
         source=ref["source"] + ", " + ref["table"] + ref["variant"].map(lambda v: f", {v}" if v else ""),
         data=f"{eval_data} · paper scale", dataset=eval_data, split="val", value_text=ref["value_text"],
         files=ref["file"].map(lambda f: Path(f).name) + ":" + ref["row"].astype(str))
@@ -217,9 +226,18 @@ def _prepare(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 
 
 def _with_reference(ref: pd.DataFrame | None, tasks, metrics) -> pd.DataFrame:
+    """Reference rows of the main tables: the given tasks and metrics, not the rows of an ablation table."""
     if ref is None or ref.empty:
         return pd.DataFrame()
-    return ref[ref["task"].isin(tasks) & ref["metric"].isin(metrics)].copy()
+    own = ref["table"].isin(SETTING_TABLES)
+    return ref[ref["task"].isin(tasks) & ref["metric"].isin(metrics) & ~own].copy()
+
+
+def _reference_of(ref: pd.DataFrame | None, table_id: str) -> pd.DataFrame:
+    """The reference rows whose `table` is `table_id` (an ablation table or figure of the paper)."""
+    if ref is None or ref.empty:
+        return pd.DataFrame()
+    return ref[ref["table"] == table_id].copy()
 
 
 def _table(name, title, index, measured, ref, eval_data, labels) -> Table | None:
@@ -241,7 +259,7 @@ def imagenet_table(frame, ref, axes) -> Table | None:
         return rows.assign(
             protocol=[protocol_label(x.protocol, x.blocks, x.blocks_part) for x in rows.itertuples()],
             column=rows["arch"].map(arch_label), col_sort=rows["arch"].map(_arch_sort),
-            row_sort=[(_protocol_sort(x.protocol, x.blocks, x.blocks_part), kind, INIT_ORDER.get(x.init, 9),
+            row_sort=[(_protocol_sort(x.protocol, x.blocks, x.blocks_part), kind, _init_rank(x.init),
                        getattr(x, "row", 0), x.method, x.data) for x in rows.itertuples()])
 
     m = _prepare(frame[frame["task"].isin(tasks) & (frame["metric"] == "top1")], axes)
@@ -259,7 +277,7 @@ def _by_metric_arch(name, title, task, metrics, frame, ref, axes) -> Table | Non
             column=[(f"{METRIC_LABEL.get(x.metric, x.metric)} " if multi else "") + arch_label(x.arch)
                     for x in rows.itertuples()],
             col_sort=[(list(metrics).index(x.metric), _arch_sort(x.arch)) for x in rows.itertuples()],
-            row_sort=[(kind, INIT_ORDER.get(x.init, 9), getattr(x, "row", 0), x.method, x.data)
+            row_sort=[(kind, _init_rank(x.init), getattr(x, "row", 0), x.method, x.data)
                       for x in rows.itertuples()])
 
     m = _prepare(frame[(frame["task"] == task) & frame["metric"].isin(metrics)], axes)
@@ -274,7 +292,7 @@ def partial_table(frame, ref, axes) -> Table | None:
             model=rows["arch"].map(arch_label),
             column=[protocol_label("partial", x.blocks, x.blocks_part)[len("partial "):] for x in rows.itertuples()],
             col_sort=[_protocol_sort("partial", x.blocks, x.blocks_part) for x in rows.itertuples()],
-            row_sort=[(_arch_sort(x.arch), kind, INIT_ORDER.get(x.init, 9), getattr(x, "row", 0), x.method, x.data)
+            row_sort=[(_arch_sort(x.arch), kind, _init_rank(x.init), getattr(x, "row", 0), x.method, x.data)
                       for x in rows.itertuples()])
 
     m = _prepare(frame[(frame["task"] == "in1k_partial") & (frame["metric"] == "top1") & frame["blocks"].notna()],
@@ -299,28 +317,118 @@ def ablation_rows(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
     return rows
 
 
-def ablation_table(frame: pd.DataFrame, axis: str) -> Table | None:
-    """Paper Table 1 layout for one knob: rows arch x data x value, columns fine-tune / linear top-1."""
+def _pct(v) -> str:
+    return f"{round(float(v) * 100, 6):g}%"
+
+
+def _strategy_label(r) -> str:
+    ratio = r.get("mask_ratio")
+    return str(r["mask_strategy"]) + ("" if _missing(ratio) else f", ratio {_pct(ratio)}")
+
+
+AUGMENT_WORDS = {"none": "none", "fixed_crop": "crop, fixed size", "rrc": "crop, rand size",
+                 "rrc_jitter": "crop + color jit"}
+# One table per pretraining knob: output name, the reference file's `table`, title, and a run's row label in the
+# paper's words (the reference file's `setting` column uses the same words, so paper and measured rows line up).
+ABLATIONS = {
+    "decoder_depth": ("table1_decoder_depth", "Table 1(a)", "Decoder depth",
+                      lambda r: f"decoder depth {_value_text(r['decoder_depth'])}"),
+    "decoder_embed_dim": ("table1_decoder_embed_dim", "Table 1(b)", "Decoder width",
+                          lambda r: f"decoder width {_value_text(r['decoder_embed_dim'])}"),
+    "mask_tokens_in_encoder": ("table1_mask_tokens_in_encoder", "Table 1(c)", "Mask token",
+                               lambda r: "encoder w/ [M]" if r["mask_tokens_in_encoder"] else "encoder w/o [M]"),
+    "norm_pix_loss": ("table1_norm_pix_loss", "Table 1(d)", "Reconstruction target",
+                      lambda r: "pixel (w/ norm)" if r["norm_pix_loss"] else "pixel (w/o norm)"),
+    "augment": ("table1_augment", "Table 1(e)", "Data augmentation",
+                lambda r: AUGMENT_WORDS.get(r["augment"], str(r["augment"]))),
+    "mask_strategy": ("table1_mask_strategy", "Table 1(f)", "Mask sampling", _strategy_label),
+    "mask_ratio": ("fig5_mask_ratio", "Figure 5", "Masking ratio", lambda r: f"mask ratio {_pct(r['mask_ratio'])}"),
+    "pretrain_epochs": ("fig7_pretrain_epochs", "Figure 7", "Training schedule",
+                        lambda r: f"{_value_text(r['pretrain_epochs'])} epochs"),
+}
+NUMERIC_AXES = ("decoder_depth", "decoder_embed_dim", "mask_ratio", "pretrain_epochs")  # rows in numeric order
+WALLCLOCK_TABLE = "Table 2"
+SETTING_TABLES = {spec[1] for spec in ABLATIONS.values()} | {WALLCLOCK_TABLE}
+# (task, metric) -> column label, column order
+ABLATION_COLUMNS = {("in1k_finetune", "top1"): ("fine-tune top-1", 0),
+                    ("in1k_linear", "top1"): ("linear probe top-1", 1),
+                    ("pretrain", "flops"): ("training FLOPs", 2), ("pretrain", "hours"): ("pretraining hours", 3),
+                    ("pretrain", "speedup"): ("speed-up", 4)}
+ABLATION_NOTES = {
+    "table1": "Paper rows: ViT-L/16, 800-epoch pretraining, the Table 1 defaults (decoder depth 8, width 512, "
+              "unnormalized pixels, random resized crop, random masking at 75%) except the knob varied.",
+    "table1_mask_tokens_in_encoder": "Paper rows: ViT-L/16, 800-epoch pretraining, the Table 1 defaults except the "
+                                     "knob varied; training FLOPs are relative to the encoder without mask tokens.",
+    "fig5_mask_ratio": "Paper points: only those the paper states in text or tables (75%, Table 1's default); "
+                       "the text also gives 54.6% as the lowest linear-probe point without its ratio, and the other "
+                       "points are only in the figure.",
+    "fig7_pretrain_epochs": "Paper points: only those the paper states in text or tables (800 epochs, Table 1's "
+                            "default); the other schedules are only in the figure.",
+}
+MEASURED_NOTE = "Measured rows: MAE runs whose init.pretrain varies only this knob; the other knobs at the paper's " \
+                "default where run."
+
+
+def _column(task, metric) -> tuple[str, int]:
+    return ABLATION_COLUMNS.get((task, metric), (f"{task} {METRIC_LABEL.get(metric, metric)}", 9))
+
+
+def _setting_sort(numeric: bool, order: dict):
+    """Sort key of a row label: its number (numeric knobs), then the paper's row order, then the label."""
+    def key(label: str) -> tuple:
+        m = re.search(r"\d+(?:\.\d+)?", label) if numeric else None
+        return (float(m.group()) if m else float("inf"), order.get(label, len(order)), label)
+    return key
+
+
+def _setting_labels(order_from: pd.DataFrame, numeric: bool, default: str | None = None, by_model: bool = False):
+    """`labels(rows, kind)` for the tables indexed by setting: rows in setting order (within each model when
+    `by_model`), the paper's rows first."""
+    order = {} if order_from.empty else {v: i for i, v in enumerate(dict.fromkeys(order_from["setting"]))}
+    key = _setting_sort(numeric, order)
+
+    def labels(rows, kind):
+        columns = [_column(x.task, x.metric) for x in rows.itertuples()]
+        return rows.assign(
+            model=rows["arch"].map(arch_label), column=[c[0] for c in columns], col_sort=[c[1] for c in columns],
+            row_sort=[(_arch_sort(a), key(s)) if by_model else (key(s), kind, _arch_sort(a), str(d))
+                      for s, a, d in zip(rows["setting"], rows["arch"], rows["data"])],
+            setting=rows["setting"].map(lambda s: s + (" (default)" if s == default else "")))
+    return labels
+
+
+def ablation_table(frame: pd.DataFrame, ref: pd.DataFrame | None, axis: str) -> Table | None:
+    """Paper Table 1 (a-f), Figure 5 or Figure 7 for one pretraining knob: rows setting x model (the paper's rows
+    and MAE runs that vary only this knob), columns fine-tune / linear-probe top-1 (Table 1(c): training FLOPs)."""
+    name, table_id, title, label_of = ABLATIONS[axis]
+    r = _reference_of(ref, table_id)
     rows = ablation_rows(frame, axis)
-    if rows.empty or rows[axis].map(repr).nunique() < 2:
-        return None
-    label = AXIS_LABEL[axis]
-    default = PAPER_DEFAULTS.get(axis)
+    measured = pd.DataFrame()
+    if not rows.empty and rows[axis].map(repr).nunique() >= 2:
+        measured = rows.assign(source="measured", method="MAE", setting=[label_of(x) for _, x in rows.iterrows()])
+    labels = _setting_labels(r, axis in NUMERIC_AXES, label_of(PAPER_DEFAULTS))
+    versus = {"mask_ratio": " vs masking ratio", "pretrain_epochs": " vs pretraining epochs"}.get(axis, "")
+    table = _table(name, f"{title}: ImageNet-1K top-1 (%){versus} (paper {table_id})",
+                   ["setting", "model", "source", "data"], measured, r, EVAL_DATA["in1k"], labels)
+    if table is not None:
+        table.notes = ([ABLATION_NOTES.get(name, ABLATION_NOTES["table1"])] if not r.empty else []) + \
+            ([MEASURED_NOTE] if not measured.empty else [])
+    return table
 
-    def shown(v):
-        return _value_text(v) + (" (default)" if repr(v) == repr(default) else "")
 
-    rows = rows.assign(model=rows["arch"].map(arch_label), source="measured", method="MAE",
-                       column=rows["protocol"].map(lambda p: f"{protocol_label(p)} top-1"),
-                       col_sort=rows["protocol"].map(lambda p: -PROTOCOL_ORDER.get(p, 0)),
-                       row_sort=[(_arch_sort(x.arch), x.data, x._asdict()[axis]) for x in rows.itertuples()])
-    rows[label] = rows[axis].map(shown)
-    index = ["model", "data", label]
-    name = "fig5_mask_ratio" if axis == "mask_ratio" else f"table1_{axis}"
-    title = ("Masking ratio: ImageNet-1K top-1 (%) vs mask ratio (paper Figure 5)" if axis == "mask_ratio" else
-             f"Ablation: {label}, ImageNet-1K top-1 (%) (paper Table 1 layout)")
-    note = "MAE runs whose init.pretrain varies only this knob; the other knobs at the paper's default where run."
-    return _finish(name, title, index, [measured_cells(rows, index)], [note])
+def wallclock_table(ref: pd.DataFrame | None) -> Table | None:
+    """Paper Table 2: pretraining wall-clock hours and speed-up of the encoder without mask tokens, by encoder and
+    decoder depth (the paper's rows; `mae-bench bench pretrain` measures our implementation)."""
+    r = _reference_of(ref, WALLCLOCK_TABLE)
+    table = _table("table2_wallclock", "Wall-clock time of MAE pretraining, 800 epochs (paper Table 2)",
+                   ["setting", "model", "source", "data"], pd.DataFrame(), r, EVAL_DATA["in1k"],
+                   _setting_labels(r, False, by_model=True))
+    if table is not None:
+        table.notes = ["Paper rows: 128 TPU-v3 cores, TensorFlow, decoder width 512, mask ratio 75%; the speed-up is "
+                       "relative to the encoder with mask tokens [M] at decoder depth 8, and the ViT-H hours with [M] "
+                       "are estimated from ten epochs. Our implementation: `mae-bench bench pretrain` prints the same "
+                       "table (benchmarks/RESULTS.md)."]
+    return table
 
 
 # ---- the command ------------------------------------------------------------------------
@@ -332,7 +440,10 @@ def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None) -> list[Table]:
                               "(paper Table 4 layout)", "coco_det", ("bbox_AP", "segm_AP"), frame, ref, axes),
               _by_metric_arch("ade20k", "ADE20K semantic segmentation, UperNet: mIoU (paper Table 5 layout)",
                               "ade20k_seg", ("mIoU",), frame, ref, axes)]
-    tables += [ablation_table(frame, axis) for axis in PRETRAIN_AXES if axis != "pretrain_epochs"]
+    order = ["decoder_depth", "decoder_embed_dim", "mask_tokens_in_encoder", "norm_pix_loss", "augment",
+             "mask_strategy", "mask_ratio"]  # the paper's order: Table 1 a-f, Figure 5, Table 2, Figure 7
+    tables += [ablation_table(frame, ref, axis) for axis in order]
+    tables += [wallclock_table(ref), ablation_table(frame, ref, "pretrain_epochs")]
     return [t for t in tables if t is not None]
 
 

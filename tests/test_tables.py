@@ -160,16 +160,32 @@ def _reference_rows():
         return list(csv.DictReader(f))
 
 
+# Where each reference row must be shown: the paper's ablation tables and figures by the file's `table` column,
+# every other row by its task.
+ABLATION_OUTPUTS = {"Table 1(a)": "table1_decoder_depth", "Table 1(b)": "table1_decoder_embed_dim",
+                    "Table 1(c)": "table1_mask_tokens_in_encoder", "Table 1(d)": "table1_norm_pix_loss",
+                    "Table 1(e)": "table1_augment", "Table 1(f)": "table1_mask_strategy", "Figure 5": "fig5_mask_ratio",
+                    "Figure 7": "fig7_pretrain_epochs", "Table 2": "table2_wallclock"}
+TASK_OUTPUTS = {"in1k_linear": {"in1k"}, "in1k_finetune": {"in1k"}, "in1k_partial": {"in1k", "fig9_partial"},
+                "coco_det": {"coco"}, "ade20k_seg": {"ade20k"}}
+PAPER_TITLES = ["paper Table 1(a)", "paper Table 1(b)", "paper Table 1(c)", "paper Table 1(d)", "paper Table 1(e)",
+                "paper Table 1(f)", "paper Table 2", "paper Table 3", "paper Table 4", "paper Table 5", "paper Figure 5",
+                "paper Figure 7", "paper Figure 9"]
+
+
 def test_reference_rows_equal_the_reference_file(tmp_path):
     (tmp_path / "empty").mkdir()
     written = build_tables(tmp_path / "empty", tmp_path / "out", plots=True, echo=False)
     out = tmp_path / "out"
-    assert {p.name for p in written} >= {"in1k.md", "coco.md", "ade20k.md", "fig9_partial.md", "fig9_partial.png"}
+    names = {p.stem for p in written if p.suffix == ".md"} - {"tables"}
+    assert names == {"in1k", "fig9_partial", "coco", "ade20k", *ABLATION_OUTPUTS.values()}
+    assert {p.name for p in written if p.suffix == ".png"} == {"fig5_mask_ratio.png", "fig7_pretrain_epochs.png",
+                                                               "fig9_partial.png"}
     assert not (out / "runs.csv").exists()
     from PIL import Image
-    assert Image.open(out / "fig9_partial.png").size[0] > 100
+    assert all(Image.open(out / f"{n}.png").size[0] > 100 for n in ("fig5_mask_ratio", "fig7_pretrain_epochs"))
     shown = {}
-    for name in ("in1k", "fig9_partial", "coco", "ade20k"):
+    for name in names:
         for c in csv.DictReader(io.StringIO((out / f"{name}.csv").read_text())):
             assert c["kind"] == "reference"
             row = int(c["files"].split(":")[1])
@@ -177,21 +193,115 @@ def test_reference_rows_equal_the_reference_file(tmp_path):
     ref = _reference_rows()
     assert sorted(shown) == list(range(2, len(ref) + 2))  # every reference row is in some table
     arch = {"ViT-B/16": "vit_base_patch16", "ViT-L/16": "vit_large_patch16", "ViT-H/14": "vit_huge_patch14"}
-    table = {"in1k_linear": {"in1k"}, "in1k_finetune": {"in1k"}, "in1k_partial": {"in1k", "fig9_partial"},
-             "coco_det": {"coco"}, "ade20k_seg": {"ade20k"}}
     for i, r in enumerate(ref, start=2):
-        assert shown[i] == {(t, str(float(r["value"])), r["verified"], arch[r["model"]]) for t in table[r["task"]]}
+        where = {ABLATION_OUTPUTS[r["table"]]} if r["table"] in ABLATION_OUTPUTS else TASK_OUTPUTS[r["task"]]
+        assert shown[i] == {(t, str(float(r["value"])), r["verified"], arch[r["model"]]) for t in where}
     # the Markdown shows each number as written, marked † while unverified
-    md = "".join((out / f"{n}.md").read_text() for n in ("in1k", "coco", "ade20k"))
+    md = "".join((out / f"{n}.md").read_text() for n in sorted(names))
     assert "| MAE IN1K | mmsegmentation, configs/mae | ADE20K val · paper scale | 48.13 | - |  |" in md
-    mark = {r["value"]: "†" if "recalled (verify)" in r["verified"] else "" for r in _reference_rows()
-            if r["table"] == "Table 5" and r["pretrain"] == "supervised IN1K"}
-    assert (f"| supervised IN1K | MAE paper, Table 5 | ADE20K val · paper scale | 47.4{mark['47.4']} | "
-            f"49.9{mark['49.9']} |  |") in md
+    assert "| supervised IN1K | MAE paper, Table 5 | ADE20K val · paper scale | 47.4 | 49.9 |  |" in md
     assert "| fine-tune | MAE IN1K | MAE paper, Table 3, 448px | ImageNet-1K · paper scale | - | - | 87.8 |  |" in md
-    unverified = [r for r in ref if "recalled (verify)" in r["verified"]]
-    legend = md.count("† = recalled")
+    assert ("| encoder w/ [M] | ViT-L/16 | MAE paper, Table 1(c) | ImageNet-1K · paper scale | 84.2 | 59.6 "
+            "| 3.3× |  |") in md
+    unverified = [r for r in ref if not r["verified"].strip() or "recalled (verify)" in r["verified"]]
+    legend = md.count("† = no checked source")
     assert md.count("†") == len(unverified) + legend
+
+
+def test_tables_on_no_results_print_every_table_and_figure(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["tables", "--results", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    titles = [line for line in printed.splitlines() if line.startswith("## ")]
+    for name in PAPER_TITLES:
+        assert sum(f"{name})" in t or f"{name} " in t for t in titles) == 1, name
+    for r in _reference_rows():  # every reference number is printed, as written
+        assert f"| {r['value']}" in printed
+
+
+def _ref_value(rows, table, model, pretrain, task, metric, setting=""):
+    hits = [r["value"] for r in rows if (r["table"], r["model"], r["pretrain"], r["task"], r["metric"],
+                                         r["setting"]) == (table, model, pretrain, task, metric, setting)]
+    assert len(hits) == 1, (table, model, pretrain, task, metric, setting, hits)
+    return hits[0]
+
+
+# A sample of the paper's numbers (He et al., arXiv 2111.06377), read off its tables and text.
+PAPER_SAMPLE = [
+    ("Table 1(a)", "ViT-L/16", "MAE IN1K", "in1k_finetune", "top1", "decoder depth 8", "84.9"),
+    ("Table 1(a)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "decoder depth 8", "73.5"),
+    ("Table 1(a)", "ViT-L/16", "MAE IN1K", "in1k_finetune", "top1", "decoder depth 1", "84.8"),
+    ("Table 1(a)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "decoder depth 1", "65.5"),
+    ("Table 1(b)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "decoder width 128", "69.1"),
+    ("Table 1(c)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "encoder w/ [M]", "59.6"),
+    ("Table 1(c)", "ViT-L/16", "MAE IN1K", "pretrain", "flops", "encoder w/ [M]", "3.3"),
+    ("Table 1(d)", "ViT-L/16", "MAE IN1K", "in1k_finetune", "top1", "pixel (w/ norm)", "85.4"),
+    ("Table 1(d)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "dVAE token", "71.6"),
+    ("Table 1(e)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "none", "65.7"),
+    ("Table 1(f)", "ViT-L/16", "MAE IN1K", "in1k_finetune", "top1", "block, ratio 75%", "82.8"),
+    ("Table 1(f)", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "grid, ratio 75%", "66.0"),
+    ("Figure 5", "ViT-L/16", "MAE IN1K", "in1k_linear", "top1", "mask ratio 75%", "73.5"),
+    ("Figure 7", "ViT-L/16", "MAE IN1K", "in1k_finetune", "top1", "800 epochs", "84.9"),
+    ("Table 2", "ViT-L/16", "MAE IN1K", "pretrain", "speedup", "encoder w/o [M], decoder depth 8", "2.8"),
+    ("Table 2", "ViT-H/14", "MAE IN1K", "pretrain", "hours", "encoder w/o [M], decoder depth 1", "29.3"),
+    ("Table 3", "ViT-B/16", "DINO IN1K", "in1k_finetune", "top1", "", "82.8"),
+    ("Table 3", "ViT-L/16", "MoCo v3 IN1K", "in1k_finetune", "top1", "", "84.1"),
+    ("Table 3", "ViT-L/16", "BEiT IN1K+DALLE", "in1k_finetune", "top1", "", "85.2"),
+    ("Table 3", "ViT-H/14", "scratch, our impl.", "in1k_finetune", "top1", "", "83.1"),
+    ("Table 4", "ViT-L/16", "MoCo v3 IN1K", "coco_det", "segm_AP", "", "44.0"),
+    ("Table 4", "ViT-B/16", "BEiT IN1K+DALLE", "coco_det", "bbox_AP", "", "49.8"),
+    ("Table 5", "ViT-L/16", "BEiT IN1K+DALLE", "ade20k_seg", "mIoU", "", "53.3"),
+    ("Table 5", "ViT-B/16", "MoCo v3 IN1K", "ade20k_seg", "mIoU", "", "47.3"),
+    ("Figure 9", "ViT-L/16", "MAE IN1K", "in1k_partial", "top1@blocks=1", "", "81.0"),
+    ("Figure 9", "ViT-L/16", "MoCo v3 IN1K", "in1k_partial", "top1@blocks=0", "", "77.6"),
+]
+
+
+@pytest.mark.parametrize("table,model,pretrain,task,metric,setting,value", PAPER_SAMPLE)
+def test_reference_file_holds_the_papers_numbers(table, model, pretrain, task, metric, setting, value):
+    assert _ref_value(_reference_rows(), table, model, pretrain, task, metric, setting) == value
+
+
+def test_reference_sources_are_plain_citations():
+    """Each row names where a reader can check it: the paper's table or section (and page), or a public repository's
+    file; never a build machine's path or a search tool's internals."""
+    for r in _reference_rows():
+        v = r["verified"]
+        assert v.strip() and "recalled (verify)" not in v, r
+        assert not any(bad in v.lower() for bad in ("index", "clipping", "file id", "/work/", "shared list")), v
+        if r["source"] == "MAE paper":
+            assert v.startswith("paper ") and ("p. " in v or "Appendix" in v), v
+        else:
+            assert "README.md" in v and "/" in v.split(",")[0], v
+    readme = (REPO / "results" / "reference" / "README.md").read_text()
+    assert "/work/" not in readme and "shared list" not in readme
+
+
+UNVERIFIED_REFERENCE = """source,table,model,pretrain,task,metric,value,verified,notes
+MAE paper,Table 3,ViT-B/16,MAE IN1K,in1k_finetune,top1,83.6,paper Table 3,
+MAE paper,Table 3,ViT-L/16,MAE IN1K,in1k_finetune,top1,85.9,recalled (verify),
+MAE paper,Table 3,ViT-H/14,MAE IN1K,in1k_finetune,top1,86.9,,
+MAE paper,Figure 9,ViT-L/16,MAE IN1K,in1k_partial,top1@blocks=1,81.0,recalled (verify),
+"""
+
+
+def test_rows_without_a_checked_source_are_marked_in_every_output(tmp_path):
+    ref = tmp_path / "old.csv"  # an older file: no `variant` and no `setting` column
+    ref.write_text(UNVERIFIED_REFERENCE)
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    build_tables(tmp_path / "empty", out, reference=ref, plots=False, echo=False)
+    md = (out / "in1k.md").read_text()
+    paper = "MAE paper, Table 3 | ImageNet-1K · paper scale"
+    assert f"| fine-tune | MAE IN1K | {paper} | 83.6 | 85.9† | 86.9† |  |" in md
+    assert "| partial K=1 | MAE IN1K | MAE paper, Figure 9 | ImageNet-1K · paper scale | - | 81.0† | - |  |" in md
+    assert "| ViT-L/16 | MAE IN1K | MAE paper, Figure 9 | ImageNet-1K · paper scale | 81.0† |  |" in \
+        (out / "fig9_partial.md").read_text()
+    assert r"85.9$^\dagger$" in (out / "in1k.tex").read_text() and r"86.9$^\dagger$" in (out / "in1k.tex").read_text()
+    cells = {c["value"]: c["verified"] for c in csv.DictReader(io.StringIO((out / "in1k.csv").read_text()))}
+    assert cells == {"83.6": "paper Table 3", "85.9": "recalled (verify)", "86.9": "", "81.0": "recalled (verify)"}
+    from results.reference import is_unverified
+    assert [is_unverified(v) for v in ("paper Table 3", "recalled (verify)", "", "  ")] == [False, True, True, True]
 
 
 def test_partial_curve_and_pretraining_ablations(tmp_path):
@@ -220,16 +330,45 @@ def test_partial_curve_and_pretraining_ablations(tmp_path):
     assert (f"| ViT-Ti/16 | MAE (mask ratio 0.75, decoder depth 8) | measured | {DATA} | 30.0 | 40.0 | 38.0 | 45.0 | m1 |"
             in md)
     dec = list(csv.DictReader(io.StringIO((out / "table1_decoder_depth.csv").read_text())))
-    assert [(c["decoder depth"], c["column"], c["value"], c["files"]) for c in dec] == [
-        ("1", "fine-tune top-1", "50.0", "ft_dec1/result.json"),
-        ("8 (default)", "fine-tune top-1", "52.0", "ft_dec8/result.json"),
-        ("8 (default)", "linear probe top-1", "33.0", "lin_dec8/result.json")]
+    assert [(c["setting"], c["column"], c["value"], c["files"]) for c in dec] == [
+        ("decoder depth 1", "fine-tune top-1", "50.0", "ft_dec1/result.json"),
+        ("decoder depth 8 (default)", "fine-tune top-1", "52.0", "ft_dec8/result.json"),
+        ("decoder depth 8 (default)", "linear probe top-1", "33.0", "lin_dec8/result.json")]
     mask = (out / "fig5_mask_ratio.md").read_text()
-    assert f"| ViT-Ti/16 | {DATA} | 0.5 | 49.0 | - | m1 |" in mask
-    assert f"| ViT-Ti/16 | {DATA} | 0.75 (default) | 52.0 | 33.0 | m2 |" in mask
+    assert f"| mask ratio 50% | ViT-Ti/16 | measured | {DATA} | 49.0 | - | m1 |" in mask
+    assert f"| mask ratio 75% (default) | ViT-Ti/16 | measured | {DATA} | 52.0 | 33.0 | m2 |" in mask
     assert "47.0" not in mask and "10.0" not in mask
     # runs without init.pretrain keep their own row in the main table
     assert "| fine-tune | MAE (mask ratio ?, decoder depth ?) | measured |" in (out / "in1k.md").read_text()
+
+
+def test_measured_ablation_rows_sit_beside_the_papers_rows(tmp_path):
+    def pre(model=None, epochs=800):
+        return {**PRETRAIN, "model": {**PRETRAIN["model"], **(model or {})},
+                "schedule": {**PRETRAIN["schedule"], "epochs": epochs}}
+
+    runs = {f"ft_dec{d}": record("in1k_finetune", "mae", {"top1": 40.0 + d}, pretrain=pre({"decoder_depth": d}))
+            for d in (1, 3, 8)}
+    runs.update({f"lin_ep{e}": record("in1k_linear", "mae", {"top1": e / 100}, pretrain=pre(epochs=e))
+                 for e in (100, 800)})
+    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", echo=False)
+    out = tmp_path / "out"
+    rows = [line for line in (out / "table1_decoder_depth.md").read_text().splitlines() if line.startswith("| decoder")]
+    paper = "| ViT-L/16 | MAE paper, Table 1(a) | ImageNet-1K · paper scale |"
+    ours = f"| ViT-Ti/16 | measured | {DATA} |"
+    assert rows == [f"| decoder depth 1 {paper} 84.8 | 65.5 |  |", f"| decoder depth 1 {ours} 41.0 | - | m1 |",
+                    f"| decoder depth 2 {paper} 84.9 | 70.0 |  |", f"| decoder depth 3 {ours} 43.0 | - | m2 |",
+                    f"| decoder depth 4 {paper} 84.9 | 71.9 |  |",
+                    f"| decoder depth 8 (default) {paper} 84.9 | 73.5 |  |",
+                    f"| decoder depth 8 (default) {ours} 48.0 | 8.0 | m3 |",
+                    f"| decoder depth 12 {paper} 84.4 | 73.3 |  |"]
+    fig7 = (out / "fig7_pretrain_epochs.md").read_text()
+    assert f"| 100 epochs | ViT-Ti/16 | measured | {DATA} | - | 1.0 | m1 |" in fig7
+    assert "| 800 epochs (default) | ViT-L/16 | MAE paper, Figure 7 | ImageNet-1K · paper scale | 84.9 | 73.5 |  |" \
+        in fig7
+    from PIL import Image
+    assert out / "fig7_pretrain_epochs.png" in written
+    assert Image.open(out / "fig7_pretrain_epochs.png").size[0] > Image.open(out / "fig5_mask_ratio.png").size[0]
 
 
 def test_malformed_results_are_skipped_with_a_warning(small, tmp_path, capsys):
