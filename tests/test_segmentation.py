@@ -144,6 +144,64 @@ def test_layer_decay_follows_mmseg_rule():
     assert sum(len(g["params"]) for g in groups) == len(named)
 
 
+def _reference_ce(logits: np.ndarray, label: np.ndarray, avg_non_ignore: bool) -> float:
+    """mmseg's CrossEntropyLoss from its semantics: per-pixel -log softmax at the label, 0 at ignored pixels,
+    summed and divided by all pixels of the batch (avg_non_ignore=False) or by the labelled ones (+ eps)."""
+    z = logits.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, logits.shape[1])
+    y = label.reshape(-1)
+    keep = y != 255
+    logp = z - (np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1))[:, None]
+    total = -logp[keep, y[keep]].sum()
+    return total / ((keep.sum() if avg_non_ignore else y.size) + np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("avg_non_ignore", [False, True])
+def test_loss_reduction_follows_mmseg_cross_entropy(avg_non_ignore):
+    from transfer.segmentation.model import seg_loss, total_loss
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 6, 7)).astype(np.float32)
+    label = rng.integers(0, 4, (2, 6, 7))
+    label[0, :3] = 255
+    ref = _reference_ce(logits, label, avg_non_ignore)
+    got = seg_loss(torch.from_numpy(logits), torch.from_numpy(label), avg_non_ignore)
+    assert got.item() == pytest.approx(ref, rel=1e-6)
+    aux = rng.normal(size=(2, 4, 6, 7)).astype(np.float32)
+    both = total_loss(torch.from_numpy(logits), torch.from_numpy(aux), torch.from_numpy(label), 0.4, avg_non_ignore)
+    assert both.item() == pytest.approx(ref + 0.4 * _reference_ce(aux, label, avg_non_ignore), rel=1e-6)
+    none = torch.full((1, 6, 7), 255)
+    assert seg_loss(torch.from_numpy(logits[:1]), none, avg_non_ignore).item() == 0.0
+
+
+def test_paper_recipe_matches_the_mmseg_config_settings_of_issue_11():
+    """Loss averaged over all pixels (CrossEntropyLoss default), slide stride 341 for 512 crops (the full
+    comparison with mmseg's own config is tests/test_mmseg_parity.py)."""
+    from benchmarks.config import load_recipe, resolved
+    cfg = resolved(load_recipe("ade20k_seg", "paper"))
+    assert cfg["model"]["avg_non_ignore"] is False
+    assert (cfg["test"]["mode"], cfg["test"]["crop_size"], cfg["test"]["stride"]) == ("slide", 512, 341)
+
+
+def test_head_convs_start_with_mmcv_conv_module_init():
+    """mmcv ConvModule.init_weights: kaiming_init(conv) = kaiming_normal_(mode='fan_out', nonlinearity='relu'),
+    std sqrt(2 / (out_channels * k * k)); BN weight 1, bias 0. conv_seg: normal(std 0.01), bias 0."""
+    vit = build_vit("vit_tiny_patch16", 64, 0)
+    model = Segmenter(ViTBackbone(vit), 20, channels=64, aux_channels=32)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and "head" in n]
+    assert len(convs) == 15  # 4 PPM + bottleneck + 3 lateral + 3 FPN + fusion + classifier; aux conv + classifier
+    for name, conv in convs:
+        w = conv.weight.detach()
+        if name.endswith("conv_seg"):
+            assert w.std().item() == pytest.approx(0.01, rel=0.1) and not conv.bias.any()
+            continue
+        out, _, kh, kw = w.shape
+        assert conv.bias is None and w.std().item() == pytest.approx((2 / (out * kh * kw)) ** 0.5, rel=0.05), name
+        assert abs(w.mean().item()) < 0.05 * w.std().item()
+    w = model.decode_head.fpn_bottleneck[0].weight.detach()
+    assert 0.67 < (w.abs() < w.std()).float().mean().item() < 0.70  # normal (0.683), not uniform (0.577)
+    for bn in (m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and "head" in n):
+        assert (bn.weight == 1).all() and (bn.bias == 0).all()
+
+
 # ---- data ---------------------------------------------------------------------------------
 def test_reduce_zero_label_maps_0_to_ignore_and_shifts_the_rest():
     raw = np.array([[0, 1, 2], [150, 255, 7]], dtype=np.uint8)
@@ -254,6 +312,31 @@ def test_resumed_run_equals_unbroken(memo_root, tmp_path):
     assert read_result(full)["metrics"] == read_result(part)["metrics"]
     logs = [json.loads(line) for line in (part / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logs if r["type"] == "epoch"] == [0, 1, 1]  # the resumed run did epoch 1 only
+
+
+def test_evaluation_runs_in_fp32_while_training_runs_under_autocast(memo_root, tmp_path, monkeypatch):
+    """mmseg's reported numbers are fp32 evaluations: the evaluation after an autocast training epoch must not
+    inherit it. AMP is CUDA-only in the engine; here it is forced onto the CPU to see it."""
+    import mae_core.engine
+    seen = {"train": [], "eval": []}
+    forward, predict = Segmenter.forward, Segmenter.predict_logits
+
+    def traced_forward(self, img):
+        if self.training:
+            seen["train"].append(torch.is_autocast_enabled("cpu"))
+        return forward(self, img)
+
+    def traced_predict(self, *args, **kwargs):
+        seen["eval"].append(torch.is_autocast_enabled("cpu"))
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "forward", traced_forward)
+    monkeypatch.setattr(Segmenter, "predict_logits", traced_predict)
+    monkeypatch.setattr(mae_core.engine, "amp_context",
+                        lambda device, amp: ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)), None))
+    extra = [*MEMO, "runtime.cpu_linear=none", "schedule.batch_size=2"]
+    assert main(run_args("scratch", memo_root, tmp_path / "run", 2, 2, extra, arch="vit_tiny_patch16")) == 0
+    assert seen["train"] and all(seen["train"]) and seen["eval"] and not any(seen["eval"])
 
 
 def test_warmup_then_poly_schedule_honours_layer_decay():

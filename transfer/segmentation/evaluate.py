@@ -1,5 +1,5 @@
-"""Evaluation over a whole split: one confusion matrix (summed over processes), optional label-map PNGs."""
-from contextlib import nullcontext
+"""Evaluation over a whole split in fp32 (as mmseg's reported numbers): one confusion matrix (summed over
+processes), optional label-map PNGs."""
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ def _single(batch):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, autocast=nullcontext,
-             preds_dir: Path | None = None, num_workers: int = 0) -> dict:
+def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds_dir: Path | None = None,
+             num_workers: int = 0) -> dict:
     """mIoU / mAcc / aAcc (percent) of `model` on `dataset` (evaluation items); logits are resized to
     each label map's size before the argmax. With `preds_dir`, writes <name>.png with ids 1..K."""
     model.eval()
@@ -30,8 +30,7 @@ def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, autoc
     loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=1, num_workers=num_workers,
                         collate_fn=_single)
     for x, y, name in tqdm(loader, desc="eval", leave=False, disable=not dist.is_main, dynamic_ncols=True):
-        with autocast():
-            logits = model.predict_logits(x[None].to(dist.device), test["mode"], test["crop_size"], test["stride"])
+        logits = model.predict_logits(x[None].to(dist.device), test["mode"], test["crop_size"], test["stride"])
         logits = F.interpolate(logits.float(), size=y.shape, mode="bilinear", align_corners=False)
         pred = logits.argmax(1)[0].cpu()
         cm.update(pred, y)

@@ -8,14 +8,25 @@ k part included). The backbone's own extras are absent from a pretrained encoder
 mmseg as for the official checkpoints: layer scale gamma_1/gamma_2 (init_values=1.0 in the configs)
 and the zero-initialised relative position bias tables. pos_embed stays at the pretraining grid;
 mmseg's MAE backbone resizes it when it loads (resize_abs_pos_embed).
+
+A trained segmenter (`RUN/model_final.pth` of `ade20k_seg`) is written whole in the names of mmseg's
+EncoderDecoder (MAE + Feature2Pyramid + UPerHead + FCNHead), loadable with mmengine's `load_checkpoint`:
+backbone.vit.<timm key> -> backbone.<key above> (layer scale ls1/ls2.gamma -> gamma_1/gamma_2);
+neck.ops.0.* -> neck.upsample_4x.*, neck.ops.1.* -> neck.upsample_2x.0.*; in the heads every ConvModule
+(psp_modules.i.1, bottleneck, lateral_convs.i, fpn_convs.i, fpn_bottleneck, convs.i) maps its .0 (conv)
+and .1 (BN) to .conv and .bn; conv_seg keeps its name.
 """
 import os
+import re
 
 import torch
 
-from mae_core.checkpoint import atomic_write, load_encoder
+from mae_core.checkpoint import atomic_write, load_encoder, read_checkpoint
 
-_BLOCK_RENAMES = (("norm1.", "ln1."), ("norm2.", "ln2."), ("mlp.fc1.", "ffn.layers.0.0."), ("mlp.fc2.", "ffn.layers.1."))
+_BLOCK_RENAMES = (("norm1.", "ln1."), ("norm2.", "ln2."), ("mlp.fc1.", "ffn.layers.0.0."), ("mlp.fc2.", "ffn.layers.1."),
+                  ("ls1.gamma", "gamma_1"), ("ls2.gamma", "gamma_2"))
+_CONV_MODULE = re.compile(r"^((?:decode_head|auxiliary_head)\.(?:psp_modules\.\d+\.1|bottleneck|lateral_convs\.\d+|"
+                          r"fpn_convs\.\d+|fpn_bottleneck|convs\.\d+))\.([01])\.")
 
 
 def mmseg_key(key: str) -> str:
@@ -35,11 +46,34 @@ def to_mmseg(encoder: dict) -> dict:
     return {mmseg_key(k): v for k, v in encoder.items()}
 
 
+def segmenter_to_mmseg(state_dict: dict) -> dict:
+    """Our Segmenter's state dict in the names of mmseg's EncoderDecoder (the head mapping above)."""
+    out = {}
+    for key, v in state_dict.items():
+        if key.startswith("backbone.vit."):
+            key = "backbone." + mmseg_key(key[len("backbone.vit."):])
+        elif key.startswith("neck.ops.0."):
+            key = "neck.upsample_4x." + key[len("neck.ops.0."):]
+        elif key.startswith("neck.ops.1."):
+            key = "neck.upsample_2x.0." + key[len("neck.ops.1."):]
+        else:
+            key = _CONV_MODULE.sub(lambda m: f"{m[1]}.{'conv' if m[2] == '0' else 'bn'}.", key)
+        out[key] = v
+    return out
+
+
 def export_mmseg(ckpt_path, out_path) -> str:
     """Write the encoder of any checkpoint (.pth, or .safetensors by extension) for mmseg's MAE backbone
-    (load it with init_cfg=dict(type='Pretrained', checkpoint=FILE)); returns the arch."""
-    enc, info = load_encoder(ckpt_path)
-    sd = {k: v.detach().contiguous().clone() for k, v in to_mmseg(enc).items()}
+    (load it with init_cfg=dict(type='Pretrained', checkpoint=FILE)), or a trained ade20k_seg segmenter
+    whole for mmseg's EncoderDecoder; returns the arch."""
+    ckpt = read_checkpoint(ckpt_path)
+    conf = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if isinstance(conf, dict) and conf.get("task") == "ade20k_seg":
+        sd, info = segmenter_to_mmseg(ckpt["model"]), {"arch": conf["arch"]}
+    else:
+        enc, info = load_encoder(ckpt_path)
+        sd = to_mmseg(enc)
+    sd = {k: v.detach().contiguous().clone() for k, v in sd.items()}
     out_path = os.fspath(out_path)
     if out_path.endswith(".safetensors"):
         from safetensors.torch import save_file

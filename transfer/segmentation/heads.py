@@ -6,8 +6,11 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 
 def conv_bn_relu(cin: int, cout: int, k: int) -> nn.Module:
-    """mmseg's ConvModule(conv, BN, ReLU): bias-free conv, 'same' padding."""
-    return Conv2dNormActivation(cin, cout, k, padding=k // 2, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU)
+    """mmseg's ConvModule(conv, BN, ReLU): bias-free conv, 'same' padding, and ConvModule's init (mmcv's
+    kaiming_init: kaiming-normal, mode fan_out, relu gain; BN weight 1, bias 0)."""
+    m = Conv2dNormActivation(cin, cout, k, padding=k // 2, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU)
+    nn.init.kaiming_normal_(m[0].weight, mode="fan_out", nonlinearity="relu")
+    return m
 
 
 def _up(x: torch.Tensor, size) -> torch.Tensor:

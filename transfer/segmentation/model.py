@@ -75,16 +75,17 @@ class Segmenter(nn.Module):
 
 
 def total_loss(logits: torch.Tensor, aux: torch.Tensor | None, label: torch.Tensor, aux_weight: float,
-               avg_non_ignore: bool = True) -> torch.Tensor:
+               avg_non_ignore: bool = False) -> torch.Tensor:
     """The decode head's loss plus aux_weight x the auxiliary head's (mmseg: 1.0 and 0.4)."""
     loss = seg_loss(logits, label, avg_non_ignore)
     return loss if aux is None else loss + aux_weight * seg_loss(aux, label, avg_non_ignore)
 
 
-def seg_loss(logits: torch.Tensor, label: torch.Tensor, avg_non_ignore: bool = True) -> torch.Tensor:
+def seg_loss(logits: torch.Tensor, label: torch.Tensor, avg_non_ignore: bool = False) -> torch.Tensor:
     """Pixel cross-entropy of logits upsampled (bilinear) to the label's size; ignore index 255.
-    Averaged over labelled pixels (avg_non_ignore) or over all pixels (mmseg's default); a batch
-    with no labelled pixel gives 0, not NaN."""
+    mmseg's CrossEntropyLoss reduction: the sum over labelled pixels divided by the number of all pixels
+    in the batch (its default, avg_non_ignore=False) or of the labelled ones (avg_non_ignore=True);
+    a batch with no labelled pixel gives 0, not NaN."""
     logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
     total = F.cross_entropy(logits.float(), label.long(), ignore_index=IGNORE_INDEX, reduction="sum")
     n = (label != IGNORE_INDEX).sum() if avg_non_ignore else label.new_tensor(label.numel())

@@ -128,8 +128,8 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         last = epoch + 1 == epochs
         if not last and (epoch + 1) % r["eval_every"]:
             return {}
-        res = evaluate(model, val_set, dist, cfg["test"], num_classes, engine.autocast,
-                       preds_dir=preds_dir if last else None, num_workers=d["num_workers"])
+        res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir if last else None,
+                       num_workers=d["num_workers"])
         final.update(res)
         stats = _main_metrics(res)
         if skipped["train"]:

@@ -11,7 +11,7 @@ model = dict(
     pool_scales=(1, 2, 3, 6),
     dropout=0.1,
     aux_weight=0.4,
-    avg_non_ignore=True,  # loss averaged over labelled pixels (False: over all pixels, mmseg's default)
+    avg_non_ignore=False,  # mmseg's CrossEntropyLoss default: loss summed over labelled pixels / all pixels
 )
 data = dict(
     scale=(2048, 512),  # random resize: ratio_range x this, keep ratio
@@ -25,7 +25,7 @@ data = dict(
     strict=False,  # True: an unreadable training image fails the run; False: skipped and counted
     num_workers=4,
 )
-test = dict(mode="slide", crop_size=512, stride=256)  # or mode="whole"
+test = dict(mode="slide", crop_size=512, stride=341)  # or mode="whole"; evaluation runs in fp32, as mmseg's
 optim = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, layer_decay=0.65, min_lr=0.0, power=1.0,
              warmup_ratio=1e-6, clip_grad=None)
 schedule = dict(iters=160000, warmup_iters=1500, eval_interval=16000, batch_size=2)  # 2 x 8 GPUs = 16
