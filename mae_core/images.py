@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MaeBenchError
 
@@ -25,11 +25,13 @@ def list_images(root: str | Path) -> list[Path]:
     return files
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully as RGB; a corrupt or truncated file raises MaeBenchError."""
+def open_rgb(path: str | Path, exif_transpose: bool = False) -> Image.Image:
+    """Decode an image fully as RGB; a corrupt or truncated file raises MaeBenchError. With `exif_transpose`
+    the EXIF orientation is applied, as detectron2's read_image and mmcv's imread do (COCO boxes and
+    masks are for the upright image); the official MAE ImageNet loader (PIL, torchvision's ImageFolder) does not."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return (ImageOps.exif_transpose(im) if exif_transpose else im).convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MaeBenchError(f"cannot decode image {path}: {e}") from None
 

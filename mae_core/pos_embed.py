@@ -26,10 +26,10 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int, cls_token: bool = False) -> to
 def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], num_prefix_tokens: int = 1) -> torch.Tensor:
     """Bicubic resampling of a [1, prefix + H*W, D] embedding to another (square or not) grid."""
     n = pos_embed.shape[1] - num_prefix_tokens
-    if n == new_grid[0] * new_grid[1]:
-        return pos_embed
     old = int(round(n**0.5))
     if old * old != n:
         raise ValueError(f"position embedding with {n} patch positions is not a square grid")
+    if (old, old) == tuple(new_grid):  # the grid's shape, not its size: 7 x 28 has 196 positions like 14 x 14
+        return pos_embed
     return resample_abs_pos_embed(pos_embed, list(new_grid), old_size=[old, old],
                                   num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False)

@@ -11,7 +11,7 @@ from transfer.detection.backbone import (SimpleFeaturePyramid, ViT, get_rel_pos,
                                          window_partition, window_unpartition)
 from transfer.detection.data import CocoInstances, load_coco, resolve_root
 from transfer.detection.evaluate import coco_eval
-from transfer.detection.model import layer_decay_rate, param_groups
+from transfer.detection.model import layer_decay_rate
 
 TINY_VIT = dict(patch_size=16, embed_dim=32, depth=4, num_heads=2)
 
@@ -96,22 +96,6 @@ def test_layer_decay_follows_vitdet():
     assert layer_decay_rate("roi_heads.box_head.0.0.weight", 0.7, 12) == 1.0
 
 
-def test_param_groups_skip_decay_on_norms_and_pos_embed_only():
-    fpn = SimpleFeaturePyramid(ViT(**TINY_VIT, img_size=64, pretrain_img_size=32, window_size=2), out_channels=8)
-    model = torch.nn.Module()
-    model.backbone = fpn
-    groups = param_groups(model, 0.1, 0.5, 4)
-    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
-    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
-    named = dict(model.named_parameters())
-    assert len(wd) == len(named)
-    assert wd[id(named["backbone.net.pos_embed"])] == 0.0
-    assert wd[id(named["backbone.net.blocks.1.norm1.weight"])] == 0.0
-    assert wd[id(named["backbone.stages.0.1.weight"])] == 0.0  # LayerNorm2d in the 4x branch
-    assert wd[id(named["backbone.net.blocks.1.attn.qkv.bias"])] == 0.1  # detectron2 decays biases
-    assert scale[id(named["backbone.net.blocks.1.attn.qkv.bias"])] == pytest.approx(0.5 ** 3)
-
-
 # ---- data -----------------------------------------------------------------------------
 
 
@@ -124,10 +108,10 @@ def test_lsj_gives_square_crops_with_boxes_matching_masks(synth_root):
         img, t = ds[i]
         assert img.shape == (3, 48, 48) and 0 <= img.min() and img.max() <= 1
         assert len(t["boxes"]) == len(t["labels"]) == len(t["masks"])
-        for box, mask in zip(t["boxes"], t["masks"]):
-            ys, xs = torch.nonzero(mask, as_tuple=True)
-            assert box[0] <= xs.min() + 1 and xs.max() <= box[2] + 1  # the box encloses its mask
-            assert box[1] <= ys.min() + 1 and ys.max() <= box[3] + 1
+        for box, mask in zip(t["boxes"], t["masks"].masks):  # the synthetic scenes' masks are RLE: bitmaps
+            assert mask.shape == (48, 48)
+            ys, xs = torch.nonzero(mask, as_tuple=True)  # the box is the mask's tight box (recompute_boxes)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     a, b = ds[0], ds[0]
     assert a[0].equal(b[0])  # draws come from (seed, epoch, index)
     ds.set_epoch(1)
@@ -166,7 +150,9 @@ def test_bad_files_are_counted_skips_or_one_clear_error(tmp_path):
     _, t = ds[0]
     assert t["labels"].tolist() == [1, 2]  # the crowd annotation is not a training target
     torch.testing.assert_close(t["boxes"], torch.tensor([[2.0, 2.0, 12.0, 12.0]] * 2))
-    assert t["masks"][1].sum() > 0  # the polygon kept its valid part
+    assert torch.is_tensor(t["masks"].masks[0]) and t["masks"].masks[0].sum() == 100  # RLE: a bitmap
+    (part,) = t["masks"].masks[1]  # the polygon kept its valid part (its vertices, in shapely's order)
+    assert sorted(map(tuple, part.reshape(-1, 2).tolist())) == [(2, 2), (2, 12), (12, 2), (12, 12)]
     with pytest.raises(MaeBenchError, match="annotation 4 of image 3 is malformed"):
         CocoInstances(tmp_path, "train2017", train=True, img_size=32, strict=True)
     (tmp_path / "train2017" / "1.png").write_bytes(b"not a png")

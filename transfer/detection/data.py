@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pycocotools.coco import COCO
-from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, open_rgb
+
+from .masks import InstanceMasks, crop_polygons, flip_polygons, scale_polygons
 
 PAD_VALUE = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # zero after normalisation
 
@@ -150,55 +152,61 @@ class CocoInstances(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int):
-        """(image float [3, H, W] in 0-1, target) or None for an unreadable image (counted by the collate)."""
+        """(image float [3, H, W] in 0-1, target) or None for an unreadable image (counted by the collate).
+        A training target holds boxes, labels and `masks` (InstanceMasks) after detectron2's LSJ."""
         img_id = self.ids[index]
         info = self.coco.imgs[img_id]
         try:
-            img = open_rgb(self.img_dir / info["file_name"])
+            img = open_rgb(self.img_dir / info["file_name"], exif_transpose=True)
         except MaeBenchError:
             if self.strict:
                 raise
             return None
-        image = tv_tensors.Image(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+        image = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
         target = {"image_id": img_id}
         if not self.train:
             return TF.to_dtype(image, torch.float32, scale=True), target
         h, w = image.shape[-2:]
+        if (info["height"], info["width"]) != (h, w):  # detectron2's check_image_size (after EXIF orientation)
+            if self.strict:
+                raise MaeBenchError(f"image {self.img_dir / info['file_name']} is {w} x {h} but its annotation "
+                                    f"says {info['width']} x {info['height']}")
+            return None
         anns = self.anns[img_id]
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
-        sample = (image, tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
-                  tv_tensors.Mask(torch.from_numpy(masks)))
-        image, boxes, masks = self._jitter(sample, np.random.default_rng([self.seed, self.epoch, index]))
+        masks = [[np.asarray(p, dtype=np.float64) for p in a["segmentation"]] if isinstance(a["segmentation"], list)
+                 else torch.from_numpy(self.coco.annToMask(a)) for a in anns]
+        image, masks = self._jitter(image, masks, np.random.default_rng([self.seed, self.epoch, index]))
+        masks = InstanceMasks(masks)
+        boxes = masks.bounding_boxes()  # detectron2's recompute_boxes=True: tight boxes of the cropped masks
         labels = torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)
-        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1) & masks.flatten(1).any(1).bool()
-        target.update(boxes=boxes[keep].as_subclass(torch.Tensor), labels=labels[keep],
-                      masks=masks[keep].as_subclass(torch.Tensor))
-        return TF.to_dtype(image, torch.float32, scale=True).as_subclass(torch.Tensor), target
+        keep = ((boxes[:, 2] - boxes[:, 0]) > 1e-5) & ((boxes[:, 3] - boxes[:, 1]) > 1e-5) & masks.nonempty()
+        target.update(boxes=boxes[keep], labels=labels[keep], masks=masks[keep])
+        return TF.to_dtype(image, torch.float32, scale=True), target
 
-    def _jitter(self, sample, rng: np.random.Generator):
-        """detectron2's LSJ: flip, resize to fit scale x (img_size, img_size) with scale in scale_range,
-        random crop to img_size (boxes clipped), pad bottom/right to img_size x img_size."""
+    def _jitter(self, image: torch.Tensor, masks: list, rng: np.random.Generator):
+        """detectron2's LSJ (RandomFlip, ResizeScale, FixedSizeCrop with pad=False) on the image and on each
+        instance's polygons (exactly) or bitmap (nearest), then padding of the image to img_size x img_size
+        at the bottom and right (the backbone's square_pad)."""
         size = self.img_size
+        h, w = image.shape[-2:]
         if self.flip and rng.random() < 0.5:
-            sample = tuple(TF.horizontal_flip(x) for x in sample)
-        h, w = sample[0].shape[-2:]
-        r = min(size / h, size / w) * rng.uniform(*self.scale_range)
+            image = TF.horizontal_flip(image)
+            masks = [TF.horizontal_flip(m) if torch.is_tensor(m) else flip_polygons(m, w) for m in masks]
+        scale = rng.uniform(*self.scale_range)
+        r = min(size * scale / h, size * scale / w)
         nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))
-        image, boxes, masks = sample
         image = TF.resize(image, [nh, nw], antialias=True)
-        boxes = TF.resize(boxes, [nh, nw])
-        masks = TF.resize(masks, [nh, nw], interpolation=TF.InterpolationMode.NEAREST)
-        top = int(round(rng.uniform() * max(0, nh - size)))
-        left = int(round(rng.uniform() * max(0, nw - size)))
-        ch, cw = min(size, nh), min(size, nw)
-        image, boxes, masks = (TF.crop(x, top, left, ch, cw) for x in (image, boxes, masks))
-        pad = [0, 0, size - cw, size - ch]
-        image = TF.pad(image, pad, fill=list(PAD_VALUE))
-        boxes, masks = TF.pad(boxes, pad), TF.pad(masks, pad)
-        boxes = TF.clamp_bounding_boxes(boxes)
-        return image, boxes, masks
+        masks = [TF.resize(m[None], [nh, nw], interpolation=TF.InterpolationMode.NEAREST_EXACT)[0] if torch.is_tensor(m)
+                 else scale_polygons(m, nw / w, nh / h) for m in masks]
+        u = rng.uniform()  # one draw for both offsets, as FixedSizeCrop
+        top, left = int(round(max(0, nh - size) * u)), int(round(max(0, nw - size) * u))
+        image = image[:, top:top + size, left:left + size]
+        masks = [m[top:top + size, left:left + size] if torch.is_tensor(m) else crop_polygons(m, left, top, size, size)
+                 for m in masks]
+        ch, cw = image.shape[-2:]
+        image = TF.pad(image, [0, 0, size - cw, size - ch], fill=list(PAD_VALUE))
+        masks = [F.pad(m, (0, size - cw, 0, size - ch)) if torch.is_tensor(m) else m for m in masks]
+        return image, masks
 
 
 def collate(batch):

@@ -5,6 +5,8 @@ import torch
 
 from mae_core.checkpoint import atomic_write, load_encoder
 
+from .model import to_patch16
+
 PREFIX = "backbone.net."
 # Not in ViTDet's ViT: the cls token (its slot stays in pos_embed, as pretrain_use_cls_token=True
 # expects) and the final norm. The relative position tables are ViTDet's own (zero-initialised).
@@ -13,9 +15,11 @@ _DROPPED = ("cls_token", "norm.weight", "norm.bias")
 
 def detectron2_state_dict(ckpt_path) -> tuple[dict, dict]:
     """({"backbone.net.<timm name>": tensor}, arch info) for any checkpoint `load_encoder` reads;
-    pos_embed stays at its pretraining grid (ViTDet resizes it itself, from pretrain_img_size)."""
+    pos_embed stays at its pretraining grid (ViTDet resizes it itself, from pretrain_img_size). A patch-14
+    encoder is converted to patch 16 as ViTDet's ViT-H config expects (mae_pretrain_vit_huge_p14to16)."""
     enc, info = load_encoder(ckpt_path)
-    sd = {PREFIX + k: v.detach().contiguous().clone() for k, v in enc.items() if k not in _DROPPED}
+    enc = to_patch16({k: v for k, v in enc.items() if k not in _DROPPED}, info["img_size"])
+    sd = {PREFIX + k: v.detach().contiguous().clone() for k, v in enc.items()}
     return sd, info
 
 

@@ -1,16 +1,28 @@
-"""ViTDet's Mask R-CNN from torchvision's parts, with the encoder from any init (MAE, supervised, scratch)."""
+"""ViTDet's Mask R-CNN from torchvision's parts, with the encoder from any init (MAE, supervised, scratch).
+
+Where torchvision's defaults differ from detectron2's ViTDet, the detectron2 semantics are written here:
+RoIAlign with aligned=True at scales fixed from the backbone strides (ROIPooler, ROIAlignV2), L1 box
+regression (smooth_l1_beta 0) with detectron2's normalisers, and hard mask targets rasterised per RoI.
+"""
+import math
+
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import LayerNorm2d
-from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import box_area, roi_align
 
 from mae_core.archs import arch_spec
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
+from mae_core.pos_embed import resize_pos_embed
 from transfer.encoder import init_encoder
 
 from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
@@ -18,13 +30,30 @@ from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 # Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed)
 # and the final norm (ViTDet's pyramid starts from the last block's output).
 _DROPPED = ("cls_token", "norm.weight", "norm.bias")
+VITDET_PATCH = 16  # ViTDet runs every ViT at patch 16, so the pyramid strides are 4..32
+
+
+def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
+    """ViTDet's ViT-H/14 handling (detectron2's mae_pretrain_vit_huge_p14to16 init): a patch-14 encoder's
+    patch-embedding kernel resized to 16 x 16 and its pos_embed to the patch-16 grid of the pretraining
+    size, both bicubic (align_corners=False), as EVA's interpolate_patch_14to16 does. Other encoders pass as is."""
+    w = sd["patch_embed.proj.weight"]
+    if w.shape[-1] == VITDET_PATCH:
+        return sd
+    g = pretrain_img_size // VITDET_PATCH
+    return {**sd, "patch_embed.proj.weight": F.interpolate(w.float(), size=(VITDET_PATCH,) * 2, mode="bicubic",
+                                                           align_corners=False).to(w.dtype),
+            "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
 
 
 def build_vit(m: dict, arch: str) -> ViT:
-    """The ViTDet ViT of `arch` as the recipe's `model` section configures it."""
+    """The ViTDet ViT of `arch` as the recipe's `model` section configures it (patch 16 for every arch)."""
     spec = arch_spec(arch)
+    if m["pretrain_img_size"] % VITDET_PATCH:
+        raise MaeBenchError(f"model.pretrain_img_size {m['pretrain_img_size']} is not a multiple of ViTDet's patch "
+                            f"size {VITDET_PATCH}")
     globals_ = global_block_indexes(spec["depth"])
-    return ViT(img_size=m["img_size"], pretrain_img_size=m["pretrain_img_size"], patch_size=spec["patch_size"],
+    return ViT(img_size=m["img_size"], pretrain_img_size=m["pretrain_img_size"], patch_size=VITDET_PATCH,
                embed_dim=spec["embed_dim"], depth=spec["depth"], num_heads=spec["num_heads"],
                drop_path_rate=m["drop_path"], window_size=m["window_size"],
                window_block_indexes=[i for i in range(spec["depth"]) if i not in globals_],
@@ -36,7 +65,7 @@ def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
     enc, info = init_encoder(init, arch=arch, img_size=m["pretrain_img_size"], num_classes=0)
     vit = build_vit(m, info["arch"])
-    sd = {k: v for k, v in enc.state_dict().items() if k not in _DROPPED}
+    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in _DROPPED}, m["pretrain_img_size"])
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     missing = [k for k in missing if ".rel_pos_" not in k]  # relative position tables start at zero
     if missing or unexpected:
@@ -45,36 +74,183 @@ def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
     return vit, info
 
 
-def build_detector(m: dict, vit: ViT, num_classes: int) -> MaskRCNN:
+class Anchors(AnchorGenerator):
+    """detectron2's DefaultAnchorGenerator (offset 0): cell anchors not rounded to whole pixels, and
+    anchors in float32 whatever the features' dtype (torchvision's follow it: bf16 anchors at 1024 px
+    are off by up to 4 px)."""
+
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")):
+        scales = torch.as_tensor(scales, dtype=dtype, device=device)
+        h_ratios = torch.sqrt(torch.as_tensor(aspect_ratios, dtype=dtype, device=device))  # aspect ratio = h / w
+        ws = (scales[None, :] / h_ratios[:, None]).reshape(-1)
+        hs = (scales[None, :] * h_ratios[:, None]).reshape(-1)
+        return torch.stack([-ws, -hs, ws, hs], dim=1) / 2
+
+    def forward(self, image_list, feature_maps):
+        shapes = [torch.empty(0, *f.shape[-2:], device=f.device) for f in feature_maps]  # float32 stand-ins
+        return super().forward(image_list, shapes)
+
+
+class FloatRPNHead(RPNHead):
+    """RPNHead whose outputs are float32, so proposals are decoded in float32 under autocast (detectron2's
+    Box2BoxTransform.apply_deltas: "ensure fp32 for decoding precision")."""
+
+    def forward(self, x):
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
+class FloatBoxPredictor(FastRCNNPredictor):
+    """FastRCNNPredictor with float32 outputs, for the same reason."""
+
+    def forward(self, x):
+        scores, deltas = super().forward(x)
+        return scores.float(), deltas.float()
+
+
+class RoIPooler(nn.Module):
+    """detectron2's ROIPooler with ROIAlignV2: each box is pooled by RoIAlign (aligned=True) from the level
+    k = floor(4 + log2(sqrt(area) / 224 + 1e-8)), clamped to the pyramid, at the scale 1 / stride fixed
+    from the backbone (torchvision's MultiScaleRoIAlign guesses its scales from the first batch)."""
+
+    def __init__(self, strides: dict, output_size: int, sampling_ratio: int = 0, canonical_size: int = 224,
+                 canonical_level: int = 4):
+        super().__init__()
+        self.names, self.strides = list(strides), list(strides.values())
+        levels = [math.log2(s) for s in self.strides]
+        if any(k != int(k) for k in levels) or levels != list(range(int(levels[0]), int(levels[0]) + len(levels))):
+            raise ValueError(f"pooled levels need strides 2^k, 2^(k+1), ...; got {self.strides}")
+        self.min_level, self.max_level = int(levels[0]), int(levels[-1])
+        self.output_size, self.sampling_ratio = (output_size, output_size), sampling_ratio
+        self.canonical_size, self.canonical_level = canonical_size, canonical_level
+
+    def level_of(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Index into the pooled levels (0 = finest) of each xyxy box."""
+        k = torch.floor(self.canonical_level + torch.log2(torch.sqrt(box_area(boxes)) / self.canonical_size + 1e-8))
+        return (k.clamp(self.min_level, self.max_level) - self.min_level).long()
+
+    def forward(self, x: dict, boxes: list[torch.Tensor], image_shapes=None) -> torch.Tensor:
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
+        levels = self.level_of(rois[:, 1:])
+        first = x[self.names[0]]
+        out = first.new_zeros((len(rois), first.shape[1], *self.output_size))
+        for k, (name, stride) in enumerate(zip(self.names, self.strides)):
+            idx = torch.where(levels == k)[0]
+            pooled = roi_align(x[name], rois[idx], self.output_size, spatial_scale=1.0 / stride,
+                               sampling_ratio=self.sampling_ratio, aligned=True)
+            out[idx] = pooled.to(out.dtype)
+        return out
+
+
+class RPN(RegionProposalNetwork):
+    """torchvision's RPN with detectron2's losses: objectness BCE and L1 box regression (smooth_l1_beta 0),
+    each summed over the sampled anchors and divided by batch_size_per_image x images."""
+
+    def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
+        pos, neg = self.fg_bg_sampler(labels)
+        pos, neg = torch.where(torch.cat(pos))[0], torch.where(torch.cat(neg))[0]
+        sampled = torch.cat([pos, neg])
+        normalizer = self.fg_bg_sampler.batch_size_per_image * len(labels)
+        labels, regression_targets = torch.cat(labels), torch.cat(regression_targets)
+        box_loss = F.l1_loss(pred_bbox_deltas[pos], regression_targets[pos], reduction="sum") / normalizer
+        objectness_loss = F.binary_cross_entropy_with_logits(objectness.flatten()[sampled], labels[sampled],
+                                                             reduction="sum") / normalizer
+        return objectness_loss, box_loss
+
+
+def fast_rcnn_loss(class_logits, box_regression, labels, regression_targets):
+    """detectron2's FastRCNNOutputLayers.losses: cross-entropy averaged over the sampled RoIs and L1 on the
+    ground-truth class's deltas of the foreground RoIs, summed and divided by the number of sampled RoIs."""
+    labels, regression_targets = torch.cat(labels), torch.cat(regression_targets)
+    loss_cls = F.cross_entropy(class_logits, labels)
+    fg = torch.where(labels > 0)[0]
+    deltas = box_regression.reshape(len(labels), -1, 4)[fg, labels[fg]]
+    loss_box = F.l1_loss(deltas, regression_targets[fg], reduction="sum") / max(labels.numel(), 1)
+    return loss_cls, loss_box
+
+
+def mask_rcnn_loss(mask_logits, labels, targets: torch.Tensor):
+    """detectron2's mask_rcnn_loss: BCE of the ground-truth class's mask logits against hard targets,
+    averaged over all pixels of all positive RoIs (0 without any)."""
+    if len(labels) == 0:
+        return mask_logits.sum() * 0
+    logits = mask_logits[torch.arange(len(labels), device=labels.device), labels]
+    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.device, torch.float32))
+
+
+class ViTDetRoIHeads(RoIHeads):
+    """torchvision's RoIHeads (inference as is) trained with detectron2's losses; the mask targets of each
+    positive RoI come from its instance's polygons or bitmap (target["masks"], an InstanceMasks)."""
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        if not self.training:
+            return super().forward(features, proposals, image_shapes)
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        loss_cls, loss_box = fast_rcnn_loss(class_logits, box_regression, labels, regression_targets)
+        pos = [torch.where(lab > 0)[0] for lab in labels]
+        boxes = [p[i] for p, i in zip(proposals, pos)]
+        mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes, image_shapes)))
+        size = mask_logits.shape[-1]
+        gt = torch.cat([t["masks"].crop_and_resize(m[i], b, size)
+                        for t, m, i, b in zip(targets, matched_idxs, pos, boxes)])
+        loss_mask = mask_rcnn_loss(mask_logits, torch.cat([lab[i] for lab, i in zip(labels, pos)]), gt)
+        return [], {"loss_classifier": loss_cls, "loss_box_reg": loss_box, "loss_mask": loss_mask}
+
+
+def init_heads_like_detectron2(roi_heads: RoIHeads) -> None:
+    """detectron2's head initialisation where torchvision's differs (its box-head convs, mask-head convs
+    and RPN already match): box-head fc layers c2_xavier_fill (kaiming-uniform a=1, bias 0), class scores
+    normal(0.01), box deltas normal(0.001), mask predictor normal(0.001), biases 0 (the mask deconvolution's too)."""
+    for layer in roi_heads.box_head.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_uniform_(layer.weight, a=1)
+            nn.init.zeros_(layer.bias)
+    nn.init.zeros_(roi_heads.mask_predictor.conv5_mask.bias)
+    for layer, std in ((roi_heads.box_predictor.cls_score, 0.01), (roi_heads.box_predictor.bbox_pred, 0.001),
+                       (roi_heads.mask_predictor.mask_fcn_logits, 0.001)):
+        nn.init.normal_(layer.weight, std=std)
+        nn.init.zeros_(layer.bias)
+
+
+def build_detector(m: dict, vit: ViT, num_classes: int) -> GeneralizedRCNN:
     """Mask R-CNN on the simple feature pyramid with ViTDet's heads: 2-conv RPN, 4conv1fc box head
-    and 4-conv mask head with LayerNorm. Images are resized (longest side = img_size) and padded to
-    a square of img_size by torchvision's transform (size_divisible = img_size)."""
+    and 4-conv mask head with LayerNorm. Evaluation images are resized (longest side = img_size) and
+    padded to a square of img_size; training images arrive as LSJ's img_size squares."""
     c = m["fpn_channels"]
     backbone = SimpleFeaturePyramid(vit, out_channels=c)
     levels = list(backbone.strides)
     if len(m["anchor_sizes"]) != len(levels):
         raise MaeBenchError(f"model.anchor_sizes needs one size per level ({', '.join(levels)}), got {m['anchor_sizes']}")
-    anchors = AnchorGenerator(tuple((int(s),) for s in m["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(levels))
-    roi_levels = levels[:-1]  # p6 only feeds the RPN
-    box_head = FastRCNNConvFCHead((c, 7, 7), [m["head_channels"]] * m["box_convs"], [m["box_fc"]], norm_layer=LayerNorm2d)
-    mask_head = MaskRCNNHeads(c, [m["head_channels"]] * m["mask_convs"], 1, norm_layer=LayerNorm2d)
+    anchors = Anchors(tuple((float(s),) for s in m["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(levels))
+    pooled = {k: backbone.strides[k] for k in levels[:-1]}  # p6 only feeds the RPN
     r = m["rpn"]
-    return MaskRCNN(
-        backbone, num_classes=None, min_size=m["img_size"], max_size=m["img_size"],
-        image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), size_divisible=m["img_size"],
-        rpn_anchor_generator=anchors, rpn_head=RPNHead(c, 3, conv_depth=2),
-        rpn_pre_nms_top_n_train=r["pre_nms_train"], rpn_pre_nms_top_n_test=r["pre_nms_test"],
-        rpn_post_nms_top_n_train=r["post_nms_train"], rpn_post_nms_top_n_test=r["post_nms_test"],
-        rpn_batch_size_per_image=r["batch_per_image"],
-        box_roi_pool=MultiScaleRoIAlign(roi_levels, output_size=7, sampling_ratio=0),
-        box_head=box_head, box_predictor=FastRCNNPredictor(m["box_fc"], num_classes + 1),
-        box_batch_size_per_image=m["roi_batch_per_image"], box_score_thresh=m["score_thresh"],
-        box_detections_per_img=m["detections_per_image"],
-        mask_roi_pool=MultiScaleRoIAlign(roi_levels, output_size=14, sampling_ratio=0),
-        mask_head=mask_head, mask_predictor=MaskRCNNPredictor(m["head_channels"], m["head_channels"], num_classes + 1))
+    rpn = RPN(anchors, FloatRPNHead(c, 3, conv_depth=2), fg_iou_thresh=0.7, bg_iou_thresh=0.3,
+              batch_size_per_image=r["batch_per_image"], positive_fraction=0.5,
+              pre_nms_top_n=dict(training=r["pre_nms_train"], testing=r["pre_nms_test"]),
+              post_nms_top_n=dict(training=r["post_nms_train"], testing=r["post_nms_test"]), nms_thresh=0.7)
+    roi_heads = ViTDetRoIHeads(
+        RoIPooler(pooled, 7),
+        FastRCNNConvFCHead((c, 7, 7), [m["head_channels"]] * m["box_convs"], [m["box_fc"]], norm_layer=LayerNorm2d),
+        FloatBoxPredictor(m["box_fc"], num_classes + 1),
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=m["roi_batch_per_image"], positive_fraction=0.25,
+        bbox_reg_weights=None, score_thresh=m["score_thresh"], nms_thresh=0.5,
+        detections_per_img=m["detections_per_image"],
+        mask_roi_pool=RoIPooler(pooled, 14),
+        mask_head=MaskRCNNHeads(c, [m["head_channels"]] * m["mask_convs"], 1, norm_layer=LayerNorm2d),
+        mask_predictor=MaskRCNNPredictor(m["head_channels"], m["head_channels"], num_classes + 1))
+    head_init = m.get("head_init", "torchvision")  # weights saved before this setting existed: any init will do
+    if head_init not in ("detectron2", "torchvision"):
+        raise MaeBenchError(f"model.head_init must be detectron2 or torchvision, got {head_init!r}")
+    if head_init == "detectron2":
+        init_heads_like_detectron2(roi_heads)
+    transform = GeneralizedRCNNTransform(m["img_size"], m["img_size"], list(IMAGENET_MEAN), list(IMAGENET_STD),
+                                         size_divisible=m["img_size"], _skip_resize=True)
+    return GeneralizedRCNN(backbone, rpn, roi_heads, transform)
 
 
-def build_model(m: dict, init: str, arch: str | None, num_classes: int) -> tuple[MaskRCNN, dict]:
+def build_model(m: dict, init: str, arch: str | None, num_classes: int) -> tuple[GeneralizedRCNN, dict]:
     """(Mask R-CNN for `num_classes` foreground classes, encoder init info)."""
     vit, info = vit_from_init(init, arch, m)
     model = build_detector(m, vit, num_classes)
@@ -94,18 +270,30 @@ def layer_decay_rate(name: str, decay: float, depth: int) -> float:
     return decay ** (depth + 1 - layer)
 
 
-_NORMS = (nn.LayerNorm, LayerNorm2d, nn.GroupNorm, nn.BatchNorm2d)
+# detectron2's get_default_optimizer_params: the torch norm types that weight_decay_norm applies to.
+# timm's LayerNorm2d subclasses nn.LayerNorm but stands for detectron2's own channels-first LayerNorm
+# (pyramid and heads, norm="LN"), which is no torch norm there and keeps the default weight decay.
+_TORCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm1d,
+                nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-def param_groups(model: nn.Module, weight_decay: float, layer_decay: float, depth: int) -> list[dict]:
-    """AdamW groups as ViTDet sets them: no weight decay on norm layers and pos_embed (biases decay,
-    as in detectron2's defaults), an lr_scale per parameter from `layer_decay_rate`."""
-    no_decay = {id(p) for mod in model.modules() if isinstance(mod, _NORMS) for p in mod.parameters(recurse=False)}
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float, depth: int,
+                 weight_decay_norm: float | None = 0.0, zero_decay=("pos_embed",)) -> list[dict]:
+    """AdamW groups as detectron2's get_default_optimizer_params builds them for ViTDet: `weight_decay_norm`
+    on the parameters of torch norm layers (None: the default decay), weight decay 0 on parameters named
+    in `zero_decay` (the config's overrides, matched on the parameter's own name), `weight_decay` on the
+    rest (biases included); an lr_scale per parameter from `layer_decay_rate`."""
+    norm_params = {id(p) for mod in model.modules() if isinstance(mod, _TORCH_NORMS) and not isinstance(mod, LayerNorm2d)
+                   for p in mod.parameters(recurse=False)}
     groups: dict[tuple, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        wd = 0.0 if id(p) in no_decay or name.endswith("pos_embed") else weight_decay
+        wd = weight_decay
+        if id(p) in norm_params and weight_decay_norm is not None:
+            wd = weight_decay_norm
+        if name.rsplit(".", 1)[-1] in zero_decay:
+            wd = 0.0
         scale = layer_decay_rate(name, layer_decay, depth)
         g = groups.setdefault((wd, scale), {"params": [], "weight_decay": wd, "lr_scale": scale})
         g["params"].append(p)

@@ -84,7 +84,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     model.to(dist.device)
     config = {"task": "coco_det", "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    autocast = amp_context(dist.device, r["amp"])[0]
+    autocast = amp_context(dist.device, r["eval_amp"])[0]  # detectron2 evaluates in float32
     val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
                             collate_fn=collate, num_workers=d["num_workers"])
 
@@ -120,7 +120,8 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
     lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
     depth = len(model.backbone.net.blocks)
-    optimizer = adamw(param_groups(model, o["weight_decay"], o["layer_decay"], depth), lr=lr, betas=o["betas"])
+    groups = param_groups(model, o["weight_decay"], o["layer_decay"], depth, o["weight_decay_norm"], o["zero_decay"])
+    optimizer = adamw(groups, lr=lr, betas=o["betas"])
     ddp = model
     if dist.enabled:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)

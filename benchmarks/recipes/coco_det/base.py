@@ -15,6 +15,7 @@ model = dict(
     roi_batch_per_image=512,
     score_thresh=0.05,
     detections_per_image=100,
+    head_init="detectron2",  # box/mask predictors and box-head fcs as detectron2 (torchvision: its own defaults)
 )
 data = dict(
     train_split="train2017",
@@ -26,9 +27,14 @@ data = dict(
     strict=False,  # True: a missing/unreadable image or malformed annotation fails the run; False: skipped and counted
     num_workers=8,
 )
-# lr is for lr_batch images and scales linearly with the effective batch (1e-4 at 64)
-optim = dict(lr=1e-4, lr_batch=64, betas=(0.9, 0.999), weight_decay=0.1, layer_decay=0.7, min_lr=0.0, clip_grad=None)
+# lr is for lr_batch images and scales linearly with the effective batch (1e-4 at 64). Weight decay as detectron2's
+# get_default_optimizer_params(weight_decay_norm=0.0) with overrides {"pos_embed": {"weight_decay": 0.0}}: none on the
+# ViT's torch LayerNorms and pos_embed; the pyramid's and heads' LayerNorms (detectron2's own) and biases decay.
+optim = dict(lr=1e-4, lr_batch=64, betas=(0.9, 0.999), weight_decay=0.1, layer_decay=0.7, min_lr=0.0, clip_grad=None,
+             weight_decay_norm=0.0, zero_decay=("pos_embed",))
 # 184,375 iterations at batch 64 ~ 100 COCO epochs; x0.1 at iterations 163,889 and 177,546
 schedule = dict(epochs=100, batch_size=2, accum_iter=1, eval_batch_size=1, lr_schedule="step",
                 steps=(163889 / 184375, 177546 / 184375), warmup_iters=250, warmup_factor=0.001)
-runtime = dict(seed=0, device="auto", amp="bf16", save_every=10, keep_last=1, log_every=20, eval_every=10)
+# ViTDet trains with fp16 autocast and a grad scaler (train.amp.enabled) and evaluates in float32
+runtime = dict(seed=0, device="auto", amp="fp16", eval_amp="none", save_every=10, keep_last=1, log_every=20,
+               eval_every=10)
