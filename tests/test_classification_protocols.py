@@ -20,7 +20,7 @@ from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
 from results.record import read_result
 from tests.test_classification import run_args
 from transfer.classification import train as train_mod
-from transfer.classification.data import ImageFolderDataset, eval_transform
+from transfer.classification.data import ImageFolderDataset, SingleDrawResizedCrop, eval_transform, train_transform
 from transfer.classification.heads import set_trainable
 from transfer.classification.optim import Lars, param_groups_lrd
 from transfer.classification.train import build_model, build_optimizer, resolve_protocol
@@ -138,6 +138,28 @@ def test_eval_transform_crop_pct_is_the_official_rule(size):
     assert eval_transform(448, 0.875).transforms[0].size == 512
     with pytest.raises(MaeBenchError, match="crop_pct"):
         eval_transform(size, 1.5)
+
+
+def reference_crop_params(width, height, scale, ratio):
+    """MAE util/crop.py (BYOL's TF crop): area ~ U(scale) x image area, log aspect ~ U(log ratio) (float32
+    bounds), w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect)), each clipped to the image, then a
+    uniform offset; no retries."""
+    area = width * height * torch.empty(1).uniform_(*scale).item()
+    lo, hi = torch.log(torch.tensor(ratio)).tolist()
+    aspect = math.exp(torch.empty(1).uniform_(lo, hi).item())
+    w, h = min(round(math.sqrt(area * aspect)), width), min(round(math.sqrt(area / aspect)), height)
+    return torch.randint(0, height - h + 1, (1,)).item(), torch.randint(0, width - w + 1, (1,)).item(), h, w
+
+
+def test_linear_probe_crop_is_the_official_single_draw_crop():
+    crop = train_transform("linear", 32, {}).transforms[0]
+    assert isinstance(crop, SingleDrawResizedCrop)
+    for seed, (w, h) in enumerate([(40, 40), (200, 30), (31, 97), (64, 48)] * 25):
+        img = Image.new("RGB", (w, h))
+        torch.manual_seed(seed)
+        ours = crop.get_params(img, crop.scale, crop.ratio)
+        torch.manual_seed(seed)
+        assert ours == reference_crop_params(w, h, (0.08, 1.0), (3 / 4, 4 / 3)), (seed, w, h)
 
 
 # ---- partial fine-tuning: K = 0 is the linear probe, frozen blocks run no drop path --------------------------

@@ -1,4 +1,5 @@
 """ImageNet-layout data (root/split/<class>/<image>) and the official MAE classification transforms."""
+import math
 import os
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, open_rgb
@@ -149,12 +151,30 @@ def eval_transform(img_size: int, crop_pct: float | None = None):
                       T.CenterCrop(img_size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+class SingleDrawResizedCrop(T.RandomResizedCrop):
+    """The official linear probe's random-size crop (MAE util/crop.py, after BYOL's TF code): one draw of
+    the area fraction and the log aspect ratio, width and height clipped to the image; torchvision's
+    version retries up to 10 draws that fit and falls back to a centre crop."""
+
+    @staticmethod
+    def get_params(img, scale, ratio):
+        width, height = TF.get_image_size(img)
+        area = width * height * torch.empty(1).uniform_(scale[0], scale[1]).item()
+        log_ratio = torch.log(torch.tensor(ratio))  # float32 bounds, as the reference draws them
+        aspect = math.exp(torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item()).item())
+        w = min(int(round(math.sqrt(area * aspect))), width)
+        h = min(int(round(math.sqrt(area / aspect))), height)
+        top = torch.randint(0, height - h + 1, size=(1,)).item()
+        left = torch.randint(0, width - w + 1, size=(1,)).item()
+        return top, left, h, w
+
+
 def train_transform(kind: str, img_size: int, cfg: dict):
-    """Training augmentation: "linear" (crop + flip, official linear probe), "finetune" (timm's RandAugment
+    """Training augmentation: "linear" (single-draw crop + flip, official linear probe), "finetune" (timm's RandAugment
     + random erasing, official fine-tuning) or "none" (the eval transform, which makes feature caching valid)."""
     if kind == "linear":
-        return T.Compose([T.RandomResizedCrop(img_size, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
-                                              interpolation=T.InterpolationMode.BICUBIC),
+        return T.Compose([SingleDrawResizedCrop(img_size, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
+                                                interpolation=T.InterpolationMode.BICUBIC),
                           T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     if kind == "finetune":
         return create_transform(input_size=img_size, is_training=True, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
