@@ -13,6 +13,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmarks.cli import main
 from mae_core.checkpoint import save_checkpoint
@@ -31,6 +32,8 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
 from benchmarks.config import load_recipe, parse_overrides, resolved  # noqa: E402
+from mae_core.images import open_rgb  # noqa: E402
+from transfer.segmentation.data import ADE20KDataset, list_pairs, read_label, train_transform  # noqa: E402
 from transfer.segmentation.evaluate import evaluate  # noqa: E402
 from transfer.segmentation.export import segmenter_to_mmseg  # noqa: E402
 from transfer.segmentation.metrics import ConfusionMatrix  # noqa: E402
@@ -245,6 +248,80 @@ def test_metric_on_random_predictions_with_absent_classes():
     assert np.isnan(res["IoU"][6]) and res["IoU"][5] == 0
     summary = metric.compute_metrics(metric.results)
     assert {k: round(res[k], 2) for k in ("aAcc", "mIoU", "mAcc")} == pytest.approx(summary, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def ade_root(tmp_path_factory):
+    """An ADEChallengeData2016 folder with PNG images (no JPEG decoder differences): one to shrink, one to enlarge."""
+    root = tmp_path_factory.mktemp("ade") / "ADEChallengeData2016"
+    rng = np.random.default_rng(3)
+    for sub in ("training", "validation"):
+        (root / "images" / sub).mkdir(parents=True)
+        (root / "annotations" / sub).mkdir(parents=True)
+        for name, (h, w) in (("a", (530, 700)), ("b", (200, 300))):
+            smooth = np.kron(rng.integers(0, 256, (h // 10 + 1, w // 10 + 1, 3)), np.ones((10, 10, 1)))[:h, :w]
+            img = np.clip(smooth + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)  # fine detail: antialiasing shows
+            Image.fromarray(img).save(root / "images" / sub / f"{name}.png")
+            Image.fromarray(rng.integers(0, 151, (h, w)).astype(np.uint8)).save(root / "annotations" / sub / f"{name}.png")
+    return root
+
+
+def _normalise(bgr_chw: torch.Tensor) -> torch.Tensor:
+    """mmseg's SegDataPreProcessor of the config: BGR -> RGB, (x - mean) / std."""
+    pre = mae_config().model.data_preprocessor
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    return (bgr_chw.flip(0).float() - mean) / std
+
+
+def test_evaluation_data_equals_mmseg_test_pipeline(ade_root):
+    """mmseg's own test_pipeline (LoadImageFromFile, Resize (2048, 512) keep ratio, LoadAnnotations with
+    reduce_zero_label) and data preprocessor against our evaluation items."""
+    from mmcv.transforms import Compose
+    cfg = mae_config()
+    pipeline = Compose(cfg.test_pipeline)
+    d = paper_recipe()["data"]
+    ours = ADE20KDataset(ade_root, "val", d, 150, train=False)
+    for i, (img, ann) in enumerate(list_pairs(ade_root, "val")):
+        ref = pipeline(dict(img_path=str(img), seg_map_path=str(ann), reduce_zero_label=True, seg_fields=[]))
+        x, y, _ = ours[i]
+        assert x.shape == ref["inputs"].shape  # (3, 512, 676): shrunk; (3, 512, 768): enlarged
+        torch.testing.assert_close(x, _normalise(ref["inputs"]), atol=1e-5, rtol=0)
+        assert torch.equal(y, ref["data_samples"].gt_sem_seg.data[0].long())
+
+
+def test_training_resize_equals_mmcv_random_resize(ade_root):
+    """Our training resize for a drawn ratio r = mmcv's RandomResize: Resize to (int(2048 r), int(512 r)) keep ratio,
+    image bilinear and label nearest (cv2, no antialiasing); seen through an uncropped, unflipped window."""
+    from mmcv.transforms import Resize
+    from mmseg.datasets.transforms import LoadAnnotations
+
+    class Draws:  # the ratio r, crop offset 0, no flip
+        def __init__(self, r):
+            self.r = r
+
+        def uniform(self, *a):
+            return self.r
+
+        def integers(self, *a):
+            return 0
+
+        def random(self):
+            return 1.0
+
+    d = dict(paper_recipe()["data"], photometric=False, cat_max_ratio=1.0)
+    img_path, ann_path = list_pairs(ade_root, "train")[0]
+    label = read_label(ann_path, 150)
+    for r in (0.537, 1.731):
+        x, y = train_transform(open_rgb(img_path), label, Draws(r), d, crop=1024)
+        ref = LoadAnnotations(reduce_zero_label=True)(dict(img=np.asarray(Image.open(img_path))[..., ::-1].copy(),
+                                                           seg_map_path=str(ann_path), reduce_zero_label=True,
+                                                           seg_fields=[]))
+        ref = Resize(scale=(int(2048 * r), int(512 * r)), keep_ratio=True)(ref)
+        h, w = (min(n, 1024) for n in ref["img"].shape[:2])  # the crop's top-left window
+        assert (y[h:] == 255).all() and (y[:, w:] == 255).all()  # padding beyond the resized image
+        ref_img = torch.from_numpy(np.ascontiguousarray(ref["img"][:h, :w].transpose(2, 0, 1)))
+        torch.testing.assert_close(x[:, :h, :w], _normalise(ref_img), atol=1e-5, rtol=0)
+        assert torch.equal(y[:h, :w], torch.from_numpy(ref["gt_seg_map"][:h, :w]).long())
 
 
 def _conv_stds(model):

@@ -3,12 +3,14 @@
 Layout: ROOT/images/{training,validation}/<name>.jpg with ROOT/annotations/<split>/<name>.png
 (0 = other, 1..K classes). reduce_zero_label: 0 -> 255 (ignored), c -> c - 1.
 Training: random resize (ratio 0.5-2.0 of `scale`, keep ratio), random crop with the category-ratio
-rule, flip, photometric distortion, pad to the crop (image 0, label 255). Evaluation: resize into
-`scale` (short side 512 for (2048, 512)), the label stays at its original size.
+rule, flip, photometric distortion, pad to the crop (image 0 after normalisation, label 255). Evaluation:
+resize into `scale` (short side 512 for (2048, 512)), the label stays at its original size. Resizing is
+mmcv's cv2 backend (bilinear without antialiasing; nearest for label maps), as in mmseg's pipelines.
 """
 import json
 from pathlib import Path
 
+import cv2  # installed with mmengine; mmcv.imresize's backend
 import numpy as np
 import torch
 from PIL import Image
@@ -98,6 +100,11 @@ def rescale_size(w: int, h: int, scale) -> tuple[int, int]:
     return int(w * f + 0.5), int(h * f + 0.5)
 
 
+def resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """mmcv.imresize (cv2 backend) to size (w, h): bilinear, or nearest for label maps."""
+    return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy())
 
@@ -153,11 +160,10 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
 def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
     """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
     ratio = rng.uniform(*d["ratio_range"])
-    size = rescale_size(*img.size, [s * ratio for s in d["scale"]])
-    img = img.resize(size, Image.BILINEAR)
-    label = np.array(Image.fromarray(label).resize(size, Image.NEAREST))
+    size = rescale_size(*img.size, [int(s * ratio) for s in d["scale"]])  # mmcv's RandomResize truncates the scale
+    img, label = resize(np.asarray(img), size), resize(label, size, nearest=True)
     y1, y2, x1, x2 = random_crop_box(label, crop, rng, d["cat_max_ratio"])
-    img, label = np.asarray(img)[y1:y2, x1:x2], label[y1:y2, x1:x2]
+    img, label = img[y1:y2, x1:x2], label[y1:y2, x1:x2]
     if rng.random() < d["flip_prob"]:
         img, label = img[:, ::-1], label[:, ::-1]
     if d["photometric"]:
@@ -202,8 +208,8 @@ class ADE20KDataset(torch.utils.data.Dataset):
             return x, y, True
         img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
         self._check_size(img, label, img_path)
-        img = img.resize(rescale_size(*img.size, self.d["test_scale"]), Image.BILINEAR)
-        return to_tensor(np.asarray(img)), torch.from_numpy(label).long(), img_path.stem
+        img = resize(np.asarray(img), rescale_size(*img.size, self.d["test_scale"]))
+        return to_tensor(img), torch.from_numpy(label).long(), img_path.stem
 
     @staticmethod
     def _check_size(img: Image.Image, label: np.ndarray, path: Path) -> None:
