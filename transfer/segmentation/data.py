@@ -131,27 +131,28 @@ def random_crop_box(label: np.ndarray, crop: int, rng: np.random.Generator, cat_
 
 def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness=32, contrast=(0.5, 1.5),
                            saturation=(0.5, 1.5), hue=18) -> np.ndarray:
-    """mmseg's PhotoMetricDistortion: brightness, contrast (before or after), saturation and hue in HSV,
-    each with probability 0.5. `hue` is in OpenCV's 0-180 units."""
-    def clip(x):
-        return np.clip(x, 0, 255).astype(np.uint8)
+    """mmseg's PhotoMetricDistortion on an RGB uint8 image, its draws in its order: brightness, contrast (before
+    or after), saturation and hue (each in its own OpenCV HSV round trip; hue shift in [-hue, hue) of 180),
+    each with probability 0.5."""
+    def convert(x, alpha=1.0, beta=0.0):
+        return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
     def do_contrast(x):
-        return clip(x.astype(np.float32) * rng.uniform(*contrast)) if rng.integers(2) else x
+        return convert(x, alpha=rng.uniform(*contrast)) if rng.integers(2) else x
 
     if rng.integers(2):
-        img = clip(img.astype(np.float32) + rng.uniform(-brightness, brightness))
+        img = convert(img, beta=rng.uniform(-brightness, brightness))
     mode = rng.integers(2)
     if mode == 1:
         img = do_contrast(img)
-    sat, hue_on = rng.integers(2), rng.integers(2)
-    if sat or hue_on:
-        hsv = np.array(Image.fromarray(img).convert("HSV"))
-        if sat:
-            hsv[..., 1] = clip(hsv[..., 1].astype(np.float32) * rng.uniform(*saturation))
-        if hue_on:  # PIL's hue is 0-255 for a full turn, OpenCV's 0-180
-            hsv[..., 0] = ((hsv[..., 0].astype(np.int64) + round(rng.integers(-hue, hue + 1) * 256 / 180)) % 256).astype(np.uint8)
-        img = np.array(Image.fromarray(hsv, "HSV").convert("RGB"))
+    if rng.integers(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = convert(hsv[..., 1], alpha=rng.uniform(*saturation))
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if rng.integers(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int64) + rng.integers(-hue, hue)) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     if mode == 0:
         img = do_contrast(img)
     return img
