@@ -1,7 +1,8 @@
 """ade20k_seg against mmsegmentation 1.2.2 itself (the `interop` extra): mmseg's modules are built from its own
 MAE ADE20K config (scaled down to ViT-Tiny on 64 px), loaded with our weights through `export --to mmseg`,
 and compared with ours: backbone features, logits (whole and sliding window), decode + auxiliary losses,
-gradients of a training step, the evaluation metric, the head initialisation and the recipe's settings.
+gradients of a training step, the evaluation metric, the head initialisation and the recipe's settings; and
+mmseg's data transforms (its config's test pipeline, RandomResize's resize, PhotoMetricDistortion) with ours.
 
 Scaled-down changes to the config: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 64 px, head widths 16 / 8,
 5 classes, SyncBN -> BN (one process), drop path and dropout 0 (so a training step is deterministic),
@@ -349,11 +350,9 @@ def test_photometric_distortion_equals_mmseg():
     assert changed > 30
 
 
-def _conv_stds(model):
-    """{mmseg name: weight std} of every head ConvModule conv and classifier."""
-    names = segmenter_to_mmseg(dict(model.named_parameters())) if not hasattr(model, "data_preprocessor") else \
-        dict(model.named_parameters())
-    return {k: p.std().item() for k, p in names.items()
+def _conv_stds(named: dict) -> dict:
+    """{name: weight std} of every head conv (ConvModules and classifiers) among mmseg-named parameters."""
+    return {k: p.std().item() for k, p in named.items()
             if k.endswith("weight") and p.ndim == 4 and k.split(".")[0] in ("decode_head", "auxiliary_head")}
 
 
@@ -361,7 +360,8 @@ def test_head_init_follows_mmseg_conv_module(built):
     """Ours and mmseg's freshly initialised heads: the same weight std per conv (kaiming-normal fan_out relu
     for ConvModules, 0.01 for conv_seg) and BN weight 1, bias 0."""
     ours, theirs, _ = built
-    mine, ref = _conv_stds(ours), _conv_stds(theirs)
+    mine = _conv_stds(segmenter_to_mmseg(dict(ours.named_parameters())))
+    ref = _conv_stds(dict(theirs.named_parameters()))
     assert set(mine) == set(ref) and len(mine) == 15
     for k in mine:
         assert mine[k] == pytest.approx(ref[k], rel=0.3), k  # small convs: sampling noise of the std
