@@ -1,4 +1,6 @@
 """Reading images from disk: listing, decoding with clear errors, normalisation constants."""
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +14,37 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 
+def walk_images(root: str | Path) -> list[str]:
+    """Image files under `root`, recursively, sorted. Folder links are followed only into folders inside `root`
+    not visited yet, so a link loop or a link out of `root` (e.g. `cls/up -> ..`, which would file other classes'
+    images under this one) neither repeats nor relabels images; each skipped link is named in a warning."""
+    top = os.path.realpath(root)
+    seen, found, skipped = {top}, [], []
+    for folder, dirs, files in os.walk(root, followlinks=True):  # os.walk, not rglob: no stat per file
+        keep = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real in seen or os.path.commonpath([top, real]) != top:
+                skipped.append(os.path.join(folder, name))
+            else:
+                seen.add(real)
+                keep.append(name)
+        dirs[:] = keep
+        found += [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    if skipped:
+        print(f"warning: not following {len(skipped)} folder link(s) that loop or leave {root}: "
+              f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
+    return sorted(found)
+
+
 def list_images(root: str | Path) -> list[Path]:
-    """All image files under `root` (recursively), sorted; a clear error if there are none."""
+    """All image files under `root` (`walk_images`), as paths; a clear error if there are none."""
     root = Path(root)
     if not root.exists():
         raise MaeBenchError(f"image folder not found: {root}")
     if root.is_file():
         return [root]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = [Path(p) for p in walk_images(root) if os.path.isfile(p)]
     if not files:
         raise MaeBenchError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     return files

@@ -234,3 +234,23 @@ def test_export_refuses_tensors_of_the_wrong_shape(to, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "blocks.3.mlp.fc1.weight [100, 192] vs [768, 192]" in err and "Traceback" not in err
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_symlink_loops_and_escapes_never_relabel_images(tmp_path, capsys):
+    from PIL import Image
+    from transfer.classification.data import ImageFolderDataset
+    from mae_core.images import list_images
+    for cls in ("n00_circle", "n01_square"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "train" / cls / f"{i}.png")
+    train = tmp_path / "train"
+    (train / "n00_circle" / "self").symlink_to(".")  # a loop
+    (train / "n01_square" / "up").symlink_to("..")  # the whole split again, under "square"
+    (train / "n01_square" / "sub").mkdir()
+    Image.new("RGB", (8, 8)).save(train / "n01_square" / "sub" / "x.png")  # a real sub-folder still counts
+    ds = ImageFolderDataset(tmp_path, "train", transform=None)
+    assert sorted(y for _, y in ds.samples) == [0] * 3 + [1] * 4
+    err = capsys.readouterr().err
+    assert "n00_circle/self" in err and "n01_square/up" in err
+    assert len(list_images(train)) == 7  # pretraining reads each real image once

@@ -11,7 +11,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from mae_core.errors import MaeBenchError
-from mae_core.images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, open_rgb
+from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb, walk_images
 
 SUBSET_MODES = ("total", "per_class")
 TRAIN_AUGMENTS = ("linear", "finetune", "none")
@@ -19,13 +19,6 @@ TRAIN_AUGMENTS = ("linear", "finetune", "none")
 
 def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
-
-
-def _images_in(class_dir: Path) -> list[str]:
-    # os.walk, not Path.rglob + is_file: no stat per file, which matters for 1.28M ImageNet images
-    found = [os.path.join(d, f) for d, _, files in os.walk(class_dir, followlinks=True)
-             for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
-    return sorted(found)
 
 
 def _even_quotas(counts: list[int], n: int) -> list[int]:
@@ -81,7 +74,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if not self.classes:
             raise MaeBenchError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        per_class = [_images_in(split_dir / c) for c in self.classes]
+        per_class = [walk_images(split_dir / c) for c in self.classes]
         empty = [c for c, files in zip(self.classes, per_class) if not files]
         if empty:
             raise MaeBenchError(f"no images in {len(empty)} class folder(s) of {split_dir}: {', '.join(empty[:5])}"
