@@ -10,7 +10,7 @@ DESCRIPTION = ("Pretrain Masked Autoencoders and measure them under the MAE pape
                "(ImageNet linear probe, partial and full fine-tuning, COCO detection, ADE20K segmentation), "
                "then build the paper's tables from the result files.")
 
-TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg")
+TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "knn", "coco_det", "ade20k_seg")
 
 
 def _recipe_opts(p: argparse.ArgumentParser, default: str = "base") -> None:

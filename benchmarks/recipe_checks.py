@@ -44,6 +44,8 @@ RULES = {
     "layer_decay": _float(0, 1, lo_open=True),
     "mask_ratio": _float(0, 1, lo_open=True, hi_open=True),
     "decimals": _int(0, 10),
+    "k": _POSITIVE,  # knn neighbours (at most the training set: checked when it is known)
+    "temperature": _float(0, lo_open=True),
 }
 
 

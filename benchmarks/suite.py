@@ -82,7 +82,7 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
             steps.append(Step(f"{task} {init}", [
                 "run", "--task", task, "--recipe", spec.recipe, "--ckpt", inits[init], "--arch", arch,
                 "--data", str(data.for_task(task)), "--out", str(run), "--resume", "auto", *sub,
-                *_sets(seeded if task.startswith("in1k") else {"runtime.seed": cfg.seed}, spec.sets)],
+                *_sets(seeded if task.startswith("in1k") or task == "knn" else {"runtime.seed": cfg.seed}, spec.sets)],
                 done=run / "result.json", record=run))
     # The supervised baseline is an init, not a result: tables and the regression check see the task runs only.
     steps.append(Step("tables", ["tables", "--results", str(out / "runs"), "--out", str(out / "tables")],

@@ -15,6 +15,11 @@ def _classification(cfg, **kw):
     return run_classification(cfg, **kw)
 
 
+def _knn(cfg, **kw):
+    from transfer.classification.knn import run_knn
+    return run_knn(cfg, **kw)
+
+
 def _detection(cfg, **kw):
     from transfer.detection.train import run_detection
     return run_detection(cfg, **kw)
@@ -29,6 +34,7 @@ TASKS = {
     "in1k_linear": _classification,
     "in1k_partial": _classification,
     "in1k_finetune": _classification,
+    "knn": _knn,
     "coco_det": _detection,
     "ade20k_seg": _segmentation,
 }

@@ -5,7 +5,7 @@ Setting key: one string per (setting, metric), built from the record:
     <task>[/protocol=<protocol>][/blocks=<K>[-mlp]]/<init kind>/<arch>/<metric>
 
 `protocol=` appears only when it is not the task's own (in1k_linear -> linear, in1k_partial -> partial,
-in1k_finetune -> finetune, coco_det, ade20k_seg -> themselves or det / seg); `blocks=` only for partial
+in1k_finetune -> finetune, knn, coco_det, ade20k_seg -> themselves or det / seg); `blocks=` only for partial
 fine-tuning (`-mlp` for the MLP-only variant). Examples: `in1k_linear/mae/vit_tiny_patch16/top1`,
 `in1k_partial/blocks=4/mae/vit_tiny_patch16/top1`, `coco_det/scratch/vit_tiny_patch16/bbox_AP`.
 Duplicate runs of one setting are compared by their mean.

@@ -3,6 +3,7 @@
 Tables (each as Markdown, CSV and LaTeX):
 - `in1k`: ImageNet top-1 by protocol (linear / partial K / fine-tune) x init, a column per arch (paper Table 3 layout);
 - `fig9_partial`: partial fine-tuning, top-1 by blocks tuned (paper Figure 9; also a PNG);
+- `knn`: weighted k-NN top-1 / top-5 by init and arch (DINO's eval_knn; not in the MAE paper, measured rows only);
 - `coco`: APbox and APmask by init and arch (paper Table 4 layout);
 - `ade20k`: mIoU by init and arch (paper Table 5 layout);
 - `table1_<knob>` (paper Table 1 a-f), `fig5_mask_ratio` and `fig7_pretrain_epochs` (paper Figures 5 and 7, PNGs
@@ -29,7 +30,7 @@ INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 3}  # the paper lists baseli
 INIT_LABEL = {"mae": "MAE", "supervised": "supervised", "scratch": "scratch"}
 METRIC_LABEL = {"top1": "top-1", "top5": "top-5", "bbox_AP": "APbox", "segm_AP": "APmask", "mIoU": "mIoU"}
 METRIC_UNIT = {"speedup": "×", "flops": "×"}  # reference numbers that are ratios
-EVAL_DATA = {"in1k": "ImageNet-1K", "coco_det": "COCO val2017", "ade20k_seg": "ADE20K val"}
+EVAL_DATA = {"in1k": "ImageNet-1K", "knn": "ImageNet-1K", "coco_det": "COCO val2017", "ade20k_seg": "ADE20K val"}
 AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "decoder_depth": "decoder depth",
               "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
               "mask_tokens_in_encoder": "mask tokens in encoder", "augment": "augmentation",
@@ -436,6 +437,8 @@ def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None) -> list[Table]:
     """Every table there is something to show for, in output order."""
     axes = variant_axes(frame)
     tables = [imagenet_table(frame, ref, axes), partial_table(frame, ref, axes),
+              _by_metric_arch("knn", "ImageNet-1K weighted k-NN on frozen features (DINO's eval_knn): top-1 and top-5",
+                              "knn", ("top1", "top5"), frame, ref, axes),
               _by_metric_arch("coco", "COCO detection and instance segmentation, Mask R-CNN: APbox and APmask "
                               "(paper Table 4 layout)", "coco_det", ("bbox_AP", "segm_AP"), frame, ref, axes),
               _by_metric_arch("ade20k", "ADE20K semantic segmentation, UperNet: mIoU (paper Table 5 layout)",

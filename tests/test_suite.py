@@ -7,7 +7,7 @@ import pytest
 from benchmarks.cli import main
 from results.record import read_result
 
-TASKS = ["in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg"]
+TASKS = ["in1k_linear", "in1k_partial", "in1k_finetune", "knn", "coco_det", "ade20k_seg"]
 INITS = ["mae", "supervised", "scratch"]
 
 

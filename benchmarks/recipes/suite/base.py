@@ -5,7 +5,7 @@ img_size = 64
 seed = 0
 subset = None  # N images per task (deterministic); for CI runs on real dataset subsets
 inits = ["mae", "supervised", "scratch"]
-tasks = ["in1k_linear", "in1k_partial", "in1k_finetune", "coco_det", "ade20k_seg"]
+tasks = ["in1k_linear", "in1k_partial", "in1k_finetune", "knn", "coco_det", "ade20k_seg"]
 synth = dict(n_train=600, n_val=150)  # scenes `mae-bench demo` generates for the suite (at img_size)
 pretrain = dict(recipe="smoke", sets={"schedule.epochs": 40})
 supervised = dict(recipe="supervised_smoke", sets={})
@@ -13,6 +13,7 @@ steps = dict(  # per task: recipe and overrides
     in1k_linear=dict(recipe="smoke", sets={}),
     in1k_partial=dict(recipe="smoke", sets={}),
     in1k_finetune=dict(recipe="smoke", sets={}),
+    knn=dict(recipe="smoke", sets={}),
     coco_det=dict(recipe="smoke", sets={}),
     ade20k_seg=dict(recipe="smoke", sets={}),
 )

@@ -11,6 +11,7 @@ steps = dict(
     in1k_linear=dict(sets=_cls),
     in1k_partial=dict(sets={**_cls, "blocks": 1}),
     in1k_finetune=dict(sets=_cls),
+    knn=dict(sets={"schedule.batch_size": 8, "runtime.device": "cpu"}),
     coco_det=dict(sets={"model.img_size": 64, "schedule.epochs": 1, "data.subset": None, "data.val_subset": None,
                          "runtime.device": "cpu"}),
     ade20k_seg=dict(sets={"model.img_size": 64, "schedule.iters": 4, "schedule.warmup_iters": 1,
