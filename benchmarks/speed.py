@@ -165,7 +165,7 @@ def _run(c: dict, dev: torch.device, progress: bool) -> dict:
                                                                          mask_tokens_in_encoder=t)
                     jobs.append((row, build, ours_fwd, t2_steps, t2_warm))
     repeats = max(1, int(c.get("repeats") or 1))
-    bar = tqdm(total=repeats * len(jobs), disable=not progress, unit="run")
+    bar = tqdm(total=repeats * len(jobs), disable=None if progress else True, unit="run")  # None: off when stderr is no terminal
     for _ in range(repeats):
         for row, build, fwd, steps, warmup in jobs:
             bar.set_description(row["model"].split(" (")[0] if "model" in row else

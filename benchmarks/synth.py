@@ -226,7 +226,7 @@ def generate(out: str | Path, n_train: int = 600, n_val: int = 150, img_size: in
             shutil.rmtree(out / sub, ignore_errors=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(THING_CLASSES)]
     counts = {}
-    bar = tqdm(total=n_train + n_val, desc="synth", disable=not progress)
+    bar = tqdm(total=n_train + n_val, desc="synth", disable=None if progress else True)  # None: off when stderr is no terminal
     for split_idx, (split, coco_split, ade_split) in enumerate(SPLITS):
         n = n_train if split == "train" else n_val
         dirs = {"coco": roots["coco"] / coco_split,

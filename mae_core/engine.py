@@ -5,11 +5,13 @@ Pretraining and every downstream task drive the same `Engine.fit`; they supply a
 `step_fn(model, batch) -> (loss, n_images)` and a loader factory per epoch.
 """
 import json
+import logging
 import math
 import random
 import re
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,13 @@ import torch
 from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .checkpoint import read_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .errors import MaeBenchError
+
+
+PLAIN_PROGRESS_S = 30.0
 
 
 class TrainingDiverged(MaeBenchError):
@@ -58,13 +64,25 @@ def scaled_lr(blr: float, effective_batch: int, lr: float | None = None) -> floa
     return lr if lr is not None else blr * effective_batch / 256
 
 
+@contextmanager
+def _quiet(logger: str):
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def cosine_schedule(optimizer, total_updates: int, warmup_updates: int, min_lr: float = 0.0) -> CosineLRScheduler:
     """Per-update linear warm-up from 0, then half-cycle cosine to min_lr (official MAE schedule).
     Honours a param group's `lr_scale` (layer decay)."""
     warmup_updates = min(warmup_updates, max(0, total_updates - 1))
-    return CosineLRScheduler(optimizer, t_initial=max(1, total_updates - warmup_updates), lr_min=min_lr,
-                             warmup_t=warmup_updates, warmup_lr_init=0.0, warmup_prefix=True,
-                             t_in_epochs=False, cycle_limit=1)
+    with _quiet("timm.scheduler.cosine_lr"):  # its "no effect" warning fires for any one-update cosine phase
+        return CosineLRScheduler(optimizer, t_initial=max(1, total_updates - warmup_updates), lr_min=min_lr,
+                                 warmup_t=warmup_updates, warmup_lr_init=0.0, warmup_prefix=True,
+                                 t_in_epochs=False, cycle_limit=1)
 
 
 def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, min_lr: float = 0.0) -> float:
@@ -94,6 +112,23 @@ class JsonlLogger:
         if self._f:
             self._f.write(json.dumps(record, allow_nan=True) + "\n")
             self._f.flush()
+
+    def rewind(self, epoch: int) -> None:
+        """Keep only records up to `epoch` (what the checkpoint being resumed holds): a killed run may have
+        logged steps of an epoch it never saved, or cut a line short."""
+        if not self._f:
+            return
+        self._f.close()
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("epoch", -1) <= epoch:
+                kept.append(line)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(f"{line}\n" for line in kept)))
+        self._f = open(self.path, "a")
 
     def close(self) -> None:
         if self._f:
@@ -181,11 +216,17 @@ class Engine:
             detail = " ".join(str(e).split())[:300]
             raise MaeBenchError(f"cannot resume from {path}: it does not match this model ({detail})") from None
         if ckpt.get("optimizer"):
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except ValueError as e:  # parameter groups differ: another recipe, or an older mae-bench
+                raise MaeBenchError(f"cannot resume from {path}: its optimiser state does not fit this run's "
+                                    f"parameter groups ({e}); start a new run folder") from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.extra_state.update(ckpt.get("extra_state") or {})
         self.start_epoch = int(ckpt["epoch"]) + 1
+        self.log.rewind(int(ckpt["epoch"]))
+        self.log.write(type="resume", epoch=int(ckpt["epoch"]), checkpoint=str(path))
         if self.dist.is_main:
             print(f"resumed from {path} (epoch {ckpt['epoch']} done)")
         return self.start_epoch
@@ -202,8 +243,8 @@ class Engine:
             stats = self._epoch(epoch, make_loader(epoch), step_fn)
             extra = on_epoch_end(epoch) if on_epoch_end else None
             stats.update(extra or {})
+            self.log.write(type="epoch", epoch=epoch, **stats)  # before the checkpoint: a resume rewinds the log
             self.save(epoch)
-            self.log.write(type="epoch", epoch=epoch, **stats)
             if self.tb:
                 for k, v in stats.items():
                     self.tb.add_scalar(f"epoch/{k}", v, epoch)
@@ -215,8 +256,12 @@ class Engine:
     def _epoch(self, epoch: int, loader, step_fn) -> dict:
         model, opt = self.model, self.optimizer
         n_iter = len(loader)
-        bar = tqdm(loader, total=n_iter, desc=f"{self.desc} {epoch + 1}/{self.epochs}", leave=False,
-                   disable=not self.dist.is_main, dynamic_ncols=True)
+        desc = f"{self.desc} {epoch + 1}/{self.epochs}"
+        # a bar on a terminal; in a log file (CI, cluster jobs) a plain line every PLAIN_PROGRESS_S and at the end
+        plain = self.dist.is_main and not sys.stderr.isatty()
+        bar = tqdm(loader, total=n_iter, desc=desc, leave=False, disable=plain or not self.dist.is_main,
+                   dynamic_ncols=True)
+        shown = time.perf_counter()
         loss_sum, seen, t0, tick, tick_images = 0.0, 0, time.perf_counter(), time.perf_counter(), 0
         opt.zero_grad(set_to_none=True)
         for it, batch in enumerate(bar):
@@ -246,6 +291,10 @@ class Engine:
                 lr = max(g["lr"] for g in opt.param_groups)
                 img_s = tick_images / max(now - tick, 1e-9)
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{img_s:.1f}")
+                if plain and (now - shown >= PLAIN_PROGRESS_S or it + 1 == n_iter):
+                    print(f"{desc}: {it + 1}/{n_iter} loss {value:.4f} lr {lr:.2e} {img_s:.1f} img/s",
+                          file=sys.stderr, flush=True)
+                    shown = now
                 self.log.write(type="step", epoch=epoch, step=it, update=update, loss=value, lr=lr, img_s=img_s)
                 if self.tb:
                     self.tb.add_scalar("train/loss", value, update)

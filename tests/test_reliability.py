@@ -254,3 +254,28 @@ def test_symlink_loops_and_escapes_never_relabel_images(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "n00_circle/self" in err and "n01_square/up" in err
     assert len(list_images(train)) == 7  # pretraining reads each real image once
+
+
+def test_resume_rewinds_the_log_of_a_killed_run(synth_root, tmp_path):
+    import json
+    out = tmp_path / "run"
+    assert main(tiny_pretrain_args(synth_root, out, 2)) == 0
+    # as if killed during epoch 1: its checkpoint never written, its log half a line long
+    (out / "checkpoint-last.pth").unlink()
+    (out / "checkpoint-0.pth").rename(out / "checkpoint-last.pth")
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"type": "step", "epo')
+    assert main([*tiny_pretrain_args(synth_root, out, 2), "--resume", "auto"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [(r["type"], r["epoch"]) for r in records if r["type"] in ("epoch", "resume")] == [
+        ("epoch", 0), ("resume", 0), ("epoch", 1)]
+    steps = [r["epoch"] for r in records if r["type"] == "step"]
+    assert steps == sorted(steps) and steps.count(1) == len(set(r["step"] for r in records if r["type"] == "step"
+                                                                and r["epoch"] == 1))
+
+
+def test_progress_in_a_log_file_is_plain_lines_without_scheduler_noise(synth_root, tmp_path, capsys, caplog):
+    assert main(tiny_pretrain_args(synth_root, tmp_path / "run", 1)) == 0
+    err = capsys.readouterr().err
+    assert "pretrain 1/1: 3/3 loss" in err and "\r" not in err and "it/s" not in err
+    assert "Cosine annealing" not in caplog.text

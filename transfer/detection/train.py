@@ -89,7 +89,8 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                             collate_fn=collate, num_workers=d["num_workers"])
 
     def evaluate() -> dict:
-        bar = tqdm(total=len(val_loader.dataset), desc="coco eval", leave=False, disable=not dist.is_main)
+        bar = tqdm(total=len(val_loader.dataset), desc="coco eval", leave=False,
+                   disable=None if dist.is_main else True)  # None: off when stderr is no terminal
         results, ids, dropped = predict(model, val_loader, dist.device, val_set.cat_ids, autocast, bar)
         bar.close()
         if dist.enabled:

@@ -29,7 +29,9 @@ def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds
     shard = list(range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=1, num_workers=num_workers,
                         collate_fn=_single)
-    for x, y, name in tqdm(loader, desc="eval", leave=False, disable=not dist.is_main, dynamic_ncols=True):
+    # disable=None: no bar when stderr is no terminal (log files)
+    for x, y, name in tqdm(loader, desc="eval", leave=False, disable=None if dist.is_main else True,
+                           dynamic_ncols=True):
         logits = model.predict_logits(x[None].to(dist.device), test["mode"], test["crop_size"], test["stride"])
         logits = F.interpolate(logits.float(), size=y.shape, mode="bilinear", align_corners=False)
         pred = logits.argmax(1)[0].cpu()
