@@ -81,7 +81,8 @@ class PretrainImages(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def _open(self, index: int):
+    def open_image(self, index: int):
+        """The image at `index`, or (not strict) the next readable one after it."""
         for k in range(len(self.files)):
             path = self.files[(index + k) % len(self.files)]
             try:
@@ -93,7 +94,7 @@ class PretrainImages(Dataset):
         raise MaeBenchError("no readable image in the dataset")
 
     def __getitem__(self, index: int):
-        img = self._open(index)
+        img = self.open_image(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             x = self.transform(img)

@@ -57,7 +57,7 @@ def open_rgb(path: str | Path, exif_transpose: bool = False) -> Image.Image:
     try:
         with Image.open(path) as im:
             return (ImageOps.exif_transpose(im) if exif_transpose else im).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise MaeBenchError(f"cannot decode image {path}: {e}") from None
 
 

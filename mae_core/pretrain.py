@@ -11,7 +11,7 @@ from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo, init_distributed, shutdown
 from .engine import Engine, adamw, batch_plan, scaled_lr, seed_all
-from .images import center_tensor, open_rgb
+from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
 from .onednn_linear import use_onednn_linears
@@ -93,7 +93,8 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
     t0 = time.time()
     stats = engine.fit(loader, step)
     if dist.is_main:
-        pictures = torch.stack([center_tensor(open_rgb(f), m["img_size"]) for f in dataset.files[:6]])
+        pictures = torch.stack([center_tensor(dataset.open_image(i), m["img_size"])
+                                for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
         save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=r["seed"])
         summary = {"arch": m["arch"], "images": len(dataset), "epochs": s["epochs"], "effective_batch": eff_batch,
                    "lr": lr, "final": stats, "wall_s": time.time() - t0, "recipe": cfg}

@@ -99,7 +99,7 @@ def test_training_raises_ap_far_above_an_untrained_model(tmp_path):
     cfg = resolved(load_recipe("coco_det", "smoke", [*TINY, *extra]))
     torch.manual_seed(0)
     model, _ = build_model(cfg["model"], "scratch", "vit_tiny_patch16", 8)
-    save_checkpoint(tmp_path / "untrained.pth", model.state_dict(), config={"recipe": cfg})
+    save_checkpoint(tmp_path / "untrained.pth", model.state_dict(), config={"task": "coco_det", "recipe": cfg})
     assert main([*det_args(data, tmp_path / "untrained", extra=extra), "--eval-only",
                  "--weights", str(tmp_path / "untrained.pth")]) == 0
     trained, untrained = read_result(tmp_path / "trained")["metrics"], read_result(tmp_path / "untrained")["metrics"]

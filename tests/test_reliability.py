@@ -279,3 +279,84 @@ def test_progress_in_a_log_file_is_plain_lines_without_scheduler_noise(synth_roo
     err = capsys.readouterr().err
     assert "pretrain 1/1: 3/3 loss" in err and "\r" not in err and "it/s" not in err
     assert "Cosine annealing" not in caplog.text
+
+
+def _copy_layout(synth_root, tmp_path, name):
+    import shutil
+    shutil.copytree(synth_root / name, tmp_path / name)
+    return tmp_path / name
+
+
+def test_coco_image_paths_are_confined_and_ids_checked(synth_root, tmp_path, capsys):
+    import json
+    from transfer.detection.data import CocoInstances, load_coco
+    from mae_core.errors import MaeBenchError
+    root = _copy_layout(synth_root, tmp_path, "coco")
+    ann = root / "annotations" / "instances_train2017.json"
+    data = json.loads(ann.read_text())
+    data["images"][0]["file_name"] = "../../../../etc/passwd"
+    data["images"][1]["file_name"] = str((root / "val2017" / data["images"][1]["file_name"]).resolve())
+    ann.write_text(json.dumps(data))
+    ds = CocoInstances(root, "train2017", train=True, img_size=32)
+    assert ds.skipped["malformed_annotation"] >= 2 and data["images"][0]["id"] not in ds.ids
+    with pytest.raises(MaeBenchError, match="leaves"):
+        CocoInstances(root, "train2017", train=True, img_size=32, strict=True)
+    data["images"][2]["id"] = str(data["images"][2]["id"])
+    ann.write_text(json.dumps(data))
+    with pytest.raises(MaeBenchError, match=r"images\[2\] needs an integer 'id'"):
+        load_coco(ann)
+
+
+def test_a_broken_ade20k_split_fails_before_training(synth_root, tmp_path, capsys):
+    from PIL import Image
+    root = _copy_layout(synth_root, tmp_path, "ade20k")
+    import numpy as np
+    bad = sorted((root / "ADEChallengeData2016" / "annotations" / "validation").glob("*.png"))[1]
+    label = np.array(Image.open(bad))
+    label[0, 0] = 200  # an id above the class count, in one pixel of one validation label map
+    Image.fromarray(label).save(bad)
+    out = tmp_path / "run"
+    args = ["run", "--task", "ade20k_seg", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(root),
+            "--out", str(out), "--recipe", "smoke", "--set", "model.img_size=32"]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "class id 200" in err and bad.name in err
+    assert not list(out.glob("checkpoint*")) and not (out / "result.json").exists()
+
+
+def test_decompression_bombs_are_unreadable_images_not_crashes(tmp_path, monkeypatch):
+    from PIL import Image
+    from mae_core.data import PretrainImages
+    from mae_core.errors import MaeBenchError
+    from mae_core.images import open_rgb
+    for i in range(3):
+        Image.new("RGB", (16 if i != 1 else 64, 16)).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 64 x 16 = 1024 > 2 x 200: PIL's bomb error
+    with pytest.raises(MaeBenchError, match="1.png"):
+        open_rgb(tmp_path / "1.png")
+    ds = PretrainImages(tmp_path, transform=lambda im: im.size, strict=False)
+    with pytest.warns(UserWarning, match="1.png"):
+        assert ds[1][0] == (16, 16)  # skipped: the next readable image
+
+
+def test_pretraining_with_an_unreadable_image_completes(synth_root, tmp_path):
+    import shutil
+    data = tmp_path / "imgs"
+    shutil.copytree(synth_root / "imagenet" / "train", data)
+    first = sorted(data.rglob("*.png"))[0]
+    first.write_bytes(b"not a png")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        assert main(tiny_pretrain_args(data, out, 1, ["data.strict=False"])) == 0
+    assert (out / "reconstructions.png").exists()
+
+
+def test_eval_only_with_another_tasks_model_is_one_line(synth_root, tmp_path, capsys):
+    from mae_core.checkpoint import save_checkpoint
+    weights = tmp_path / "seg.pth"
+    save_checkpoint(weights, {"w": torch.zeros(1)}, config={"task": "ade20k_seg", "recipe": {}})
+    code = main(["run", "--task", "coco_det", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data",
+                 str(synth_root), "--out", str(tmp_path / "run"), "--recipe", "smoke", "--eval-only",
+                 "--weights", str(weights)])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a ade20k_seg model" in err and "Traceback" not in err

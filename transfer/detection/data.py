@@ -42,9 +42,10 @@ def load_coco(path: Path) -> COCO:
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
         raise MaeBenchError(f"{path} is not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
     bad = next((i for i, im in enumerate(data["images"]) if not isinstance(im, dict)
-                or not {"id", "file_name"} <= im.keys()), None)
+                or not {"id", "file_name"} <= im.keys() or type(im["id"]) is not int
+                or not isinstance(im["file_name"], str)), None)
     if bad is not None:
-        raise MaeBenchError(f"{path}: images[{bad}] lacks 'id' or 'file_name'")
+        raise MaeBenchError(f"{path}: images[{bad}] needs an integer 'id' and a string 'file_name'")
     if not data["categories"] or not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
         raise MaeBenchError(f"{path}: 'categories' is empty or an entry lacks 'id'")
     data["annotations"] = [a for a in data["annotations"] if isinstance(a, dict) and "image_id" in a]
@@ -110,6 +111,10 @@ class CocoInstances(torch.utils.data.Dataset):
         self.ids, self.anns = [], {}
         for img_id in subset_ids(list(self.coco.imgs), subset):
             info = self.coco.imgs[img_id]
+            name = os.path.normpath(info["file_name"])
+            if os.path.isabs(name) or name == ".." or name.startswith(".." + os.sep):  # confined to the split
+                self._skip("malformed_annotation", f"image file name {info['file_name']!r} leaves {self.img_dir}")
+                continue
             if info["file_name"] not in present and not (self.img_dir / info["file_name"]).is_file():
                 self._skip("missing_file", f"image file {self.img_dir / info['file_name']} is missing")
                 continue

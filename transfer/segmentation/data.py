@@ -72,6 +72,33 @@ def list_pairs(root: Path, split: str, subset: int | None = None) -> list[tuple[
     return [(images[n], labels[n]) for n in names]
 
 
+def check_pairs(pairs: list[tuple[Path, Path]], num_classes: int, read_labels: bool, skip_bad_images: bool) -> None:
+    """Fail in seconds, before any training, on a broken split: every image and label map must open with the
+    same size and the label maps be single-channel (headers only); with `read_labels` (the evaluation split,
+    read only after training otherwise) every label id is checked too. Unreadable images are left to the
+    training loop to skip and count when `skip_bad_images`."""
+    for img_path, ann_path in pairs:
+        try:
+            with Image.open(ann_path) as ann:
+                ann_size, mode = ann.size, ann.mode
+        except (OSError, SyntaxError, ValueError) as e:
+            raise MaeBenchError(f"cannot open label map {ann_path}: {e}") from None
+        try:
+            with Image.open(img_path) as img:
+                img_size = img.size
+        except (OSError, SyntaxError, ValueError) as e:
+            if skip_bad_images:  # counted when training reaches it
+                continue
+            raise MaeBenchError(f"cannot open image {img_path}: {e}") from None
+        if mode not in LABEL_MODES:
+            raise MaeBenchError(f"label map {ann_path} has mode {mode}; expected a single-channel PNG of class ids")
+        if img_size != ann_size:
+            raise MaeBenchError(f"image {img_path} is {img_size[0]}x{img_size[1]} but its label map is "
+                                f"{ann_size[0]}x{ann_size[1]}")
+        if read_labels:
+            read_label(ann_path, num_classes)
+
+
 def reduce_zero_label(label: np.ndarray) -> np.ndarray:
     """ADE20K ids 0..K -> 255 (ignore) for 0, c - 1 for c >= 1 (mmseg's reduce_zero_label)."""
     out = label.astype(np.int64) - 1
@@ -80,10 +107,13 @@ def reduce_zero_label(label: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+LABEL_MODES = ("L", "P", "I;16", "I")
+
+
 def read_label(path: Path, num_classes: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I;16", "I"):
+            if im.mode not in LABEL_MODES:
                 raise MaeBenchError(f"label map {path} has mode {im.mode}; expected a single-channel PNG of class ids")
             raw = np.array(im)
     except (OSError, SyntaxError, ValueError) as e:
@@ -185,6 +215,7 @@ class ADE20KDataset(torch.utils.data.Dataset):
         self.crop = crop
         self.pairs = list_pairs(root, split, subset)
         self.strict = d["strict"]
+        check_pairs(self.pairs, num_classes, read_labels=not train, skip_bad_images=train and not self.strict)
 
     def __len__(self):
         return len(self.pairs)
