@@ -360,3 +360,20 @@ def test_eval_only_with_another_tasks_model_is_one_line(synth_root, tmp_path, ca
                  "--weights", str(weights)])
     err = capsys.readouterr().err
     assert code == 1 and "is a ade20k_seg model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_unreadable_images_are_counted_in_every_classification_split(cached, synth_root, mae_ckpt, tmp_path, capsys):
+    import shutil
+    from results.record import read_result
+    from tests.test_classification import run_args
+    data = tmp_path / "imagenet"
+    shutil.copytree(synth_root / "imagenet", data)
+    sorted((data / "train").rglob("*.png"))[0].write_bytes(b"broken")
+    sorted((data / "val").rglob("*.png"))[0].write_bytes(b"broken")
+    extra = ["data.augment='none'", "runtime.cache_features=True"] if cached else []
+    assert main(run_args("in1k_linear", mae_ckpt, data, tmp_path / "run", epochs=1, extra=extra)) == 0
+    ds = read_result(tmp_path / "run")["dataset"]
+    n_val = len(list((data / "val").rglob("*.png")))
+    assert ds["skipped_samples"] == 1 and ds["val_skipped"] == 1 and ds["val_images"] == n_val - 1
+    assert "1 validation images are unreadable" in capsys.readouterr().err

@@ -4,6 +4,7 @@ One function runs all three; the recipe's `protocol` picks what is trained, the 
 the optimiser (LARS for the linear probe, AdamW with layer-wise lr decay otherwise). Partial
 fine-tuning of 0 blocks is the linear probe (paper Figure 9).
 """
+import sys
 from pathlib import Path
 
 import torch
@@ -118,15 +119,17 @@ def build_criterion(cfg: dict, num_classes: int):
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pre-logit features (what the linear head sees) and labels for a whole loader; bad samples dropped."""
+def extract_features(model: nn.Module, loader, device: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Pre-logit features (what the linear head sees) and labels for a whole loader, and how many
+    unreadable samples were dropped."""
     model.eval()
-    feats, labels = [], []
+    feats, labels, dropped = [], [], 0
     for batch in loader:
-        x, y, _ = drop_bad(batch)
+        x, y, bad = drop_bad(batch)
         feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).cpu())
         labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
+        dropped += bad
+    return torch.cat(feats), torch.cat(labels), dropped
 
 
 def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out: str,
@@ -186,9 +189,13 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     workers, pin = d["num_workers"], dist.device.startswith("cuda")
     val_loader = DataLoader(val_set, batch_size=per_rank, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
                             num_workers=workers, pin_memory=pin)
+    skipped = {"train": 0}
     if cached:
-        train_src = TensorDataset(*extract_features(model, DataLoader(train_set, batch_size=per_rank, num_workers=workers), dist.device))
-        val_feats = extract_features(model, val_loader, dist.device)
+        *train_feats, dropped = extract_features(model, DataLoader(train_set, batch_size=per_rank, num_workers=workers),
+                                                 dist.device)
+        train_src = TensorDataset(*train_feats)
+        skipped["train"] += dropped
+        *val_feats, _ = extract_features(model, val_loader, dist.device)  # counted by evaluate's n
         val_source = [(val_feats[0][i:i + per_rank], val_feats[1][i:i + per_rank])
                       for i in range(0, len(val_feats[1]), per_rank)]
     else:
@@ -200,8 +207,6 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
         sampler.set_epoch(epoch)
         return DataLoader(train_src, batch_size=per_rank, sampler=sampler, drop_last=True,
                           num_workers=0 if cached else workers, pin_memory=pin)
-
-    skipped = {"train": 0}
 
     def step(net, batch):
         if cached:
@@ -234,7 +239,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
             return {}
         model.eval()
         stats = evaluate(eval_forward(reported), val_source, dist, engine.autocast)
-        result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"]}
+        result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"], "val_scored": stats["n"]}
         if ema is not None:
             raw = evaluate(eval_forward(model), val_source, dist, engine.autocast)
             result.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
@@ -260,7 +265,12 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     if engine.start_epoch >= s["epochs"] and "top1" not in stats:  # resumed a finished run: evaluate once more
         stats = on_epoch_end(s["epochs"] - 1)
     metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
+    scored = stats.get("val_scored", len(val_set))
+    if scored < len(val_set) and dist.is_main:
+        print(f"warning: {len(val_set) - scored} validation images are unreadable; top-1 is over the {scored} "
+              "that were read (--strict makes that an error)", file=sys.stderr)
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
             "dataset": {"name": name, "root": str(root), "split": "val",
-                        "subset": d["subset"], "num_classes": train_set.num_classes,
-                        "train_images": len(train_set), "val_images": len(val_set), "skipped_samples": skipped["train"]}}
+                        "subset": d["subset"], "num_classes": train_set.num_classes, "train_images": len(train_set),
+                        "val_images": scored, "val_skipped": len(val_set) - scored,
+                        "skipped_samples": skipped["train"]}}
