@@ -2,7 +2,9 @@
 from mae_core.errors import MaeBenchError
 from results.record import ResultError
 
-USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
+# Input problems: the message alone. Anything else (a KeyError for a recipe key a runner expected, a ValueError
+# from a library) is named with its type, so it reads as what it is, not as advice.
+USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
 def describe(e: BaseException) -> str:

@@ -1,5 +1,6 @@
-"""Public model entry points: `mae_core.models.mae_vit_base_patch16(...)` and friends."""
-from .models_mae import MODELS, MaskedAutoencoderViT, create_mae
+"""Public model entry points: `create_mae(name)` for every known size, and the official three by name."""
+from .models_mae import (MODELS, MaskedAutoencoderViT, create_mae, mae_vit_base_patch16, mae_vit_huge_patch14,
+                         mae_vit_large_patch16)
 
-globals().update(MODELS)
-__all__ = ["MaskedAutoencoderViT", "create_mae", *MODELS]
+__all__ = ["MODELS", "MaskedAutoencoderViT", "create_mae", "mae_vit_base_patch16", "mae_vit_large_patch16",
+           "mae_vit_huge_patch14"]

@@ -193,8 +193,11 @@ def _factory(arch: str):
     return build
 
 
-MODELS = {f"mae_{arch}": _factory(arch) for arch in ARCHS}
-globals().update(MODELS)
+MODELS = {f"mae_{arch}": _factory(arch) for arch in ARCHS}  # every known size; `create_mae` builds any of them
+# The official repository's three, by name (its models_mae.py spells them mae_vit_*_dec512d8b).
+mae_vit_base_patch16 = MODELS["mae_vit_base_patch16"]
+mae_vit_large_patch16 = MODELS["mae_vit_large_patch16"]
+mae_vit_huge_patch14 = MODELS["mae_vit_huge_patch14"]
 
 
 def create_mae(name: str, **kwargs) -> MaskedAutoencoderViT:

@@ -70,7 +70,7 @@ def init_record(kind: str, ckpt: str | None) -> dict:
 
 def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dict, metrics: dict,
                 recipe: dict, started: str, finished: str, wall_s: float, env: dict | None = None, **extra) -> dict:
-    """Assemble a record in the DESIGN.md schema."""
+    """Assemble a record in the schema of docs/DESIGN.md (Result record)."""
     rec = {"task": task, "protocol": protocol, "arch": arch, "init": init,
            "dataset": {**{k: dataset.get(k) for k in ("name", "root", "split", "subset")}, **dataset},
            "metrics": {k: float(v) if isinstance(v, numbers.Real) else v for k, v in metrics.items()}, "recipe": recipe,

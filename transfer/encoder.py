@@ -16,7 +16,6 @@ from mae_core.archs import ARCHS, arch_spec
 from mae_core.checkpoint import load_encoder
 from mae_core.errors import MaeBenchError
 
-INIT_KINDS = ("mae", "supervised", "scratch")
 GLOBAL_POOLS = ("token", "avg")
 # Keys a pretrained encoder may lack: the classifier is always new, and so is fc_norm
 # (MAE fine-tuning drops the pretrained `norm` and starts a fresh fc_norm after avg pooling).
