@@ -100,7 +100,7 @@ def baseline_path(name: str | None) -> Path | None:
 def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = False, tolerance: float = 5.0) -> dict:
     """Run every step (skipping finished ones), then the regression check. Returns
     {"records": [...], "regressions": [...], "baseline": path or None, "seconds": float}."""
-    from .cli import main as cli  # the same commands a user types
+    from .cli import Terminated, main as cli  # the same commands a user types
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +114,8 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
         print(f"{head} ...  (suite time {time.time() - t0:.0f}s)", flush=True)
         t1 = time.time()
         code = cli(step.argv)
+        if code in (130, 143):  # Ctrl-C or SIGTERM reached the step: stop the suite the same way
+            raise Terminated() if code == 143 else KeyboardInterrupt()
         if code:
             raise MaeBenchError(f"suite step '{step.name}' failed (exit {code}): mae-bench {' '.join(step.argv)}")
         print(f"{head}: finished in {time.time() - t1:.0f}s", flush=True)

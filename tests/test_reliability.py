@@ -377,3 +377,14 @@ def test_unreadable_images_are_counted_in_every_classification_split(cached, syn
     n_val = len(list((data / "val").rglob("*.png")))
     assert ds["skipped_samples"] == 1 and ds["val_skipped"] == 1 and ds["val_images"] == n_val - 1
     assert "1 validation images are unreadable" in capsys.readouterr().err
+
+
+def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, monkeypatch):
+    import benchmarks.cli as cli
+    from benchmarks.config import load_recipe
+    from benchmarks.suite import DataPaths, run_suite
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 143)  # SIGTERM during the first step
+    with pytest.raises(cli.Terminated):
+        run_suite(load_recipe("suite", "tiny"), DataPaths.from_root(synth_root), tmp_path / "suite")
+    assert len(calls) == 1
