@@ -8,7 +8,7 @@ VIT_SIZES = {
     "large": (1024, 24, 16),
     "huge": (1280, 32, 16),
 }
-PATCH_SIZES = (16, 14)
+PATCH_SIZES = (16, 14, 8)  # 8: ViT-Tiny/8 gives 64 px images an 8 x 8 token grid (small-scale benchmarks)
 
 ARCHS = {
     f"vit_{size}_patch{p}": dict(patch_size=p, embed_dim=d, depth=n, num_heads=h)
