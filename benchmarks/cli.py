@@ -112,6 +112,23 @@ def cmd_suite(args) -> int:
     return _report_regressions(result)
 
 
+def cmd_sweep(args) -> int:
+    from .config import load_recipe, parse_overrides
+    from .launcher import Launcher, parse_minutes
+    from .sweep import imagenet_root, run_sweep
+    sets = parse_overrides(args.overrides)
+    cfg = load_recipe("sweep", args.name, sets)
+    launcher = Launcher(args.launcher, nodes=args.nodes, gpus_per_node=args.gpus_per_node, partition=args.partition,
+                        account=args.account, time_min=parse_minutes(args.time))
+    # values given on the command line win over the recipe's per-scale values
+    result = run_sweep(cfg, args.recipe, imagenet_root(args.data_root, args.imagenet), args.out, launcher,
+                       values=cfg["values"] if "values" in sets else None)
+    shown = f"its table: {result['table']}; " if result["table"] else ""
+    print(f"sweep {args.name} finished in {result['seconds']:.0f}s ({result['skipped']} of {result['jobs']} cells "
+          f"done before); {shown}tables in {result['tables']}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .tasks import run_task
     cfg = _load(args.task, args, {"data.subset": args.subset, "data.strict": True if args.strict else None})
@@ -226,6 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--tolerance", type=float, default=5.0,
                        help="with --update-baseline: allowed drop per metric, in points (default 5)")
     suite.set_defaults(func=cmd_suite)
+
+    sweep = sub.add_parser("sweep", help="one of the paper's ablations: a grid of pretrainings, their protocols, the table")
+    sweep.add_argument("--name", required=True, help="sweep recipe (benchmarks/recipes/sweep/NAME.py, or a path), "
+                       "e.g. decoder_depth, mask_ratio, partial")
+    sweep.add_argument("--recipe", default="paper", help="scale: paper | subset | smoke (default: paper)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a sweep recipe entry, e.g. --set 'values=[1, 8]' (repeatable)")
+    sweep.add_argument("--data-root", help="folder with imagenet/ (e.g. from `mae-bench data synth`)")
+    sweep.add_argument("--imagenet", help="ImageFolder root with train/ and val/ (instead of DATA_ROOT/imagenet)")
+    sweep.add_argument("--out", required=True, help="sweep folder: cells/, tables/, slurm/")
+    sweep.add_argument("--launcher", default="local", choices=("local", "slurm", "submitit-local"),
+                       help="local: in this process; slurm: one submitit job per cell (DDP, one task per GPU); "
+                       "submitit-local: the same jobs on this machine")
+    sweep.add_argument("--nodes", type=int, default=1, help="slurm: nodes per job (default 1)")
+    sweep.add_argument("--gpus-per-node", type=int, default=1, help="slurm, submitit-local: GPUs (processes) per node")
+    sweep.add_argument("--partition", help="slurm: partition")
+    sweep.add_argument("--account", help="slurm: account")
+    sweep.add_argument("--time", default="4320", help="slurm: time limit per job, minutes or [D-]HH:MM[:SS] "
+                       "(default 4320); a job that reaches it is requeued and resumes")
+    sweep.set_defaults(func=cmd_sweep)
 
     bench = sub.add_parser("bench", help="speed benchmarks")
     bench.add_argument("what", choices=("pretrain",), help="pretrain: training-step img/s, ours vs HF, Table 2")
