@@ -7,6 +7,7 @@ JobEnvironment, whose ranks are those the official MAE `submitit_pretrain.py` us
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -81,17 +82,40 @@ class JobTask:
         def run(index, argv):
             # each rank selects cuda:LOCAL_RANK itself, so CUDA_VISIBLE_DEVICES keeps all of the node's GPUs
             env = {**os.environ, **dist_env, "MASTER_PORT": str(job.master_port + index)}
-            return subprocess.call([sys.executable, "-m", "benchmarks.cli", *argv], env=env)
+            # the requeue signal is this process's to handle (checkpoint below), not the step's
+            self._child = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *argv], env=env,
+                                           preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
+            return self._child.wait()
 
         run_steps(self.steps, f"{self.name}: ", run)
         return self.name
 
     def checkpoint(self, *args, **kwargs):
-        """Before a timeout or preemption submitit requeues this: finished steps are skipped and the interrupted
-        one continues from its last checkpoint (every step runs with --resume auto)."""
+        """Before a timeout or preemption submitit requeues this: the running step is stopped (SIGTERM: it unwinds,
+        its last checkpoint kept); the requeued job skips finished steps and resumes that one (--resume auto)."""
         import submitit
 
+        child = getattr(self, "_child", None)
+        if child is not None and child.returncode is None:
+            _stop(child)
         return submitit.helpers.DelayedSubmission(JobTask(self.name, self.steps))
+
+
+def _stop(child: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGTERM a step and reap it. Called from a signal handler that interrupted `child.wait()`, which holds the
+    Popen's wait lock, so this waits with os.waitpid itself."""
+    child.terminate()
+    deadline = time.time() + grace_s
+    while True:
+        try:
+            if os.waitpid(child.pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # reaped already
+            return
+        if time.time() > deadline:
+            child.kill()
+            deadline = float("inf")
+        time.sleep(0.1)
 
 
 def parse_minutes(text: str | int) -> int:
