@@ -304,13 +304,17 @@ def partial_table(frame, ref, axes) -> Table | None:
                   ["model", "method", "source", "data"], m, r, EVAL_DATA["in1k"], labels)
 
 
+# Knobs an ablation varies together with its axis: Table 1(f) compares block masking at 50 % and 75 %.
+CO_VARYING = {"mask_strategy": ("mask_ratio",)}
+
+
 def ablation_rows(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
     """MAE ImageNet top-1 runs that vary `axis` with every other knob held at the paper's default (or, where
     no run has the default, at the most common value)."""
     rows = frame[(frame["init"] == "mae") & frame["task"].isin(["in1k_finetune", "in1k_linear"])
                  & (frame["metric"] == "top1") & frame[axis].notna()]
     for other in PRETRAIN_AXES:
-        if other == axis or rows.empty:
+        if other == axis or other in CO_VARYING.get(axis, ()) or rows.empty:
             continue
         values = rows[other].map(repr)
         keep = repr(PAPER_DEFAULTS[other]) if repr(PAPER_DEFAULTS.get(other)) in set(values) else values.mode()[0]
