@@ -2,9 +2,9 @@
 from mae_core.errors import MaeBenchError
 from results.record import ResultError
 
-# Input problems: the message alone. Anything else (a KeyError for a recipe key a runner expected, a ValueError
-# from a library) is named with its type, so it reads as what it is, not as advice.
-USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError, PermissionError)
+# Input problems: the message alone (our models and heads raise ValueError on settings they cannot take). Anything
+# else, e.g. a KeyError naming a recipe key a runner expected, is shown with its type so it does not read as advice.
+USER_ERRORS = (MaeBenchError, ResultError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
 
 
 def describe(e: BaseException) -> str:

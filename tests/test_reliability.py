@@ -388,3 +388,15 @@ def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, m
     with pytest.raises(cli.Terminated):
         run_suite(load_recipe("suite", "tiny"), DataPaths.from_root(synth_root), tmp_path / "suite")
     assert len(calls) == 1
+
+
+def test_a_missing_key_inside_a_runner_is_named_as_a_key_error(monkeypatch, capsys, tmp_path):
+    import benchmarks.tasks as tasks
+
+    def broken(cfg, **kw):
+        return cfg["model"]["no_such_key"]
+    monkeypatch.setitem(tasks.TASKS, "in1k_linear", broken)
+    code = main(["run", "--task", "in1k_linear", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data",
+                 str(tmp_path), "--out", str(tmp_path / "run"), "--recipe", "smoke"])
+    err = capsys.readouterr().err
+    assert code == 1 and "mae-bench: error: KeyError: no_such_key (run with --debug" in err and "Traceback" not in err
