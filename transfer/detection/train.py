@@ -57,21 +57,32 @@ def _datasets(cfg: dict, root: Path, train: bool):
     return train_set, val_set
 
 
-def _load_weights(model: nn.Module, path: str) -> dict:
+def _read_trained(path: str) -> dict:
+    """A detector `mae-bench run --task coco_det` trained (its model_final.pth), read once."""
     ckpt = read_checkpoint(path)
+    config = ckpt.get("config")
+    made_by = config.get("task") if isinstance(config, dict) else None
+    if made_by != "coco_det":
+        what = f"a {made_by} model" if made_by else "not a model trained by mae-bench run"
+        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task coco_det needs the model_final.pth "
+                            "of a coco_det run")
     if "model" not in ckpt:
         raise MaeBenchError(f"{path} holds no 'model' weights")
+    return ckpt
+
+
+def _load_weights(model: nn.Module, ckpt: dict, path: str) -> None:
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
         raise MaeBenchError(f"{path} does not fit this detector ({' '.join(str(e).split())[:300]})") from None
-    return ckpt.get("config") or {}
 
 
 def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
     d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    if weights:  # evaluate the detector as it was trained, whatever this recipe's model section says
-        saved = (read_checkpoint(weights).get("config") or {}).get("recipe", {}).get("model")
+    trained = _read_trained(weights) if weights else None
+    if trained:  # evaluate the detector as it was trained, whatever this recipe's model section says
+        saved = trained["config"].get("recipe", {}).get("model")
         if isinstance(saved, dict):
             if saved != cfg["model"] and dist.is_main:
                 print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
@@ -111,7 +122,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
     if weights:
-        _load_weights(model, weights)
+        _load_weights(model, trained, weights)
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()
