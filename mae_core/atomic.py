@@ -64,6 +64,18 @@ def atomic_write(path, write_fn) -> Path:
     return Path(path)
 
 
+def copy_atomic(src, path) -> Path:
+    """`path` made an atomic copy of `src`: a hard link where the file system allows (no second copy of the
+    bytes on disk; safe because every writer here replaces files, never edits them), else a byte copy."""
+    def link_or_copy(tmp):
+        os.remove(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+    return atomic_write(path, link_or_copy)
+
+
 def write_bytes_atomic(path, data: bytes) -> Path:
     """`data` written atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

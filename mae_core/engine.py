@@ -19,7 +19,7 @@ import torch
 from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
-from .atomic import atomic_write
+from .atomic import atomic_write, copy_atomic
 from .checkpoint import read_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .errors import MaeBenchError
@@ -193,7 +193,7 @@ class Engine:
                      extra={"extra_state": self.extra_state} if self.extra_state else None)
         save_checkpoint(self.checkpoint_path(), self.module.state_dict(), **state)
         if (epoch + 1) % self.save_every == 0 or epoch + 1 == self.epochs:
-            save_checkpoint(self.checkpoint_path(epoch), self.module.state_dict(), **state)
+            copy_atomic(self.checkpoint_path(), self.checkpoint_path(epoch))
             numbered = sorted((int(m.group(1)), p) for p in self.run_dir.glob("checkpoint-*.pth")
                               if (m := re.fullmatch(r"checkpoint-(\d+)\.pth", p.name)))
             for _, old in numbered[:-self.keep_last] if self.keep_last > 0 else []:

@@ -78,6 +78,20 @@ def test_atomic_write_keeps_old_file_on_failure(mae, tmp_path):
     assert read_checkpoint(path)["epoch"] == 1
 
 
+def test_copy_atomic_links_then_survives_a_rewrite_of_its_source(mae, tmp_path, monkeypatch):
+    from mae_core import atomic
+    last, numbered = tmp_path / "checkpoint-last.pth", tmp_path / "checkpoint-3.pth"
+    save_checkpoint(last, mae.state_dict(), epoch=3)
+    atomic.copy_atomic(last, numbered)
+    assert numbered.stat().st_ino == last.stat().st_ino  # one copy of the bytes on disk
+    save_checkpoint(last, mae.state_dict(), epoch=4)  # replaced, not edited: the numbered file keeps epoch 3
+    assert read_checkpoint(numbered)["epoch"] == 3 and read_checkpoint(last)["epoch"] == 4
+    monkeypatch.setattr(atomic.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links here")))
+    atomic.copy_atomic(last, tmp_path / "checkpoint-4.pth")  # file systems without hard links: a byte copy
+    assert (tmp_path / "checkpoint-4.pth").read_bytes() == last.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-3.pth", "checkpoint-4.pth", "checkpoint-last.pth"]
+
+
 def test_resize_on_img_size_override(mae, tmp_path):
     save_checkpoint(tmp_path / "c.pth", mae.state_dict(), config=mae.config)
     model, info = load_mae(tmp_path / "c.pth", img_size=64)

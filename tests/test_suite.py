@@ -1,6 +1,7 @@
 """The suite end to end at test scale: data -> pretraining -> baseline -> every task x init -> tables ->
 regression check against a baseline file."""
 import json
+import shutil
 
 import pytest
 
@@ -18,7 +19,8 @@ def suite_run(synth_root, tmp_path_factory):
     argv = ["suite", "--name", "tiny", "--data-root", str(synth_root), "--out", str(out / "run"),
             "--set", f"baseline={str(baseline)!r}"]
     assert main([*argv, "--update-baseline", "--tolerance", "1.0"]) == 0
-    return out, argv, baseline
+    yield out, argv, baseline
+    shutil.rmtree(out, ignore_errors=True)  # GBs of checkpoints: free them before the next module
 
 
 def test_suite_runs_every_task_for_every_init_and_builds_tables(suite_run):

@@ -3,6 +3,7 @@ with measured rows beside the paper's; re-runs skip finished cells; bad knobs fa
 launch path (local executor, two gloo processes) produces the same cell."""
 import os
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -41,7 +42,8 @@ def sweep_run(synth_root, tmp_path_factory):
     argv = ["sweep", "--name", tiny_sweep(tmp), "--recipe", "smoke", "--data-root", str(synth_root),
             "--out", str(tmp / "run")]
     assert main(argv) == 0
-    return tmp / "run", argv
+    yield tmp / "run", argv
+    shutil.rmtree(tmp, ignore_errors=True)  # free the cells' checkpoints before the next module
 
 
 def test_sweep_runs_every_cell_and_builds_its_table_beside_the_paper(sweep_run):
