@@ -27,6 +27,13 @@ def _float(lo, hi=None, lo_open=False, hi_open=False):
     return check
 
 
+def _one_of(*values):
+    def check(v):
+        if v not in values:
+            return "one of " + ", ".join(values)
+    return check
+
+
 _POSITIVE = _int(1)
 _NON_NEGATIVE = _int(0)
 _PROBABILITY = _float(0, 1)
@@ -46,6 +53,7 @@ RULES = {
     "decimals": _int(0, 10),
     "k": _POSITIVE,  # knn neighbours (at most the training set: checked when it is known)
     "temperature": _float(0, lo_open=True),
+    "cpu_linear": _one_of("auto", "onednn", "aten"),  # mae_core.cpu_linear.CHOICES (this module is torch-free)
 }
 
 

@@ -6,8 +6,8 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-import re
 import statistics
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,10 +16,13 @@ import torch
 from tqdm import tqdm
 
 from mae_core.atomic import atomic_write
+from mae_core.cpu_linear import select_cpu_linear
 from mae_core.engine import adamw
 from mae_core.errors import MaeBenchError
 from mae_core.models_mae import create_mae
 from mae_core.onednn_linear import use_onednn_linears
+
+from .host import cpu_model, describe_cpu, load_average, load_warning
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # He et al. 2022, Table 2: wall-clock speed-up of the encoder without mask tokens vs "w/ [M], dec. depth 8".
@@ -47,7 +50,7 @@ def build_ours(c: dict, arch: str, **kw):
                 decoder_embed_dim=c["decoder_embed_dim"], decoder_num_heads=c["decoder_num_heads"])
     args.update(kw)
     model = create_mae(arch, **args)
-    return use_onednn_linears(model) if c.get("cpu_linear", "onednn") == "onednn" else model
+    return use_onednn_linears(model) if c.get("cpu_linear") == "onednn" else model
 
 
 def build_hf(ours, mask_ratio: float, attn: str = "sdpa"):
@@ -99,13 +102,10 @@ def time_steps(model, forward, c: dict, dev: torch.device, steps: int, warmup: i
 
 
 def machine(dev: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
-    except (OSError, AttributeError):
-        pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                device=str(dev), python=platform.python_version())
+    cpu = cpu_model()
+    info = dict(cpu=cpu["name"], cpu_family=cpu["family"], cpu_model=cpu["model"], cores=os.cpu_count(),
+                torch=torch.__version__, threads=torch.get_num_threads(), device=str(dev),
+                python=platform.python_version())
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     if importlib.util.find_spec("transformers"):
@@ -134,9 +134,11 @@ def _run(c: dict, dev: torch.device, progress: bool) -> dict:
     mr = c["mask_ratio"]
     ours_fwd = lambda m, x: m(x, mask_ratio=mr)[0]  # noqa: E731
     hf_fwd = lambda m, x: m(pixel_values=x).loss  # noqa: E731
-    jobs, res = [], dict(settings={k: v for k, v in c.items() if k != "recipe_name"}, main=[], table2=[],
-                         hf_note=None, date=datetime.datetime.now().isoformat(timespec="seconds"))
+    loads = [load_average()]  # before anything of ours runs
     ours = build_ours(c, c["arch"])
+    linear = select_cpu_linear(ours, c, str(dev)) if dev.type == "cpu" else None  # resolves auto once, for every row
+    jobs, res = [], dict(settings={k: v for k, v in c.items() if k != "recipe_name"}, main=[], table2=[],
+                         hf_note=None, date=datetime.datetime.now().isoformat(timespec="seconds"), cpu_linear=linear)
     main = dict(model="ours (mae_core)", arch=c["arch"], params=n_params(ours))
     res["main"].append(main)
     jobs.append((main, lambda: build_ours(c, c["arch"]), ours_fwd, c["steps"], c["warmup"]))
@@ -178,6 +180,7 @@ def _run(c: dict, dev: torch.device, progress: bool) -> dict:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
             bar.update()
+        loads.append(load_average())
     bar.close()
     for row in res["main"] + res["table2"]:
         row["img_s"] = statistics.median(row["runs"])
@@ -190,6 +193,8 @@ def _run(c: dict, dev: torch.device, progress: bool) -> dict:
         row["speedup"] = row["img_s"] / base["img_s"]
         row["paper_speedup"] = None if row["mask_tokens_in_encoder"] else PAPER_T2.get((row["arch"], row["decoder_depth"]))
     res["machine"] = machine(dev)
+    res["load"] = loads
+    res["load_warning"] = load_warning(loads, res["machine"]["threads"]) if dev.type == "cpu" else None
     return res
 
 
@@ -198,22 +203,41 @@ def _table(head: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in rows])
 
 
+def _spread(runs: list) -> str:
+    return f"{min(runs):.2f}-{max(runs):.2f}"
+
+
+def _linear_text(s: dict, linear: dict | None) -> str:
+    if not linear or linear.get("source") != "measured":
+        return str(s.get("cpu_linear"))
+    sec = linear.get("seconds") or {}
+    timed = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in sec.items())
+    return f"{linear['choice']} (auto: Linear passes timed at start-up, {timed})"
+
+
 def render(res: dict) -> str:
     """The run as Markdown: machine, settings, ours vs HF, Table 2."""
     s, m = res["settings"], res["machine"]
     rep = f"median of {s.get('repeats') or 1} interleaved run(s), each the median of its timed steps"
-    out = [f"- date: {res['date']}", f"- machine: {m['cpu']}, {m['cores']} cores, device {m['device']}"
+    cpu = describe_cpu({"name": m["cpu"], "family": m.get("cpu_family"), "model": m.get("cpu_model")})
+    out = [f"- date: {res['date']}", f"- machine: {cpu}, {m['cores']} cores, device {m['device']}"
            + (f" ({m['gpu']})" if "gpu" in m else "") + f", torch {m['torch']}, {m['threads']} threads"
            + (f", transformers {m['transformers']}" if "transformers" in m else ""),
            f"- settings: {s['arch']}, batch {s['batch_size']}, {s['img_size']} px, {s['precision']}, mask ratio "
            f"{s['mask_ratio']}, norm_pix_loss {s['norm_pix_loss']}, decoder {s['decoder_depth']}x"
            f"{s['decoder_embed_dim']} ({s['decoder_num_heads']} heads), AdamW betas (0.9, 0.95) fused, "
-           f"our CPU fp32 Linear products: {s.get('cpu_linear', 'onednn')}",
-           f"- timing: warm-up {s['warmup']} + {s['steps']} steps; {rep}", ""]
+           f"our CPU fp32 Linear products: {_linear_text(s, res.get('cpu_linear'))}",
+           f"- timing: warm-up {s['warmup']} + {s['steps']} steps; {rep}"]
+    if res.get("load"):
+        out.append("- load average (1 min) before, then after each repeat: "
+                   + ", ".join("?" if v is None else f"{v:.2f}" for v in res["load"]))
+    if res.get("load_warning"):
+        out.append(f"- **warning**: {res['load_warning']}")
+    out.append("")
     out += ["### Training step: ours vs HF", ""]
-    out.append(_table(["model", "params", "img/s", "runs (img/s)"],
-                      [[r["model"], f"{r['params']:,}", f"{r['img_s']:.2f}", ", ".join(f"{v:.2f}" for v in r["runs"])]
-                       for r in res["main"]]))
+    out.append(_table(["model", "params", "img/s (median)", "min-max", "runs (img/s)"],
+                      [[r["model"], f"{r['params']:,}", f"{r['img_s']:.2f}", _spread(r["runs"]),
+                        ", ".join(f"{v:.2f}" for v in r["runs"])] for r in res["main"]]))
     if res.get("ratio") is not None:
         same = "equal" if res["main"][0]["params"] == res["main"][1]["params"] else "DIFFERENT"
         out.append(f"\nours / HF = **{res['ratio']:.2f}x** (parameter counts {same})")
@@ -223,9 +247,10 @@ def render(res: dict) -> str:
         st = s.get("table2_steps") or s["steps"]
         wu = s["warmup"] if s.get("table2_warmup") is None else s["table2_warmup"]
         out += ["", f"### Table 2: encoder with / without mask tokens (warm-up {wu} + {st} steps)", ""]
-        out.append(_table(["arch", "decoder depth", "mask tokens in encoder", "img/s", "speed-up", "paper"],
+        out.append(_table(["arch", "decoder depth", "mask tokens in encoder", "img/s (median)", "min-max", "speed-up",
+                           "paper"],
                           [[r["arch"], r["decoder_depth"], "yes" if r["mask_tokens_in_encoder"] else "no",
-                            f"{r['img_s']:.2f}", f"{r['speedup']:.2f}x",
+                            f"{r['img_s']:.2f}", _spread(r["runs"]), f"{r['speedup']:.2f}x",
                             f"{r['paper_speedup']}x" if r["paper_speedup"] else "-"] for r in res["table2"]]))
         out.append("\nspeed-up vs the same arch with mask tokens in the encoder and the deepest decoder; paper: "
                    "He et al. 2022 Table 2 (wall-clock, 800 epochs, 128 TPU-v3 cores).")
@@ -235,7 +260,8 @@ def render(res: dict) -> str:
 def section_key(res: dict) -> str:
     s, m = res["settings"], res["machine"]
     key = f"{m['device'].split(':')[0]}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
-    return key + ("/aten-linear" if m["device"].startswith("cpu") and s.get("cpu_linear") == "aten" else "")
+    forced = (res.get("cpu_linear") or {}).get("setting", s.get("cpu_linear"))  # auto's choice keeps the plain key
+    return key + ("/aten-linear" if m["device"].startswith("cpu") and forced == "aten" else "")
 
 
 def write_section(path, key: str, body: str) -> Path:
@@ -259,6 +285,8 @@ def main(cfg) -> int:
     res = run_bench(cfg)
     body = render(res)
     print(body)
+    if res.get("load_warning"):
+        print(f"mae-bench: warning: {res['load_warning']}", file=sys.stderr)
     out = _plain(cfg).get("out")
     if out:
         print(f"wrote {write_section(out, section_key(res), body)}")

@@ -14,7 +14,7 @@ from .engine import Engine, adamw, batch_plan, scaled_lr, seed_all
 from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
-from .onednn_linear import use_onednn_linears
+from .cpu_linear import select_cpu_linear
 from .visualize import save_reconstructions
 
 
@@ -54,8 +54,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
     enable_fast_paths(dist)
     seed_all(r["seed"])
     model = build_model(m).to(dist.device)
-    if r["cpu_linear"] == "onednn":
-        use_onednn_linears(model)
+    linear = select_cpu_linear(model, r, dist.device, out, resume)  # before the checkpoint config copies the recipe
     grid = model.grid
     dataset = PretrainImages(data, pretrain_transform(d["augment"], m["img_size"], d["crop_scale"]),
                              NoiseSampler(m["mask_strategy"], grid, m["mask_ratio"]), subset=d["subset"],
@@ -75,6 +74,7 @@ def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo)
                     seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"],
                     config=config, tensorboard=r.get("tensorboard", False), desc="pretrain")
     engine.resume(resume)
+    engine.log.write(**linear)
     if dist.is_main:
         print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
               f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")

@@ -14,7 +14,7 @@ from mae_core.distributed import DistInfo
 
 TINY = ["model.img_size=32", "schedule.batch_size=8", "schedule.warmup_epochs=1", "data.num_workers=0",
         "runtime.amp=none", "runtime.device=cpu", "runtime.log_every=1", "runtime.save_every=1",
-        "runtime.keep_last=2"]
+        "runtime.keep_last=2", "runtime.cpu_linear=onednn"]  # fixed: tests compare independent runs bitwise
 
 
 def run_args(task, ckpt, data, out, epochs=2, extra=(), arch=None):

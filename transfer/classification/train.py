@@ -15,10 +15,10 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mae_core.checkpoint import save_checkpoint
+from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo, init_distributed, shutdown
 from mae_core.engine import Engine, adamw, batch_plan, scaled_lr, seed_all
 from mae_core.errors import MaeBenchError
-from mae_core.onednn_linear import use_onednn_linears
 from transfer.encoder import init_encoder
 
 from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, train_transform
@@ -155,8 +155,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     check_same_classes(train_set, val_set)
     model, info = build_model(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
-    if r["cpu_linear"] == "onednn":
-        use_onednn_linears(model)
+    linear = select_cpu_linear(model, r, dist.device, out, resume)
 
     per_rank, accum = s["batch_size"], s["accum_iter"]
     updates, eff_batch = batch_plan(len(train_set), per_rank, accum, dist)
@@ -183,6 +182,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
                             "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg},
                     on_update=(lambda: ema.update(model)) if ema else None)
     engine.resume(resume)
+    engine.log.write(**linear)
     if ema is not None and "model_raw" in engine.extra_state:
         model.load_state_dict(engine.extra_state["model_raw"])
 

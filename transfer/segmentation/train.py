@@ -9,10 +9,10 @@ from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
 from mae_core.checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo, init_distributed, shutdown
 from mae_core.engine import Engine, adamw, seed_all
 from mae_core.errors import MaeBenchError
-from mae_core.onednn_linear import use_onednn_linears
 from transfer.encoder import init_encoder
 
 from .backbone import ViTBackbone
@@ -88,8 +88,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"], crop=m["img_size"])
     model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
     model.to(dist.device)
-    if r["cpu_linear"] == "onednn":
-        use_onednn_linears(model)
+    linear = select_cpu_linear(model, r, dist.device, out, resume)
     if s["iters"] < 1 or s["eval_interval"] < 1 or s["iters"] % s["eval_interval"]:
         raise MaeBenchError(f"schedule.iters ({s['iters']}) must be a positive multiple of schedule.eval_interval ({s['eval_interval']})")
     epochs, per_epoch = s["iters"] // s["eval_interval"], s["eval_interval"]
@@ -106,6 +105,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     engine.scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"],
                                      o["warmup_ratio"], o["lr"])
     engine.resume(resume)
+    engine.log.write(**linear)
     per_rank = s["batch_size"]
     skipped = {"train": engine.extra_state.get("skipped_samples", 0)}  # counted over a resume too
 

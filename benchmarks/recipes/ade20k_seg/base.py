@@ -29,4 +29,4 @@ test = dict(mode="slide", crop_size=512, stride=341)  # or mode="whole"; evaluat
 optim = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, layer_decay=0.65, min_lr=0.0, power=1.0,
              warmup_ratio=1e-6, clip_grad=None)
 schedule = dict(iters=160000, warmup_iters=1500, eval_interval=16000, batch_size=2)  # 2 x 8 GPUs = 16
-runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="onednn", sync_bn=True, save_every=1, keep_last=1, log_every=50, eval_every=1)
+runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="auto", sync_bn=True, save_every=1, keep_last=1, log_every=50, eval_every=1)

@@ -19,5 +19,5 @@ mixup = dict(mixup=0.8, cutmix=1.0, prob=1.0, switch_prob=0.5, mode="batch", smo
 optim = dict(name="adamw", blr=5e-4, lr=None, betas=(0.9, 0.999), weight_decay=0.05, layer_decay=0.65,
              min_lr=1e-6, clip_grad=None)
 schedule = dict(epochs=100, warmup_epochs=5, batch_size=32, accum_iter=1)  # 32 x 32 GPUs = 1024
-runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="onednn", save_every=10, keep_last=1, log_every=20,
+runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="auto", save_every=10, keep_last=1, log_every=20,
                eval_every=1, ema_decay=None, cache_features=False)

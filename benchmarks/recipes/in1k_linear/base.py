@@ -9,5 +9,5 @@ mixup = dict(mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5, mode="batch", smo
 optim = dict(name="lars", blr=0.1, lr=None, betas=(0.9, 0.999), weight_decay=0.0, layer_decay=1.0, min_lr=0.0,
              clip_grad=None)
 schedule = dict(epochs=90, warmup_epochs=10, batch_size=512, accum_iter=1)  # 512 x 32 GPUs = 16384
-runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="onednn", save_every=10, keep_last=1, log_every=20,
+runtime = dict(seed=0, device="auto", amp="bf16", cpu_linear="auto", save_every=10, keep_last=1, log_every=20,
                eval_every=1, ema_decay=None, cache_features=False)  # cache_features needs data.augment="none"
