@@ -285,10 +285,17 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+# commands that run models in this process: their torch threads are set once, from the cores really available
+_COMPUTE = ("pretrain", "run", "visualize", "bench", "suite", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.command in _COMPUTE:
+        from mae_core.threads import configure_threads
+        configure_threads()  # OMP_NUM_THREADS wins when set
     if args.debug:
         return args.func(args)
     try:

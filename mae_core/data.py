@@ -15,6 +15,7 @@ from torchvision import transforms as T
 
 from .errors import MaeBenchError
 from .images import IMAGENET_MEAN, IMAGENET_STD, list_images, open_rgb
+from .threads import worker_init
 
 AUGMENTATIONS = ("none", "fixed_crop", "rrc", "rrc_jitter")
 
@@ -109,4 +110,4 @@ def epoch_loader(dataset: PretrainImages, epoch: int, batch_size: int, rank: int
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=True, persistent_workers=False)
+                      pin_memory=pin_memory, drop_last=True, persistent_workers=False, worker_init_fn=worker_init)

@@ -13,6 +13,7 @@ from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo, init_distributed, shutdown
 from mae_core.engine import Engine, adamw, seed_all
 from mae_core.errors import MaeBenchError
+from mae_core.threads import worker_init
 from transfer.encoder import init_encoder
 
 from .backbone import ViTBackbone
@@ -112,7 +113,8 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     def loader(epoch):
         sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
         return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=d["num_workers"],
-                          pin_memory=dist.device.startswith("cuda"), persistent_workers=False)
+                          pin_memory=dist.device.startswith("cuda"), persistent_workers=False,
+                          worker_init_fn=worker_init)  # one OpenCV thread per worker
 
     def step(net, batch):
         x, y, ok = batch
