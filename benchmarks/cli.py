@@ -145,6 +145,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "data":
+        from .data_speed import main as data_main
+        return data_main(_load("bench_data", args, {"data": args.data}))
+    if args.data:
+        from mae_core.errors import MaeBenchError
+        raise MaeBenchError("--data is for `bench data` (a folder of JPEGs); `bench pretrain` times a fixed random batch")
     from .speed import main as bench_main
     return bench_main(_load("bench", args))
 
@@ -265,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     bench = sub.add_parser("bench", help="speed benchmarks")
-    bench.add_argument("what", choices=("pretrain",), help="pretrain: training-step img/s, ours vs HF, Table 2")
+    bench.add_argument("what", choices=("pretrain", "data"), help="pretrain: training-step img/s, ours vs HF, Table 2; "
+                       "data: decode + augmentation img/s per core of the pretraining input pipeline")
+    bench.add_argument("--data", help="bench data: a folder of JPEGs (default: synthetic 500x375 JPEGs)")
     _recipe_opts(bench)
     bench.set_defaults(func=cmd_bench)
 
