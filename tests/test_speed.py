@@ -103,3 +103,22 @@ def test_without_transformers_the_comparison_is_skipped(monkeypatch):
     res = speed.run_bench(_smoke(table2=False), progress=False)
     assert len(res["main"]) == 1 and "transformers" in res["hf_note"]
     assert "note: transformers" in speed.render(res)
+
+
+def test_bench_records_cpu_spread_load_and_the_linear_choice(monkeypatch):
+    from mae_core import cpu_linear
+    monkeypatch.setattr(cpu_linear, "time_path", lambda path, ops: {"aten": 1.0, "onednn": 2.0}[path])
+    loads = iter([0.1, 2.0, 2.2])
+    monkeypatch.setattr(speed, "load_average", lambda: next(loads))
+    res = speed.run_bench(_smoke(compare_hf=False, table2=False, repeats=2, threads=2), progress=False)
+    assert res["load"] == [0.1, 2.0, 2.2] and res["load_warning"] is None  # only our own 2 threads
+    assert {"cpu_family", "cpu_model"} <= set(res["machine"]) and res["machine"]["threads"] == 2
+    assert res["settings"]["cpu_linear"] == "aten" and res["cpu_linear"]["source"] == "measured"
+    assert speed.section_key(res) == "cpu/vit_tiny_patch16/b2/32px/fp32"  # auto's choice keeps the plain key
+    text = speed.render(res)
+    runs = res["main"][0]["runs"]
+    assert f"{min(runs):.2f}-{max(runs):.2f}" in text and "min-max" in text
+    assert "aten (auto: Linear passes timed at start-up, aten 1000 ms, onednn 2000 ms)" in text
+    assert "0.10, 2.00, 2.20" in text and "warning" not in text
+    res["load"], res["load_warning"] = [1.9, 2.4], speed.load_warning([1.9, 2.4], 2)
+    assert "**warning**" in speed.render(res) and "under load" in speed.render(res)
