@@ -259,7 +259,10 @@ def render(res: dict) -> str:
 
 def section_key(res: dict) -> str:
     s, m = res["settings"], res["machine"]
-    key = f"{m['device'].split(':')[0]}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
+    device = m["device"].split(":")[0]
+    if device == "cpu" and m.get("cpu_family") is not None:  # another CPU model gets its own section
+        device = f"cpu-f{m['cpu_family']}m{m['cpu_model']}"
+    key = f"{device}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
     forced = (res.get("cpu_linear") or {}).get("setting", s.get("cpu_linear"))  # auto's choice keeps the plain key
     return key + ("/aten-linear" if m["device"].startswith("cpu") and forced == "aten" else "")
 

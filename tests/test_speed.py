@@ -30,7 +30,9 @@ def test_run_bench_rows(capsys):
     assert {"cpu", "cores", "torch", "threads", "device"} <= set(res["machine"])
     text = speed.render(res)
     assert "Table 2" in text and "vit_tiny_patch16" in text
-    assert speed.section_key(res) == "cpu/vit_tiny_patch16/b2/32px/fp32"
+    cpu = res["machine"]
+    device = "cpu" if cpu["cpu_family"] is None else f"cpu-f{cpu['cpu_family']}m{cpu['cpu_model']}"
+    assert speed.section_key(res) == f"{device}/vit_tiny_patch16/b2/32px/fp32"
 
 
 def test_run_bench_without_table2():
@@ -114,7 +116,7 @@ def test_bench_records_cpu_spread_load_and_the_linear_choice(monkeypatch):
     assert res["load"] == [0.1, 2.0, 2.2] and res["load_warning"] is None  # only our own 2 threads
     assert {"cpu_family", "cpu_model"} <= set(res["machine"]) and res["machine"]["threads"] == 2
     assert res["settings"]["cpu_linear"] == "aten" and res["cpu_linear"]["source"] == "measured"
-    assert speed.section_key(res) == "cpu/vit_tiny_patch16/b2/32px/fp32"  # auto's choice keeps the plain key
+    assert speed.section_key(res).endswith("/vit_tiny_patch16/b2/32px/fp32")  # auto's choice: no /aten-linear
     text = speed.render(res)
     runs = res["main"][0]["runs"]
     assert f"{min(runs):.2f}-{max(runs):.2f}" in text and "min-max" in text
@@ -122,3 +124,15 @@ def test_bench_records_cpu_spread_load_and_the_linear_choice(monkeypatch):
     assert "0.10, 2.00, 2.20" in text and "warning" not in text
     res["load"], res["load_warning"] = [1.9, 2.4], speed.load_warning([1.9, 2.4], 2)
     assert "**warning**" in speed.render(res) and "under load" in speed.render(res)
+
+
+def test_each_cpu_model_gets_its_own_section():
+    res = {"settings": {"arch": "vit_base_patch16", "batch_size": 8, "img_size": 224, "precision": "fp32",
+                        "cpu_linear": "aten"},
+           "machine": {"device": "cpu", "cpu_family": 26, "cpu_model": 2}, "cpu_linear": {"setting": "aten"}}
+    assert speed.section_key(res) == "cpu-f26m2/vit_base_patch16/b8/224px/fp32/aten-linear"
+    res["machine"].update(cpu_family=25, cpu_model=17)
+    res["cpu_linear"]["setting"] = "auto"
+    assert speed.section_key(res) == "cpu-f25m17/vit_base_patch16/b8/224px/fp32"
+    res["machine"] = {"device": "cuda:0", "cpu_family": 25, "cpu_model": 17}
+    assert speed.section_key(res) == "cuda/vit_base_patch16/b8/224px/fp32"
