@@ -264,7 +264,7 @@ def section_key(res: dict) -> str:
         device = f"cpu-f{m['cpu_family']}m{m['cpu_model']}"
     key = f"{device}/{s['arch']}/b{s['batch_size']}/{s['img_size']}px/{s['precision']}"
     forced = (res.get("cpu_linear") or {}).get("setting", s.get("cpu_linear"))  # auto's choice keeps the plain key
-    return key + ("/aten-linear" if m["device"].startswith("cpu") and forced == "aten" else "")
+    return key + (f"/{forced}-linear" if m["device"].startswith("cpu") and forced in ("aten", "onednn") else "")
 
 
 def write_section(path, key: str, body: str) -> Path:

@@ -132,7 +132,9 @@ def test_each_cpu_model_gets_its_own_section():
            "machine": {"device": "cpu", "cpu_family": 26, "cpu_model": 2}, "cpu_linear": {"setting": "aten"}}
     assert speed.section_key(res) == "cpu-f26m2/vit_base_patch16/b8/224px/fp32/aten-linear"
     res["machine"].update(cpu_family=25, cpu_model=17)
-    res["cpu_linear"]["setting"] = "auto"
+    res["cpu_linear"]["setting"] = "onednn"
+    assert speed.section_key(res) == "cpu-f25m17/vit_base_patch16/b8/224px/fp32/onednn-linear"
+    res["cpu_linear"]["setting"] = "auto"  # the default path: the plain key
     assert speed.section_key(res) == "cpu-f25m17/vit_base_patch16/b8/224px/fp32"
     res["machine"] = {"device": "cuda:0", "cpu_family": 25, "cpu_model": 17}
     assert speed.section_key(res) == "cuda/vit_base_patch16/b8/224px/fp32"
