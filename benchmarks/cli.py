@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
     for key, (flag, text) in TASK_OPTIONS.items():
         users = ", ".join(t.name for t in TASKS.values() if key in t.options)
-        run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}", **({"action": "store_true"} if flag else {}))
+        run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}",
+                         **({"action": "store_true"} if flag else {}))
     _recipe_opts(run)
     run.set_defaults(func=cmd_run)
 

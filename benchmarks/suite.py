@@ -16,7 +16,7 @@ from results.record import read_result
 
 from .commands import pretrain, tables
 from .config import load_recipe
-from .tasks import DATA_LAYOUTS, TASKS, get_task, primary_metrics, run_task
+from .tasks import TASKS, get_task, primary_metrics, run_task
 
 BASELINE_DIR = Path(__file__).parent / "baselines"
 
@@ -42,7 +42,7 @@ class DataPaths:
         paths = {name: Path(p) if p else (Path(root) / name if root else None) for name, p in given.items()}
         for name, path in paths.items():
             if path is None or not path.exists():
-                raise MaeBenchError(f"suite: no {name} data at {path} (give --data-root with {' '.join(DATA_LAYOUTS)}/, "
+                raise MaeBenchError(f"suite: no {name} data at {path} (give --data-root with imagenet/ coco/ ade20k/, "
                                     f"or --{name} PATH)")
         return cls(**paths)
 
@@ -73,12 +73,13 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
     def task_step(name: str, task: str, recipe: str, sets: dict, init: str, run: Path, result=True) -> Step:
         task_cfg = load_recipe(get_task(task).recipes, recipe, {**sets, **sub})
         return Step(name, partial(run_task, task, task_cfg, init=init, arch=arch, data=str(data.for_task(task)),
-                                  out=str(run), resume="auto"), done=run / "result.json", record=run if result else None)
+                                  out=str(run), resume="auto"),
+                    done=run / "result.json", record=run if result else None)
 
     if "supervised" in cfg.inits:  # an init, not a result: tables and the regression check see the task runs only
         steps.append(task_step("supervised baseline", "in1k_finetune", cfg.supervised.recipe,
                                {**seeded, **cfg.supervised.sets}, "scratch", sup, result=False))
-    for task in cfg.tasks or TASKS:
+    for task in TASKS if cfg.tasks is None else cfg.tasks:
         spec = cfg.steps.get(task, cfg.default_step)
         own = seeded if get_task(task).classification else {"runtime.seed": seed}
         for init in cfg.inits:

@@ -461,7 +461,8 @@ def build_tables(results_dir, out_dir, tasks, *, reference: str | Path | None = 
     """Read every result.json under `results_dir`, write each table as OUT/<name>.{md,csv,tex}, the PNG plots,
     OUT/runs.csv (one row per run) and OUT/tables.md (all tables); print the Markdown when `echo`. `tasks`: the facts
     of every task (`benchmarks.tasks.TASKS.values()`: name, eval_data, table, table_title, table_metrics), which
-    say the tables there are. With no result files, the tables hold the reference rows alone. Returns the files written."""
+    say the tables there are. With no result files, the tables hold the reference rows alone. Returns the files
+    written."""
     frame = load_frame(results_dir, warn)
     ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
     tables = make_tables(frame, ref, list(tasks))

@@ -368,8 +368,8 @@ def test_measured_ablation_rows_sit_beside_the_papers_rows(tmp_path):
     fig7 = (out / "fig7_pretrain_epochs.md").read_text()
     table1f = build_tables(write_runs(tmp_path / "f", {
         f"{k}{r}": record("in1k_finetune", "mae", {"top1": 10 * r}, pretrain=pre({"mask_strategy": k, "mask_ratio": r}))
-        for k, r in (("random", 0.75), ("block", 0.5), ("block", 0.75))}), tmp_path / "out_f", TASKS.values(), echo=False,
-        plots=False)
+        for k, r in (("random", 0.75), ("block", 0.5), ("block", 0.75))}), tmp_path / "out_f", TASKS.values(),
+        echo=False, plots=False)
     assert table1f and all(f"| {label} | ViT-Ti/16 | measured" in (tmp_path / "out_f" / "table1_mask_strategy.md")
                            .read_text() for label in ("random, ratio 75% (default)", "block, ratio 50%", "block, ratio 75%"))
     assert f"| 100 epochs | ViT-Ti/16 | measured | {DATA} | - | 1.0 | m1 |" in fig7

@@ -41,7 +41,7 @@ class Task:
     eval_data: str  # the evaluation set as the tables name it
     recipes: str = ""  # recipe folder: a name under benchmarks/recipes, or a path (default: the task's name)
     options: tuple[str, ...] = ()  # the TASK_OPTIONS it takes
-    classification: bool = False  # the suite sets its model.img_size and seed as for the ImageNet protocols
+    classification: bool = False  # the suite sets its model.img_size to the suite's (others keep their recipe's)
     # Its table: "in1k" joins the ImageNet protocol table (paper Table 3 layout: rows protocol x init); any other
     # name (default: the task's) is a table of rows init and columns metric x arch, showing `table_metrics`
     # (default: the primary metrics) under `table_title`.
@@ -58,8 +58,10 @@ class Task:
         if self.data not in DATA_LAYOUTS:
             raise ValueError(f"task {self.name}: data {self.data!r} is not one of {', '.join(DATA_LAYOUTS)}")
         unknown = [o for o in self.options if o not in TASK_OPTIONS]
-        if unknown or not self.metrics:
-            raise ValueError(f"task {self.name}: unknown options {unknown} or no primary metrics")
+        if unknown:
+            raise ValueError(f"task {self.name}: unknown options {', '.join(unknown)}; known: {', '.join(TASK_OPTIONS)}")
+        if not self.metrics:
+            raise ValueError(f"task {self.name}: give its primary metrics")
 
     def run(self, cfg: dict, **kwargs) -> dict:
         runner = self.runner
