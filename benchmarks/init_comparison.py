@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.cli import main as cli
+from benchmarks.suite import init_ckpts
 from benchmarks.tasks import TASKS
 from results.record import read_result
 
@@ -53,8 +54,7 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
     _run(["run", "--task", "in1k_finetune", "--recipe", "supervised_smoke", "--ckpt", "scratch", "--arch", ARCH,
           "--data", str(data), "--out", str(out / "supervised"), "--resume", "auto", *tsets,
           "--set", f"schedule.epochs={supervised_epochs}"])
-    inits = {"mae": str(out / "mae" / "checkpoint-last.pth"),
-             "supervised": f"supervised:{out / 'supervised' / 'checkpoint-last.pth'}", "scratch": "scratch"}
+    inits = init_ckpts(out / "mae", out / "supervised")
     rows = {}
     for task in tasks:
         name_, extra = _split(task)

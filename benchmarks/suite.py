@@ -50,6 +50,12 @@ class DataPaths:
         return getattr(self, get_task(task).data)
 
 
+def init_ckpts(pretrain: Path, supervised: Path) -> dict[str, str]:
+    """Each init's --ckpt: the MAE pretraining run's last checkpoint, the supervised baseline's, none."""
+    return {"mae": str(pretrain / "checkpoint-last.pth"),
+            "supervised": f"supervised:{supervised / 'checkpoint-last.pth'}", "scratch": "scratch"}
+
+
 def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
     """The suite's steps in order: pretraining, the supervised baseline, task x init, tables. Every step's recipe
     is loaded here, so a bad override fails before any work."""
@@ -64,8 +70,7 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
                           {**size, **cfg.pretrain.sets, "model.arch": arch, "runtime.seed": seed, **sub})
     steps = [Step("pretrain MAE", partial(pretrain, pre_cfg, str(data.imagenet / "train"), str(pre), resume="auto"),
                   done=pre / "reconstructions.png")]
-    inits = {"mae": str(pre / "checkpoint-last.pth"), "supervised": f"supervised:{sup / 'checkpoint-last.pth'}",
-             "scratch": "scratch"}
+    inits = init_ckpts(pre, sup)
     unknown = [i for i in cfg.inits if i not in inits]
     if unknown:
         raise MaeBenchError(f"suite: unknown init {unknown[0]!r}; choose from {', '.join(inits)}")

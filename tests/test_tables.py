@@ -415,7 +415,12 @@ def test_cli_tables_prints_the_tables_and_one_line_errors(small, tmp_path, capsy
     assert code == 1 and err.startswith("mae-bench: error: reference file") and "missing columns" in err
 
 
-def test_results_tables_and_regression_import_without_torch():
+def test_results_tables_and_regression_import_without_torch(tmp_path):
     code = ("import sys, results.tables, results.regression, results.frame, results.reference; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    # nor do the CLI and its task registry, nor `mae-bench tables`
+    code = ("import sys; from benchmarks.cli import main; "
+            f"main(['tables', '--results', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}, '--set', "
+            "'plots=False']); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)

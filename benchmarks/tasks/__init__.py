@@ -59,7 +59,8 @@ class Task:
             raise ValueError(f"task {self.name}: data {self.data!r} is not one of {', '.join(DATA_LAYOUTS)}")
         unknown = [o for o in self.options if o not in TASK_OPTIONS]
         if unknown:
-            raise ValueError(f"task {self.name}: unknown options {', '.join(unknown)}; known: {', '.join(TASK_OPTIONS)}")
+            known = ", ".join(TASK_OPTIONS)
+            raise ValueError(f"task {self.name}: unknown options {', '.join(unknown)} (known: {known})")
         if not self.metrics:
             raise ValueError(f"task {self.name}: give its primary metrics")
 
