@@ -1,16 +1,16 @@
 """`mae-bench`: one command per protocol. Heavy imports happen inside the handlers so
 `--help` is instant and `tables` works without torch."""
 import argparse
-import os
 import signal
 import sys
 import threading
 
+from .errors import Terminated
+from .tasks import TASK_OPTIONS, TASKS
+
 DESCRIPTION = ("Pretrain Masked Autoencoders and measure them under the MAE paper's protocols "
                "(ImageNet linear probe, partial and full fine-tuning, COCO detection, ADE20K segmentation), "
                "then build the paper's tables from the result files.")
-
-TASKS = ("in1k_linear", "in1k_partial", "in1k_finetune", "knn", "coco_det", "ade20k_seg")
 
 
 def _recipe_opts(p: argparse.ArgumentParser, default: str = "base") -> None:
@@ -42,20 +42,12 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from mae_core.pretrain import pretrain
-    from .config import resolved
-    from .run_folder import claim
+    from .commands import pretrain
     cfg = _load("pretrain", args, {"model.arch": args.arch, "schedule.epochs": args.epochs,
                                    "schedule.batch_size": args.batch_size, "model.img_size": args.img_size,
                                    "runtime.seed": args.seed, "data.subset": args.subset,
                                    "runtime.device": args.device})
-    main = int(os.environ.get("RANK", "0")) == 0
-    plain = resolved(cfg)
-    with claim(args.out, cfg, main):
-        stats = pretrain(plain, args.data, args.out, resume=args.resume, device=plain["runtime"]["device"])
-    if main:
-        print(f"done: final loss {stats.get('loss', float('nan')):.4f}; checkpoints, log.jsonl and "
-              f"reconstructions.png in {args.out}")
+    pretrain(cfg, args.data, args.out, resume=args.resume)
     return 0
 
 
@@ -131,16 +123,10 @@ def cmd_sweep(args) -> int:
 
 def cmd_run(args) -> int:
     from .tasks import run_task
-    cfg = _load(args.task, args, {"data.subset": args.subset, "data.strict": True if args.strict else None})
-    options = {"eval_only": args.eval_only, "weights": args.weights, "save_preds": args.save_preds}
-    rec = run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
-                   options=options)
-    if rec is not None:
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
-        print(f"{args.task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {args.out}/result.json")
-        if rec["dataset"].get("skipped_samples"):
-            print(f"warning: {rec['dataset']['skipped_samples']} training samples were unreadable images and were "
-                  "skipped (--strict makes that an error)", file=sys.stderr)
+    cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset,
+                                                 "data.strict": True if args.strict else None})
+    run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
+             options={key: getattr(args, key) for key in TASK_OPTIONS})
     return 0
 
 
@@ -156,11 +142,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from results.tables import build_tables  # pandas only: works without torch
-    cfg = _load("tables", args)
-    written = build_tables(args.results, args.out, reference=cfg.reference, decimals=cfg.decimals,
-                           show_reference=cfg.show_reference, plots=cfg.plots)  # prints the tables (Markdown)
-    print(f"wrote {len(written)} files to {args.out}")
+    from .commands import tables
+    tables(_load("tables", args), args.results, args.out)
     return 0
 
 
@@ -205,10 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset", type=int)
     run.add_argument("--resume", help="auto or a checkpoint path")
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
-    run.add_argument("--eval-only", action="store_true", help="coco_det, ade20k_seg: evaluate --weights, no training")
-    run.add_argument("--weights", help="coco_det, ade20k_seg: a trained model (RUN/model_final.pth) for --eval-only")
-    run.add_argument("--save-preds", action="store_true",
-                     help="ade20k_seg: write predicted label maps to RUN/preds/<image>.png (class ids 1..K)")
+    for key, (flag, text) in TASK_OPTIONS.items():
+        users = ", ".join(t.name for t in TASKS.values() if key in t.options)
+        run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}",
+                         **({"action": "store_true"} if flag else {}))
     _recipe_opts(run)
     run.set_defaults(func=cmd_run)
 
@@ -283,10 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="output file (.pth or .safetensors)")
     exp.set_defaults(func=cmd_export)
     return parser
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, which cluster schedulers send before killing a job: unwound like Ctrl-C."""
 
 
 def _on_sigterm(signum, frame):

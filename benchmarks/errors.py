@@ -18,3 +18,7 @@ def describe(e: BaseException) -> str:
     if isinstance(e, USER_ERRORS):
         return msg
     return f"{type(e).__name__}: {msg} (run with --debug for the traceback)"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which cluster schedulers send before killing a job: unwound like Ctrl-C."""

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from benchmarks.cli import main as cli
+from benchmarks.suite import init_ckpts
+from benchmarks.tasks import TASKS
 from results.record import read_result
 
 ARCH = "vit_tiny_patch16"
-METRIC = {"in1k_linear": "top1", "in1k_partial": "top1", "in1k_finetune": "top1", "knn": "top1",
-          "coco_det": "bbox_AP", "ade20k_seg": "mIoU"}
 VARIANTS = {"avg": ["model.global_pool=avg"]}  # task@variant -> extra --set entries
-TASK_CHOICES = sorted(METRIC) + [f"{t}@{v}" for t in ("in1k_linear", "in1k_partial") for v in VARIANTS]
+TASK_CHOICES = sorted(TASKS) + [f"{t}@{v}" for t in ("in1k_linear", "in1k_partial") for v in VARIANTS]
 
 
 def _split(task: str) -> tuple[str, list[str]]:
@@ -54,21 +54,20 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
     _run(["run", "--task", "in1k_finetune", "--recipe", "supervised_smoke", "--ckpt", "scratch", "--arch", ARCH,
           "--data", str(data), "--out", str(out / "supervised"), "--resume", "auto", *tsets,
           "--set", f"schedule.epochs={supervised_epochs}"])
-    inits = {"mae": str(out / "mae" / "checkpoint-last.pth"),
-             "supervised": f"supervised:{out / 'supervised' / 'checkpoint-last.pth'}", "scratch": "scratch"}
+    inits = init_ckpts(out / "mae", out / "supervised")
     rows = {}
     for task in tasks:
         name_, extra = _split(task)
         vsets = [a for s in extra for a in ("--set", s)]
         for name, ckpt in inits.items():
             run = out / task.replace("@", "_") / name
-            sized = tsets if name_.startswith("in1k") or name_ == "knn" else own_sets  # det / seg keep their recipe's input size
+            sized = tsets if TASKS[name_].classification else own_sets  # det / seg keep their recipe's input size
             _run(["run", "--task", name_, "--recipe", "smoke", "--ckpt", ckpt, "--arch", ARCH, "--data", str(data),
                   "--out", str(run), "--resume", "auto", *sized, *vsets])
             rows[(task, name)] = read_result(run)["metrics"]
     lines = [f"| task | metric | {' | '.join(inits)} |", "|---|---|" + "---|" * len(inits)]
     for task in tasks:
-        m = METRIC[_split(task)[0]]
+        m = TASKS[_split(task)[0]].metrics[0]
         lines.append(f"| {task} | {m} | " + " | ".join(f"{rows[(task, n)][m]:.1f}" for n in inits) + " |")
     sup = read_result(out / "supervised")["metrics"]
     table = "\n".join(lines) + (f"\n\nsupervised-from-scratch baseline itself ({ARCH}, in1k_finetune supervised_smoke):"

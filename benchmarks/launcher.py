@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
-from .suite import Step
+from .errors import Terminated
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -25,6 +25,20 @@ def say(text: str) -> None:
     """Print on rank 0 only (a job's other tasks run the same steps)."""
     if int(os.environ.get("RANK", "0")) == 0:
         print(text, flush=True)
+
+
+@dataclass
+class Step:
+    """One `mae-bench` command of a job (a command line, since a submitit task runs it as a fresh process)."""
+    name: str
+    argv: list[str]
+    done: Path | None  # exists once the step has finished
+    record: Path | None = None  # RUN folder holding result.json
+
+
+def set_args(sets: dict) -> list[str]:
+    """`--set key=value` arguments that the command parses back to the same values."""
+    return [a for k, v in sets.items() for a in ("--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}")]
 
 
 @dataclass
@@ -43,7 +57,7 @@ class Job:
 def run_steps(steps: list[Step], label: str = "", run=None) -> None:
     """Run each step's command (in this process, or through `run(index, argv) -> exit code`); a step whose `done`
     file exists is skipped (resumable)."""
-    from .cli import Terminated, main as cli  # the same commands a user types
+    from .cli import main as cli  # the same commands a user types
 
     if run is None:
         def run(index, argv):

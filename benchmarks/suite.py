@@ -1,16 +1,22 @@
 """`mae-bench suite`: pretrain an MAE, train the supervised baseline, run every task for every init,
 build the tables and compare each metric with a checked-in baseline.
 
-The steps are the ordinary commands (`pretrain`, `run`, `tables`) run in this process, so a suite run
-is exactly what a user would get typing them; a finished step (its result file exists) is skipped when
-the suite is run again into the same folder.
+The steps are what the ordinary commands (`pretrain`, `run`, `tables`) do, called in this process with the recipe
+each would load, so a suite run is exactly what a user would get typing them; a finished step (its result file
+exists) is skipped when the suite is run again into the same folder.
 """
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 from results.record import read_result
+
+from .commands import pretrain, tables
+from .config import load_recipe
+from .tasks import TASKS, get_task, primary_metrics, run_task
 
 BASELINE_DIR = Path(__file__).parent / "baselines"
 
@@ -18,7 +24,7 @@ BASELINE_DIR = Path(__file__).parent / "baselines"
 @dataclass
 class Step:
     name: str
-    argv: list[str]
+    run: Callable[[], object]
     done: Path | None  # exists once the step has finished; None: run every time
     record: Path | None = None  # RUN folder holding result.json, for the tables and the regression check
 
@@ -41,51 +47,50 @@ class DataPaths:
         return cls(**paths)
 
     def for_task(self, task: str) -> Path:
-        return {"coco_det": self.coco, "ade20k_seg": self.ade20k}.get(task, self.imagenet)
+        return getattr(self, get_task(task).data)
 
 
-def _sets(common: dict, pairs: dict) -> list[str]:
-    """--set arguments: the suite's common settings, then the step's own (which win)."""
-    items = {**common, **(pairs or {})}
-    return [a for k, v in items.items() for a in ("--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}")]
+def init_ckpts(pretrain: Path, supervised: Path) -> dict[str, str]:
+    """Each init's --ckpt: the MAE pretraining run's last checkpoint, the supervised baseline's, none."""
+    return {"mae": str(pretrain / "checkpoint-last.pth"),
+            "supervised": f"supervised:{supervised / 'checkpoint-last.pth'}", "scratch": "scratch"}
 
 
 def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
-    """The suite's steps in order: pretraining, the supervised baseline, task x init, tables."""
-    arch, subset = cfg.arch, cfg.subset
-    # img_size is the classification input; detection and segmentation keep their recipe's input size
-    # (the ViTDet smoke recipe upsamples 64 px scenes to 128 px: objects under one patch are not detectable).
+    """The suite's steps in order: pretraining, the supervised baseline, task x init, tables. Every step's recipe
+    is loaded here, so a bad override fails before any work."""
+    arch, seed = cfg.arch, cfg.seed
+    # img_size is the classification input; the other tasks keep their recipe's input size (the ViTDet smoke
+    # recipe upsamples 64 px scenes to 128 px: objects under one patch are not detectable).
     size = {"model.img_size": cfg.img_size}
-    seeded = {**size, "runtime.seed": cfg.seed}
-    sub = ["--subset", str(subset)] if subset else []
+    seeded = {**size, "runtime.seed": seed}
+    sub = {"data.subset": cfg.subset} if cfg.subset else {}
     pre, sup = out / "pretrain", out / "supervised"
-    steps = [Step("pretrain MAE", ["pretrain", "--data", str(data.imagenet / "train"), "--out", str(pre), "--arch", arch,
-                                   "--recipe", cfg.pretrain.recipe, "--seed", str(cfg.seed), "--resume", "auto",
-                                   *sub, *_sets(size, cfg.pretrain.sets)],
+    pre_cfg = load_recipe("pretrain", cfg.pretrain.recipe,
+                          {**size, **cfg.pretrain.sets, "model.arch": arch, "runtime.seed": seed, **sub})
+    steps = [Step("pretrain MAE", partial(pretrain, pre_cfg, str(data.imagenet / "train"), str(pre), resume="auto"),
                   done=pre / "reconstructions.png")]
-    inits = {"mae": str(pre / "checkpoint-last.pth"), "supervised": f"supervised:{sup / 'checkpoint-last.pth'}",
-             "scratch": "scratch"}
+    inits = init_ckpts(pre, sup)
     unknown = [i for i in cfg.inits if i not in inits]
     if unknown:
         raise MaeBenchError(f"suite: unknown init {unknown[0]!r}; choose from {', '.join(inits)}")
-    if "supervised" in cfg.inits:
-        steps.append(Step("supervised baseline", [
-            "run", "--task", "in1k_finetune", "--recipe", cfg.supervised.recipe, "--ckpt", "scratch", "--arch", arch,
-            "--data", str(data.imagenet), "--out", str(sup), "--resume", "auto", *sub,
-            *_sets(seeded, cfg.supervised.sets)], done=sup / "result.json"))
-    for task in cfg.tasks:
-        if task not in cfg.steps:
-            raise MaeBenchError(f"suite: task {task!r} has no entry in the recipe's `steps`")
-        spec = cfg.steps[task]
+
+    def task_step(name: str, task: str, recipe: str, sets: dict, init: str, run: Path, result=True) -> Step:
+        task_cfg = load_recipe(get_task(task).recipes, recipe, {**sets, **sub})
+        return Step(name, partial(run_task, task, task_cfg, init=init, arch=arch, data=str(data.for_task(task)),
+                                  out=str(run), resume="auto"),
+                    done=run / "result.json", record=run if result else None)
+
+    if "supervised" in cfg.inits:  # an init, not a result: tables and the regression check see the task runs only
+        steps.append(task_step("supervised baseline", "in1k_finetune", cfg.supervised.recipe,
+                               {**seeded, **cfg.supervised.sets}, "scratch", sup, result=False))
+    for task in TASKS if cfg.tasks is None else cfg.tasks:
+        spec = cfg.steps.get(task, cfg.default_step)
+        own = seeded if get_task(task).classification else {"runtime.seed": seed}
         for init in cfg.inits:
-            run = out / "runs" / task / init
-            steps.append(Step(f"{task} {init}", [
-                "run", "--task", task, "--recipe", spec.recipe, "--ckpt", inits[init], "--arch", arch,
-                "--data", str(data.for_task(task)), "--out", str(run), "--resume", "auto", *sub,
-                *_sets(seeded if task.startswith("in1k") or task == "knn" else {"runtime.seed": cfg.seed}, spec.sets)],
-                done=run / "result.json", record=run))
-    # The supervised baseline is an init, not a result: tables and the regression check see the task runs only.
-    steps.append(Step("tables", ["tables", "--results", str(out / "runs"), "--out", str(out / "tables")],
+            steps.append(task_step(f"{task} {init}", task, spec.recipe, {**own, **spec.sets}, inits[init],
+                                   out / "runs" / task / init))
+    steps.append(Step("tables", partial(tables, load_recipe("tables", "base"), out / "runs", out / "tables"),
                       done=None))  # always rebuilt: cheap and reflects every record
     return steps
 
@@ -100,8 +105,6 @@ def baseline_path(name: str | None) -> Path | None:
 def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = False, tolerance: float = 5.0) -> dict:
     """Run every step (skipping finished ones), then the regression check. Returns
     {"records": [...], "regressions": [...], "baseline": path or None, "seconds": float}."""
-    from .cli import Terminated, main as cli  # the same commands a user types
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg, data, out)
@@ -113,11 +116,10 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
             continue
         print(f"{head} ...  (suite time {time.time() - t0:.0f}s)", flush=True)
         t1 = time.time()
-        code = cli(step.argv)
-        if code in (130, 143):  # Ctrl-C or SIGTERM reached the step: stop the suite the same way
-            raise Terminated() if code == 143 else KeyboardInterrupt()
-        if code:
-            raise MaeBenchError(f"suite step '{step.name}' failed (exit {code}): mae-bench {' '.join(step.argv)}")
+        try:
+            step.run()
+        except MaeBenchError as e:
+            raise MaeBenchError(f"suite step '{step.name}' failed: {e}") from e
         print(f"{head}: finished in {time.time() - t1:.0f}s", flush=True)
     records = [read_result(s.record) for s in steps if s.record is not None]
     result = {"records": records, "regressions": [], "baseline": None, "seconds": time.time() - t0}
@@ -126,7 +128,7 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
         return result
     from results.regression import find_regressions, write_baseline
     if update_baseline:
-        write_baseline(records, path, tolerance=tolerance)
+        write_baseline(records, path, tolerance=tolerance, metrics=primary_metrics())
         print(f"wrote baseline {path} ({len(records)} runs, tolerance {tolerance} points)")
     elif not path.exists():
         print(f"no baseline at {path}: nothing compared (--update-baseline writes one)")

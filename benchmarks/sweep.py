@@ -16,9 +16,9 @@ from pathlib import Path
 from mae_core.atomic import atomic_write
 from mae_core.errors import MaeBenchError
 
+from .commands import tables
 from .config import load_recipe, recipe_text
-from .launcher import Job, Launcher
-from .suite import Step, _sets
+from .launcher import Job, Launcher, Step, set_args
 
 STAGES = ("pretrain", "task")
 SWEEP_TASKS = ("in1k_finetune", "in1k_linear", "in1k_partial")
@@ -150,7 +150,7 @@ def plan(cfg, scale: str, imagenet: Path, out: Path, world: int = 1, values=None
     def pretrain_step(folder: Path, knobs: dict, seed: int, where: str) -> Step:
         sets = step_sets("pretrain", pre_spec, {**pre_spec.sets, **knobs, "runtime.seed": seed}, world, where)
         return Step("pretrain", ["pretrain", "--data", str(imagenet / "train"), "--out", str(folder), "--recipe",
-                                 _recipe(pre_spec), "--resume", "auto", *_sets({}, sets)],
+                                 _recipe(pre_spec), "--resume", "auto", *set_args(sets)],
                     done=folder / "reconstructions.png")
 
     shared = []
@@ -176,7 +176,7 @@ def plan(cfg, scale: str, imagenet: Path, out: Path, world: int = 1, values=None
                 run = folder / task
                 steps.append(Step(task, ["run", "--task", task, "--recipe", _recipe(spec), "--ckpt", str(ckpt),
                                          "--data", str(imagenet), "--out", str(run), "--resume", "auto",
-                                         *_sets({}, sets)], done=run / "result.json", record=run))
+                                         *set_args(sets)], done=run / "result.json", record=run))
             jobs.append(Job(label, steps, [s.done for s in steps if s.record], out / "slurm" / name / f"seed{seed}"))
     return [p for p in (shared, jobs) if p]
 
@@ -202,11 +202,7 @@ def run_sweep(cfg, scale: str, imagenet: Path, out: str | Path, launcher: Launch
         launcher.run(phase)
     result = {"jobs": len(cells), "skipped": skipped, "seconds": time.time() - t0, "tables": out / "tables",
               "table": None}
-    from .cli import main as cli
-
-    code = cli(["tables", "--results", str(out / "cells"), "--out", str(out / "tables")])
-    if code:
-        raise MaeBenchError(f"sweep: building the tables failed (exit {code})")
+    tables(load_recipe("tables", "base"), out / "cells", out / "tables")
     if cfg.table:
         result["table"] = out / "tables" / f"{cfg.table}.md"
     return result

@@ -25,8 +25,6 @@ import pandas as pd
 from .frame import records_frame
 from .record import ResultError, read_json, write_json_atomic
 
-PRIMARY_METRICS = ("top1", "bbox_AP", "segm_AP", "mIoU")
-
 
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
@@ -52,13 +50,13 @@ def _as_frame(measured) -> pd.DataFrame:
 
 
 def measured_values(measured) -> pd.DataFrame:
-    """Per setting key: mean value, run count and the data it was measured on (index: key)."""
+    """Per setting key: task, metric, mean value, run count and the data it was measured on (index: key)."""
     f = _as_frame(measured)
     if f.empty:
-        return pd.DataFrame(columns=["metric", "value", "runs", "data"])
+        return pd.DataFrame(columns=["task", "metric", "value", "runs", "data"])
     keys = [setting_key(r.task, r.protocol, r.init, r.arch, r.metric, r.blocks, r.blocks_part) for r in f.itertuples()]
     g = f.assign(key=keys).groupby("key", sort=True)
-    return g.agg(metric=("metric", "first"), value=("value", "mean"), runs=("value", "size"),
+    return g.agg(task=("task", "first"), metric=("metric", "first"), value=("value", "mean"), runs=("value", "size"),
                  data=("data", lambda d: "; ".join(sorted(set(d)))))
 
 
@@ -133,13 +131,14 @@ def report(regressions: list[Regression]) -> str:
     return "\n".join(f"regression: {r}" for r in regressions)
 
 
-def make_baseline(measured, tolerance: float | dict, metrics=PRIMARY_METRICS) -> dict:
+def make_baseline(measured, tolerance: float | dict, metrics: dict | None) -> dict:
     """A baseline from measured runs: each setting's mean value with `tolerance` (a number, or a dict
-    metric -> number). `metrics`: which metrics to keep (None: all)."""
+    metric -> number). `metrics`: which metrics to keep per task (task -> names, as
+    `benchmarks.tasks.primary_metrics()`; None: all)."""
     values = measured_values(measured)
     out = {}
     for key, row in values.iterrows():
-        if metrics is not None and row["metric"] not in metrics:
+        if metrics is not None and row["metric"] not in metrics.get(row["task"], ()):
             continue
         tol = tolerance.get(row["metric"]) if isinstance(tolerance, dict) else tolerance
         if not _number(tol) or tol < 0:
@@ -149,7 +148,7 @@ def make_baseline(measured, tolerance: float | dict, metrics=PRIMARY_METRICS) ->
     return out
 
 
-def write_baseline(measured, path: str | Path, tolerance: float | dict, metrics=PRIMARY_METRICS) -> Path:
+def write_baseline(measured, path: str | Path, tolerance: float | dict, metrics: dict | None) -> Path:
     """`make_baseline` written atomically as JSON to `path`."""
     baseline = make_baseline(measured, tolerance, metrics)
     if not baseline:

@@ -3,9 +3,9 @@
 Tables (each as Markdown, CSV and LaTeX):
 - `in1k`: ImageNet top-1 by protocol (linear / partial K / fine-tune) x init, a column per arch (paper Table 3 layout);
 - `fig9_partial`: partial fine-tuning, top-1 by blocks tuned (paper Figure 9; also a PNG);
-- `knn`: weighted k-NN top-1 / top-5 by init and arch (DINO's eval_knn; not in the MAE paper, measured rows only);
-- `coco`: APbox and APmask by init and arch (paper Table 4 layout);
-- `ade20k`: mIoU by init and arch (paper Table 5 layout);
+- one table per other task, named by its `table`, its metrics by init and arch: `knn` (weighted k-NN top-1 / top-5,
+  DINO's eval_knn; not in the MAE paper, measured rows only), `coco` (APbox and APmask, paper Table 4 layout),
+  `ade20k` (mIoU, paper Table 5 layout);
 - `table1_<knob>` (paper Table 1 a-f), `fig5_mask_ratio` and `fig7_pretrain_epochs` (paper Figures 5 and 7, PNGs
   too): the paper's ablation rows, beside MAE runs that carry `init.pretrain` and vary that knob;
 - `table2_wallclock`: the paper's Table 2 (reference rows; `mae-bench bench pretrain` measures ours).
@@ -30,7 +30,8 @@ INIT_ORDER = {"scratch": 0, "supervised": 1, "mae": 3}  # the paper lists baseli
 INIT_LABEL = {"mae": "MAE", "supervised": "supervised", "scratch": "scratch"}
 METRIC_LABEL = {"top1": "top-1", "top5": "top-5", "bbox_AP": "APbox", "segm_AP": "APmask", "mIoU": "mIoU"}
 METRIC_UNIT = {"speedup": "×", "flops": "×"}  # reference numbers that are ratios
-EVAL_DATA = {"in1k": "ImageNet-1K", "knn": "ImageNet-1K", "coco_det": "COCO val2017", "ade20k_seg": "ADE20K val"}
+PROTOCOL_TABLE = "in1k"  # the table of the tasks whose `table` is this: rows protocol x init (paper Table 3 layout)
+PAPER_IMAGENET = "ImageNet-1K"  # the data of the paper's figures and ablation tables (Figures 5, 7, 9, Tables 1, 2)
 AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "decoder_depth": "decoder depth",
               "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
               "mask_tokens_in_encoder": "mask tokens in encoder", "augment": "augmentation",
@@ -252,9 +253,11 @@ def _table(name, title, index, measured, ref, eval_data, labels) -> Table | None
     return _finish(name, title, index, parts)
 
 
-def imagenet_table(frame, ref, axes) -> Table | None:
-    """Paper Table 3 layout: rows protocol x init (reference rows first), one top-1 column per arch."""
-    tasks = ("in1k_linear", "in1k_partial", "in1k_finetune")
+def imagenet_table(frame, ref, axes, tasks) -> Table | None:
+    """Paper Table 3 layout: rows protocol x init (reference rows first), one top-1 column per arch; `tasks`: the
+    task facts of the protocols it shows."""
+    eval_data = tasks[0].eval_data
+    tasks = tuple(t.name for t in tasks)
 
     def labels(rows, kind):
         return rows.assign(
@@ -264,13 +267,15 @@ def imagenet_table(frame, ref, axes) -> Table | None:
                        getattr(x, "row", 0), x.method, x.data) for x in rows.itertuples()])
 
     m = _prepare(frame[frame["task"].isin(tasks) & (frame["metric"] == "top1")], axes)
-    return _table("in1k", "ImageNet-1K top-1 accuracy (%) by protocol, init and architecture (paper Table 3 layout)",
-                  ["protocol", "method", "source", "data"], m, _with_reference(ref, tasks, ("top1",)),
-                  EVAL_DATA["in1k"], labels)
+    return _table(PROTOCOL_TABLE, f"{eval_data} top-1 accuracy (%) by protocol, init and architecture "
+                  "(paper Table 3 layout)", ["protocol", "method", "source", "data"], m,
+                  _with_reference(ref, tasks, ("top1",)), eval_data, labels)
 
 
-def _by_metric_arch(name, title, task, metrics, frame, ref, axes) -> Table | None:
-    """Paper Tables 4 and 5 layout: rows init (reference rows first), columns metric x arch."""
+def task_table(task, frame, ref, axes) -> Table | None:
+    """Paper Tables 4 and 5 layout: rows init (reference rows first), columns metric x arch, for one task's facts
+    (its name, eval_data, table, table_title, table_metrics)."""
+    metrics = task.table_metrics
     multi = len(metrics) > 1
 
     def labels(rows, kind):
@@ -281,9 +286,9 @@ def _by_metric_arch(name, title, task, metrics, frame, ref, axes) -> Table | Non
             row_sort=[(kind, _init_rank(x.init), getattr(x, "row", 0), x.method, x.data)
                       for x in rows.itertuples()])
 
-    m = _prepare(frame[(frame["task"] == task) & frame["metric"].isin(metrics)], axes)
-    return _table(name, title, ["method", "source", "data"], m, _with_reference(ref, (task,), metrics),
-                  EVAL_DATA[task], labels)
+    m = _prepare(frame[(frame["task"] == task.name) & frame["metric"].isin(metrics)], axes)
+    return _table(task.table, task.table_title, ["method", "source", "data"], m,
+                  _with_reference(ref, (task.name,), metrics), task.eval_data, labels)
 
 
 def partial_table(frame, ref, axes) -> Table | None:
@@ -301,7 +306,7 @@ def partial_table(frame, ref, axes) -> Table | None:
     r = _with_reference(ref, ("in1k_partial",), ("top1",))
     r = r[r["blocks"].notna()] if not r.empty else r
     return _table("fig9_partial", "Partial fine-tuning: ImageNet-1K top-1 (%) by blocks tuned K (paper Figure 9)",
-                  ["model", "method", "source", "data"], m, r, EVAL_DATA["in1k"], labels)
+                  ["model", "method", "source", "data"], m, r, PAPER_IMAGENET, labels)
 
 
 # Knobs an ablation varies together with its axis: Table 1(f) compares block masking at 50 % and 75 %.
@@ -414,7 +419,7 @@ def ablation_table(frame: pd.DataFrame, ref: pd.DataFrame | None, axis: str) -> 
     labels = _setting_labels(r, axis in NUMERIC_AXES, label_of(PAPER_DEFAULTS))
     versus = {"mask_ratio": " vs masking ratio", "pretrain_epochs": " vs pretraining epochs"}.get(axis, "")
     table = _table(name, f"{title}: ImageNet-1K top-1 (%){versus} (paper {table_id})",
-                   ["setting", "model", "source", "data"], measured, r, EVAL_DATA["in1k"], labels)
+                   ["setting", "model", "source", "data"], measured, r, PAPER_IMAGENET, labels)
     if table is not None:
         table.notes = ([ABLATION_NOTES.get(name, ABLATION_NOTES["table1"])] if not r.empty else []) + \
             ([MEASURED_NOTE] if not measured.empty else [])
@@ -426,7 +431,7 @@ def wallclock_table(ref: pd.DataFrame | None) -> Table | None:
     decoder depth (the paper's rows; `mae-bench bench pretrain` measures our implementation)."""
     r = _reference_of(ref, WALLCLOCK_TABLE)
     table = _table("table2_wallclock", "Wall-clock time of MAE pretraining, 800 epochs (paper Table 2)",
-                   ["setting", "model", "source", "data"], pd.DataFrame(), r, EVAL_DATA["in1k"],
+                   ["setting", "model", "source", "data"], pd.DataFrame(), r, PAPER_IMAGENET,
                    _setting_labels(r, False, by_model=True))
     if table is not None:
         table.notes = ["Paper rows: 128 TPU-v3 cores, TensorFlow, decoder width 512, mask ratio 75%; the speed-up is "
@@ -437,16 +442,13 @@ def wallclock_table(ref: pd.DataFrame | None) -> Table | None:
 
 
 # ---- the command ------------------------------------------------------------------------
-def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None) -> list[Table]:
-    """Every table there is something to show for, in output order."""
+def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None, tasks) -> list[Table]:
+    """Every table there is something to show for, in output order: the protocol table, Figure 9, a table per
+    other task (in the order of `tasks`), the ablations."""
     axes = variant_axes(frame)
-    tables = [imagenet_table(frame, ref, axes), partial_table(frame, ref, axes),
-              _by_metric_arch("knn", "ImageNet-1K weighted k-NN on frozen features (DINO's eval_knn): top-1 and top-5",
-                              "knn", ("top1", "top5"), frame, ref, axes),
-              _by_metric_arch("coco", "COCO detection and instance segmentation, Mask R-CNN: APbox and APmask "
-                              "(paper Table 4 layout)", "coco_det", ("bbox_AP", "segm_AP"), frame, ref, axes),
-              _by_metric_arch("ade20k", "ADE20K semantic segmentation, UperNet: mIoU (paper Table 5 layout)",
-                              "ade20k_seg", ("mIoU",), frame, ref, axes)]
+    protocols = [t for t in tasks if t.table == PROTOCOL_TABLE]
+    tables = [imagenet_table(frame, ref, axes, protocols) if protocols else None, partial_table(frame, ref, axes),
+              *(task_table(t, frame, ref, axes) for t in tasks if t.table != PROTOCOL_TABLE)]
     order = ["decoder_depth", "decoder_embed_dim", "mask_tokens_in_encoder", "norm_pix_loss", "augment",
              "mask_strategy", "mask_ratio"]  # the paper's order: Table 1 a-f, Figure 5, Table 2, Figure 7
     tables += [ablation_table(frame, ref, axis) for axis in order]
@@ -454,14 +456,16 @@ def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None) -> list[Table]:
     return [t for t in tables if t is not None]
 
 
-def build_tables(results_dir, out_dir, *, reference: str | Path | None = None, decimals: int = 1,
+def build_tables(results_dir, out_dir, tasks, *, reference: str | Path | None = None, decimals: int = 1,
                  show_reference: bool = True, plots: bool = True, echo: bool = True, warn=None) -> list[Path]:
     """Read every result.json under `results_dir`, write each table as OUT/<name>.{md,csv,tex}, the PNG plots,
-    OUT/runs.csv (one row per run) and OUT/tables.md (all tables); print the Markdown when `echo`.
-    With no result files, the tables hold the reference rows alone. Returns the files written."""
+    OUT/runs.csv (one row per run) and OUT/tables.md (all tables); print the Markdown when `echo`. `tasks`: the facts
+    of every task (`benchmarks.tasks.TASKS.values()`: name, eval_data, table, table_title, table_metrics), which
+    say the tables there are. With no result files, the tables hold the reference rows alone. Returns the files
+    written."""
     frame = load_frame(results_dir, warn)
     ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
-    tables = make_tables(frame, ref)
+    tables = make_tables(frame, ref, list(tasks))
     out = Path(out_dir)
     written, texts = [], []
     for t in tables:

@@ -78,8 +78,9 @@ def test_knn_task_writes_result_and_tables(synth_root, mae_ckpt, tmp_path, capsy
     assert _run(synth_root, tmp_path / "runs" / "avg", "--set", "model.global_pool='avg'", ckpt=mae_ckpt) == 0
     assert main(["tables", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "tables")]) == 0
     assert "k-NN" in (tmp_path / "tables" / "knn.md").read_text()
+    from benchmarks.tasks import primary_metrics
     from results.regression import make_baseline
-    assert "knn/mae/vit_tiny_patch16/top1" in make_baseline([rec], 1.0)
+    assert "knn/mae/vit_tiny_patch16/top1" in make_baseline([rec], 1.0, primary_metrics())
 
 
 @pytest.mark.parametrize("sets, message", [

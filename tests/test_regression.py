@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from benchmarks.tasks import primary_metrics
 from results.record import ResultError
 from results.regression import (Regression, find_regressions, load_baseline, make_baseline, measured_values,
                                 report, setting_key, write_baseline)
@@ -65,7 +66,7 @@ def test_missing_settings_and_lower_is_better():
 
 def test_write_baseline_round_trip(tmp_path):
     path = tmp_path / "baselines" / "ci.json"
-    write_baseline(_runs(), path, tolerance={"top1": 2.0})
+    write_baseline(_runs(), path, tolerance={"top1": 2.0}, metrics=primary_metrics())
     base = load_baseline(path)
     assert base == {
         "in1k_finetune/scratch/vit_tiny_patch16/top1": {"metric": "top1", "value": 30.0, "tolerance": 2.0, "runs": 1,
@@ -82,7 +83,7 @@ def test_write_baseline_round_trip(tmp_path):
     assert set(make_baseline(_runs(), 1.0, metrics=None)) >= {"in1k_linear/mae/vit_tiny_patch16/top5"}
     assert measured_values([]).empty
     with pytest.raises(ResultError, match="no measured metrics"):
-        write_baseline([], tmp_path / "empty.json", 1.0)
+        write_baseline([], tmp_path / "empty.json", 1.0, primary_metrics())
 
 
 @pytest.mark.parametrize("content, message", [

@@ -12,6 +12,7 @@ import torch
 
 from benchmarks.cli import main
 from benchmarks.run_folder import LOCK, remove_stale_temps
+from benchmarks.tasks import TASKS
 from results.record import write_json_atomic
 from tests.conftest import tiny_mae, tiny_pretrain_args
 
@@ -173,7 +174,7 @@ def test_tables_skip_and_name_a_malformed_result_file(change, tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     (tmp_path / "good" / "result.json").write_text(json.dumps(_record()))
     (tmp_path / "bad" / "result.json").write_text(json.dumps(_record(**change)))
-    build_tables(tmp_path, tmp_path / "out", plots=False, echo=False)
+    build_tables(tmp_path, tmp_path / "out", TASKS.values(), plots=False, echo=False)
     err = capsys.readouterr().err
     assert "warning: skipping" in err and str(tmp_path / "bad" / "result.json") in err
     assert "1 result file from" in (tmp_path / "out" / "tables.md").read_text()
@@ -185,7 +186,7 @@ def test_strings_from_result_files_cannot_inject_markdown(tmp_path):
     (tmp_path / "r").mkdir()
     rec = _record(**{"arch": "vit\n## injected\n<script>x</script>", "dataset.name": "a|b\n| row |"})
     (tmp_path / "r" / "result.json").write_text(json.dumps(rec))
-    build_tables(tmp_path, tmp_path / "out", plots=False, echo=False)
+    build_tables(tmp_path, tmp_path / "out", TASKS.values(), plots=False, echo=False)
     text = (tmp_path / "out" / "tables.md").read_text()
     assert "<script>" not in text and "\n## injected" not in text and "\n| row |" not in text
     assert "&lt;script&gt;" in text
@@ -380,22 +381,34 @@ def test_unreadable_images_are_counted_in_every_classification_split(cached, syn
 
 
 def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, monkeypatch):
-    import benchmarks.cli as cli
     from benchmarks.config import load_recipe
+    from benchmarks.errors import Terminated
     from benchmarks.suite import DataPaths, run_suite
     calls = []
-    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 143)  # SIGTERM during the first step
-    with pytest.raises(cli.Terminated):
+
+    def terminated(*args, **kwargs):  # SIGTERM during the first step
+        calls.append(args)
+        raise Terminated()
+    monkeypatch.setattr("benchmarks.suite.pretrain", terminated)
+    with pytest.raises(Terminated):
         run_suite(load_recipe("suite", "tiny"), DataPaths.from_root(synth_root), tmp_path / "suite")
     assert len(calls) == 1
 
 
+def test_a_failing_suite_step_shows_its_own_message(synth_root, tmp_path, capsys):
+    k = {"knn.k": 1000, "schedule.batch_size": 8, "runtime.device": "cpu"}  # more neighbours than training images
+    code = main(["suite", "--name", "tiny", "--data-root", str(synth_root), "--out", str(tmp_path / "suite"),
+                 "--set", "inits=['scratch']", "--set", "tasks=['knn']", "--set", f"steps.knn.sets={k}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "suite step 'knn scratch' failed: knn.k must be an integer in [1, 24]" in err
+
+
 def test_a_missing_key_inside_a_runner_is_named_as_a_key_error(monkeypatch, capsys, tmp_path):
-    import benchmarks.tasks as tasks
+    import dataclasses
 
     def broken(cfg, **kw):
         return cfg["model"]["no_such_key"]
-    monkeypatch.setitem(tasks.TASKS, "in1k_linear", broken)
+    monkeypatch.setitem(TASKS, "in1k_linear", dataclasses.replace(TASKS["in1k_linear"], runner=broken))
     code = main(["run", "--task", "in1k_linear", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data",
                  str(tmp_path), "--out", str(tmp_path / "run"), "--recipe", "smoke"])
     err = capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.tasks import TASKS
 from results.record import ResultError, write_result
 from results.tables import LEGEND, build_tables
 
@@ -115,7 +116,7 @@ Provenance of the measured cells (files relative to the results folder):
 def test_tables_from_hand_written_results_equal_the_expected_markdown_and_csv(small, tmp_path, capsys):
     results, ref = small
     out = tmp_path / "out"
-    written = build_tables(results, out, reference=ref, plots=False)
+    written = build_tables(results, out, TASKS.values(), reference=ref, plots=False)
     names = sorted(p.name for p in written)
     assert names == sorted(f"{t}.{ext}" for t in ("in1k", "coco") for ext in ("md", "csv", "tex")) + \
         ["runs.csv", "tables.md"]
@@ -139,7 +140,8 @@ def test_mean_and_std_over_duplicate_runs(tmp_path):
     runs["other_arch"] = record("in1k_linear", "supervised", {"top1": 10.0, "top5": 50.0}, arch="vit_small_patch16")
     runs["subset"] = record("in1k_linear", "supervised", {"top1": 20.0, "top5": 50.0},
                             dataset={**IN1K_DATA, "subset": 100, "val_images": 100})
-    build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", plots=False, echo=False, show_reference=False)
+    build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", TASKS.values(), plots=False, echo=False,
+                 show_reference=False)
     cells = list(csv.DictReader(io.StringIO((tmp_path / "out" / "in1k.csv").read_text())))
     by = {(c["column"], c["data"]): c for c in cells}
     dup = by[("ViT-Ti/16", DATA)]
@@ -175,7 +177,7 @@ PAPER_TITLES = ["paper Table 1(a)", "paper Table 1(b)", "paper Table 1(c)", "pap
 
 def test_reference_rows_equal_the_reference_file(tmp_path):
     (tmp_path / "empty").mkdir()
-    written = build_tables(tmp_path / "empty", tmp_path / "out", plots=True, echo=False)
+    written = build_tables(tmp_path / "empty", tmp_path / "out", TASKS.values(), plots=True, echo=False)
     out = tmp_path / "out"
     names = {p.stem for p in written if p.suffix == ".md"} - {"tables"}
     assert names == {"in1k", "fig9_partial", "coco", "ade20k", *ABLATION_OUTPUTS.values()}
@@ -290,7 +292,7 @@ def test_rows_without_a_checked_source_are_marked_in_every_output(tmp_path):
     ref.write_text(UNVERIFIED_REFERENCE)
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    build_tables(tmp_path / "empty", out, reference=ref, plots=False, echo=False)
+    build_tables(tmp_path / "empty", out, TASKS.values(), reference=ref, plots=False, echo=False)
     md = (out / "in1k.md").read_text()
     paper = "MAE paper, Table 3 | ImageNet-1K · paper scale"
     assert f"| fine-tune | MAE IN1K | {paper} | 83.6 | 85.9† | 86.9† |  |" in md
@@ -320,7 +322,8 @@ def test_partial_curve_and_pretraining_ablations(tmp_path):
     runs["ft_mask50_dec1"] = record("in1k_finetune", "mae", {"top1": 47.0}, pretrain=pre(mask_ratio=0.5,
                                                                                          decoder_depth=1))
     runs["no_pretrain_info"] = record("in1k_finetune", "mae", {"top1": 10.0})
-    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", echo=False, show_reference=False)
+    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", TASKS.values(), echo=False,
+                           show_reference=False)
     names = {p.name for p in written}
     assert {"fig9_partial.png", "fig5_mask_ratio.png", "fig5_mask_ratio.csv", "table1_decoder_depth.tex"} <= names
     assert not [n for n in names if n.startswith(("table1_decoder_embed_dim", "table1_augment", "table1_mask_ratio"))]
@@ -351,7 +354,7 @@ def test_measured_ablation_rows_sit_beside_the_papers_rows(tmp_path):
             for d in (1, 3, 8)}
     runs.update({f"lin_ep{e}": record("in1k_linear", "mae", {"top1": e / 100}, pretrain=pre(epochs=e))
                  for e in (100, 800)})
-    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", echo=False)
+    written = build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", TASKS.values(), echo=False)
     out = tmp_path / "out"
     rows = [line for line in (out / "table1_decoder_depth.md").read_text().splitlines() if line.startswith("| decoder")]
     paper = "| ViT-L/16 | MAE paper, Table 1(a) | ImageNet-1K · paper scale |"
@@ -365,7 +368,8 @@ def test_measured_ablation_rows_sit_beside_the_papers_rows(tmp_path):
     fig7 = (out / "fig7_pretrain_epochs.md").read_text()
     table1f = build_tables(write_runs(tmp_path / "f", {
         f"{k}{r}": record("in1k_finetune", "mae", {"top1": 10 * r}, pretrain=pre({"mask_strategy": k, "mask_ratio": r}))
-        for k, r in (("random", 0.75), ("block", 0.5), ("block", 0.75))}), tmp_path / "out_f", echo=False, plots=False)
+        for k, r in (("random", 0.75), ("block", 0.5), ("block", 0.75))}), tmp_path / "out_f", TASKS.values(),
+        echo=False, plots=False)
     assert table1f and all(f"| {label} | ViT-Ti/16 | measured" in (tmp_path / "out_f" / "table1_mask_strategy.md")
                            .read_text() for label in ("random, ratio 75% (default)", "block, ratio 50%", "block, ratio 75%"))
     assert f"| 100 epochs | ViT-Ti/16 | measured | {DATA} | - | 1.0 | m1 |" in fig7
@@ -382,7 +386,7 @@ def test_malformed_results_are_skipped_with_a_warning(small, tmp_path, capsys):
     (results / "broken" / "result.json").write_text("{not json")
     (results / "partial").mkdir()
     (results / "partial" / "result.json").write_text(json.dumps({"task": "in1k_linear", "metrics": {}}))
-    build_tables(results, tmp_path / "out", reference=ref, plots=False, echo=False)
+    build_tables(results, tmp_path / "out", TASKS.values(), reference=ref, plots=False, echo=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("warning: skipping") for line in err)
     assert "broken/result.json" in err[0] and "partial/result.json" in err[1] and "missing keys" in err[1]
@@ -392,7 +396,7 @@ def test_malformed_results_are_skipped_with_a_warning(small, tmp_path, capsys):
     (only_bad / "x").mkdir(parents=True)
     (only_bad / "x" / "result.json").write_text("[]")
     with pytest.raises(ResultError, match="none of the 1 result files"):
-        build_tables(only_bad, tmp_path / "out2", plots=False, echo=False)
+        build_tables(only_bad, tmp_path / "out2", TASKS.values(), plots=False, echo=False)
 
 
 def test_cli_tables_prints_the_tables_and_one_line_errors(small, tmp_path, capsys):
@@ -411,7 +415,12 @@ def test_cli_tables_prints_the_tables_and_one_line_errors(small, tmp_path, capsy
     assert code == 1 and err.startswith("mae-bench: error: reference file") and "missing columns" in err
 
 
-def test_results_tables_and_regression_import_without_torch():
+def test_results_tables_and_regression_import_without_torch(tmp_path):
     code = ("import sys, results.tables, results.regression, results.frame, results.reference; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    # nor do the CLI and its task registry, nor `mae-bench tables`
+    code = ("import sys; from benchmarks.cli import main; "
+            f"main(['tables', '--results', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}, '--set', "
+            "'plots=False']); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)

@@ -57,15 +57,15 @@ def _datasets(cfg: dict, root: Path, train: bool):
     return train_set, val_set
 
 
-def _read_trained(path: str) -> dict:
-    """A detector `mae-bench run --task coco_det` trained (its model_final.pth), read once."""
+def _read_trained(path: str, task: str) -> dict:
+    """A detector `mae-bench run --task <task>` trained (its model_final.pth), read once."""
     ckpt = read_checkpoint(path)
     config = ckpt.get("config")
     made_by = config.get("task") if isinstance(config, dict) else None
-    if made_by != "coco_det":
+    if made_by != task:
         what = f"a {made_by} model" if made_by else "not a model trained by mae-bench run"
-        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task coco_det needs the model_final.pth "
-                            "of a coco_det run")
+        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task {task} needs the model_final.pth "
+                            f"of a {task} run")
     if "model" not in ckpt:
         raise MaeBenchError(f"{path} holds no 'model' weights")
     return ckpt
@@ -80,7 +80,7 @@ def _load_weights(model: nn.Module, ckpt: dict, path: str) -> None:
 
 def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
     d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    trained = _read_trained(weights) if weights else None
+    trained = _read_trained(weights, cfg["task"]) if weights else None
     if trained:  # evaluate the detector as it was trained, whatever this recipe's model section says
         saved = trained["config"].get("recipe", {}).get("model")
         if isinstance(saved, dict):
@@ -93,7 +93,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     train_set, val_set = _datasets(cfg, root, train=weights is None)
     model, info = build_model(m, init, arch, len(val_set.cat_ids))
     model.to(dist.device)
-    config = {"task": "coco_det", "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
+    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
     autocast = amp_context(dist.device, r["eval_amp"])[0]  # detectron2 evaluates in float32
     val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
@@ -139,7 +139,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
     engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
                     accum_iter=s["accum_iter"], amp=r["amp"], clip_grad=o["clip_grad"], seed=r["seed"],
-                    save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"], desc="coco_det",
+                    save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"], desc=cfg["task"],
                     module=model, config=config)
     engine.scheduler = make_scheduler(optimizer, s, engine.total_updates, lr, o["min_lr"])
     engine.resume(resume)
@@ -178,7 +178,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         return stats
 
     if dist.is_main:
-        print(f"coco_det: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+        print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
               f"{updates * s['epochs']} updates, {info['params']:,} parameters")
         for split, ds in (("train", train_set), ("val", val_set)):

@@ -51,11 +51,11 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
         shutdown(dist)
 
 
-def _load_trained(weights: str, num_classes: int) -> tuple[Segmenter, dict, dict]:
+def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter, dict, dict]:
     ckpt = read_checkpoint(weights)
     conf = ckpt.get("config") or {}
-    if conf.get("task") != "ade20k_seg" or "model" not in ckpt:
-        raise MaeBenchError(f"{weights} is not an ade20k_seg model (expected RUN/model_final.pth of a segmentation run)")
+    if conf.get("task") != task or "model" not in ckpt:
+        raise MaeBenchError(f"{weights} is not an {task} model (expected RUN/model_final.pth of a segmentation run)")
     if conf["num_classes"] != num_classes:
         raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
     recipe = conf["recipe"]
@@ -79,7 +79,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
                "num_classes": num_classes, "val_images": len(val_set)}
 
     if eval_only:
-        model, info, _ = _load_trained(weights, num_classes)
+        model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
         res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
         _write_per_class(out, res, dist)
@@ -99,10 +99,10 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         if r["sync_bn"]:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    config = {"task": "ade20k_seg", "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
+    config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
     engine = Engine(net, optimizer, run_dir=out, dist=dist, epochs=epochs, updates_per_epoch=per_epoch, amp=r["amp"],
                     clip_grad=o["clip_grad"], seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"],
-                    log_every=r["log_every"], desc="ade20k_seg", module=model, config=config)
+                    log_every=r["log_every"], desc=cfg["task"], module=model, config=config)
     engine.scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"],
                                      o["warmup_ratio"], o["lr"])
     engine.resume(resume)
@@ -142,7 +142,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         return stats
 
     if dist.is_main:
-        print(f"ade20k_seg: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+        print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x {dist.world_size}, "
               f"lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
     engine.fit(loader, step, on_epoch_end)
