@@ -309,6 +309,33 @@ def test_a_patch14_encoder_runs_at_patch16_with_strides_4_to_32(tmp_path):
     assert scratch.patch_size == 16
 
 
+def test_a_patch8_encoder_keeps_its_grid_and_its_tokens_on_an_upsampled_image(tmp_path):
+    """Small-scale ViT/8 (no reference): the kernel resized 8 -> 16 by the pseudo-inverse rule, so on an image
+    upsampled 2x (the bicubic resize the rule inverts) every token equals the 8 x 8 kernel's on the original;
+    pos_embed keeps the 8 x 8 grid of a 64 px pretraining, i.e. ViTDet's pretrain_img_size becomes 128."""
+    from mae_core.checkpoint import save_checkpoint
+    from mae_core.models import create_mae
+    from transfer.detection.export import detectron2_state_dict
+    mae = create_mae("vit_tiny_patch8", img_size=64, decoder_depth=1, decoder_embed_dim=32, decoder_num_heads=2)
+    ckpt = tmp_path / "p8.pth"
+    save_checkpoint(ckpt, mae.state_dict(), config={})
+    vit, info = vit_from_init(str(ckpt), None, {**M, "pretrain_img_size": 64})
+    assert info["arch"] == "vit_tiny_patch8" and vit.patch_size == 16
+    torch.testing.assert_close(vit.pos_embed, mae.state_dict()["pos_embed"])  # the 8 x 8 grid, untouched
+    w8, w16, b = mae.patch_embed.proj.weight, vit.patch_embed.proj.weight, mae.patch_embed.proj.bias
+    patches = torch.randn(16, 3, 8, 8)  # exact per patch: each 8 x 8 patch upsampled on its own
+    up = F.interpolate(patches, size=(16, 16), mode="bicubic", antialias=True, align_corners=False)
+    torch.testing.assert_close(F.conv2d(up, w16, b), F.conv2d(patches, w8, b), atol=2e-4, rtol=1e-4)
+    x = torch.randn(2, 3, 64, 64)  # whole images: close, where a bicubic kernel resize scales tokens by about 4
+    x_up = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    base = F.conv2d(x, w8, stride=8).std()
+    assert 0.8 < F.conv2d(x_up, w16, stride=16).std() / base < 1.25
+    bicubic = F.interpolate(w8, size=(16, 16), mode="bicubic", align_corners=False)
+    assert 3.0 < F.conv2d(x_up, bicubic, stride=16).std() / base < 5.0
+    sd, exported = detectron2_state_dict(ckpt)
+    assert exported["img_size"] == 128 and sd["backbone.net.pos_embed"].shape == (1, 65, 192)
+
+
 # ---- shared helpers ---------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ import torch
 
 from mae_core.checkpoint import atomic_write, load_encoder
 
-from .model import to_patch16
+from .model import to_patch16, vitdet_pretrain_size
 
 PREFIX = "backbone.net."
 # Not in ViTDet's ViT: the cls token (its slot stays in pos_embed, as pretrain_use_cls_token=True
@@ -18,9 +18,10 @@ def detectron2_state_dict(ckpt_path) -> tuple[dict, dict]:
     pos_embed stays at its pretraining grid (ViTDet resizes it itself, from pretrain_img_size). A patch-14
     encoder is converted to patch 16 as ViTDet's ViT-H config expects (mae_pretrain_vit_huge_p14to16)."""
     enc, info = load_encoder(ckpt_path)
+    patch = enc["patch_embed.proj.weight"].shape[-1]
     enc = to_patch16({k: v for k, v in enc.items() if k not in _DROPPED}, info["img_size"])
     sd = {PREFIX + k: v.detach().contiguous().clone() for k, v in enc.items()}
-    return sd, info
+    return sd, {**info, "img_size": vitdet_pretrain_size(patch, info["img_size"])}
 
 
 def export_detectron2(ckpt_path, out_path) -> str:

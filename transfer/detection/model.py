@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm2d
+from timm.layers import LayerNorm2d, resample_patch_embed
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
@@ -33,17 +33,29 @@ _DROPPED = ("cls_token", "norm.weight", "norm.bias")
 VITDET_PATCH = 16  # ViTDet runs every ViT at patch 16, so the pyramid strides are 4..32
 
 
+def vitdet_pretrain_size(patch_size: int, pretrain_img_size: int) -> int:
+    """The pretraining size ViTDet's patch-16 ViT sees: the same for 16 and 14 (ViT-H/14's grid shrinks to 16 x 16
+    px patches of the same image, as detectron2's config); a smaller patch (the ViT-Micro/Tiny/8 of the small-scale
+    benchmark) keeps its token grid, as if the image had been upsampled by 16 / patch."""
+    return pretrain_img_size if patch_size in (14, VITDET_PATCH) else pretrain_img_size * VITDET_PATCH // patch_size
+
+
 def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
     """ViTDet's ViT-H/14 handling (detectron2's mae_pretrain_vit_huge_p14to16 init): a patch-14 encoder's
     patch-embedding kernel resized to 16 x 16 and its pos_embed to the patch-16 grid of the pretraining
-    size, both bicubic (align_corners=False), as EVA's interpolate_patch_14to16 does. Other encoders pass as is."""
+    size, both bicubic (align_corners=False), as EVA's interpolate_patch_14to16 does.
+    Other patch sizes (the small-scale ViT-Micro/Tiny/8, no reference) use FlexiViT's pseudo-inverse resize
+    (timm's resample_patch_embed): the 16 x 16 kernel on an image upsampled 2x gives the tokens the 8 x 8 kernel
+    gave on the original, where a bicubic resize would multiply them by about 4."""
     w = sd["patch_embed.proj.weight"]
     if w.shape[-1] == VITDET_PATCH:
         return sd
-    g = pretrain_img_size // VITDET_PATCH
-    return {**sd, "patch_embed.proj.weight": F.interpolate(w.float(), size=(VITDET_PATCH,) * 2, mode="bicubic",
-                                                           align_corners=False).to(w.dtype),
-            "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
+    g = vitdet_pretrain_size(w.shape[-1], pretrain_img_size) // VITDET_PATCH
+    if w.shape[-1] == 14:
+        kernel = F.interpolate(w.float(), size=(VITDET_PATCH,) * 2, mode="bicubic", align_corners=False)
+    else:
+        kernel = resample_patch_embed(w.float(), [VITDET_PATCH] * 2)
+    return {**sd, "patch_embed.proj.weight": kernel.to(w.dtype), "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
 
 
 def build_vit(m: dict, arch: str) -> ViT:
@@ -64,7 +76,8 @@ def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
     """A ViTDet ViT initialised by transfer/encoder.py's rules from `--ckpt` (`init`); pos_embed stays
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
     enc, info = init_encoder(init, arch=arch, img_size=m["pretrain_img_size"], num_classes=0)
-    vit = build_vit(m, info["arch"])
+    vit = build_vit({**m, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
+                                                                      m["pretrain_img_size"])}, info["arch"])
     sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in _DROPPED}, m["pretrain_img_size"])
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     missing = [k for k in missing if ".rel_pos_" not in k]  # relative position tables start at zero
