@@ -6,7 +6,6 @@ the process: the affinity mask (taskset, Slurm, `docker --cpuset-cpus`) and a cg
 """
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -72,9 +71,8 @@ def configure_threads(requested: int | None = None) -> tuple[int, str]:
 
 
 def worker_init(_worker_id: int = 0) -> None:
-    """DataLoader `worker_init_fn`: one thread per worker (torch's, and OpenCV's pool where the data code uses it),
-    so N workers beside the main process do not start N x cores threads."""
+    """DataLoader `worker_init_fn`: one torch thread per worker, so N workers beside the main process do not start
+    N x cores threads (torch's worker loop does the same today; this keeps it explicit). OpenCV's pool is left
+    alone: resizing a pool inherited through fork deadlocks (`cv2.setNumThreads` in the child waits on the
+    parent's pool threads, which the child does not have)."""
     torch.set_num_threads(1)
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        cv2.setNumThreads(1)

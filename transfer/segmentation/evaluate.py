@@ -29,7 +29,7 @@ def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds
     cm = ConfusionMatrix(num_classes)
     shard = list(range(dist.rank, len(dataset), dist.world_size))
     loader = DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=1, num_workers=num_workers,
-                        collate_fn=_single, worker_init_fn=worker_init)  # one OpenCV thread per worker
+                        collate_fn=_single, worker_init_fn=worker_init)  # one torch thread per worker
     # disable=None: no bar when stderr is no terminal (log files)
     for x, y, name in tqdm(loader, desc="eval", leave=False, disable=None if dist.is_main else True,
                            dynamic_ncols=True):

@@ -114,7 +114,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
         return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=d["num_workers"],
                           pin_memory=dist.device.startswith("cuda"), persistent_workers=False,
-                          worker_init_fn=worker_init)  # one OpenCV thread per worker
+                          worker_init_fn=worker_init)  # one torch thread per worker
 
     def step(net, batch):
         x, y, ok = batch
