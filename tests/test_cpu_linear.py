@@ -141,3 +141,27 @@ def test_stored_choice_reads_only_our_records(tmp_path):
     assert cpu_linear.stored_choice(tmp_path, None) is None
     save_checkpoint(tmp_path / "checkpoint-last.pth", {"w": torch.zeros(1)}, config={"arch": "x"})
     assert cpu_linear.stored_choice(tmp_path, "auto") is None
+
+
+def _rank_main(rank, init_file, out_dir):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    calls = []
+    # rank 0's clock favours oneDNN, rank 1's would favour aten: both must take rank 0's choice
+    seconds = {"aten": 1.0, "onednn": 0.5} if rank == 0 else {"aten": 0.5, "onednn": 1.0}
+    cpu_linear.time_path = lambda path, ops: calls.append(path) or seconds[path]
+    runtime = {"cpu_linear": "auto"}
+    record = cpu_linear.select_cpu_linear(tiny_mae(), runtime, "cpu")
+    (out_dir / f"{rank}.json").write_text(json.dumps({"choice": runtime["cpu_linear"], "timed": len(calls),
+                                                      "source": record["source"]}))
+    dist.destroy_process_group()
+
+
+@needs_onednn
+def test_every_rank_takes_rank_0s_choice(tmp_path):
+    import torch.multiprocessing as tmp
+    tmp.spawn(_rank_main, args=(str(tmp_path / "init"), tmp_path), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert [g["choice"] for g in got] == ["onednn", "onednn"] and all(g["source"] == "measured" for g in got)
+    assert got[0]["timed"] > 0 and got[1]["timed"] == 0  # only rank 0 measures
