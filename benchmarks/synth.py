@@ -1,10 +1,10 @@
 """Procedural shape scenes written as ImageNet (ImageFolder), COCO instances and ADE20K layouts.
 
-Every scene is a textured background with 1-5 flat or textured shapes painted in order
-(later shapes occlude earlier ones). The same scene feeds all three layouts:
+Every scene is a low-contrast textured background, 0-3 small shapes and one large shape painted
+last (so it occludes them), all flat-coloured in random colours. The same scene feeds all three layouts:
 
-* ImageNet label: the category of the instance with the largest visible area (the
-  "dominant" object, >= DOMINANCE x the visible area of any other instance).
+* ImageNet label: the category of the large shape, the instance with the largest visible area
+  (>= DOMINANCE x the visible area of any other instance).
 * COCO: one annotation per instance with >= MIN_AREA visible pixels, RLE of its visible mask.
 * ADE20K: per-pixel label map; 0 = "other" (gradient backgrounds), 1..K the shape categories,
   K+1.. the remaining background kinds (stripes, checker, noise).
@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-VERSION = "2"
+VERSION = "3"
 THING_CLASSES = ["circle", "square", "triangle", "star", "ellipse", "ring", "cross", "hexagon"]
 BACKGROUND_KINDS = ["stripes", "checker", "noise", "gradient"]
 STUFF_CLASSES = ["stripes", "checker", "noise"]  # "gradient" is deliberately label 0 ("other")
@@ -32,6 +32,16 @@ IMAGENET_CLASSES = [f"n{i:02d}_{name}" for i, name in enumerate(THING_CLASSES)]
 BG_LABEL = {k: (ADE_CLASSES.index(k) + 1 if k in STUFF_CLASSES else 0) for k in BACKGROUND_KINDS}
 MIN_AREA = 8  # instances with fewer visible pixels are erased from the scene
 DOMINANCE = 1.3
+# Version 3 scenes: the label must be the shape, the thing a masked autoencoder learns to complete. One large
+# flat-coloured shape near the centre (radius as a fraction of the image side), a few small ones under it, a
+# background of one kind at reduced contrast, little pixel noise. Colours are random, so they carry no label.
+LARGE_RADIUS = (0.30, 0.42)
+SMALL_RADIUS = (0.07, 0.12)
+CENTRE_JITTER = 0.12
+MAX_DISTRACTORS = 3
+BG_CONTRAST = 0.35
+MIN_CONTRAST = 90.0
+NOISE_STD = 3.0
 SPLITS = (("train", "train2017", "training"), ("val", "val2017", "validation"))
 
 _K = len(THING_CLASSES)
@@ -109,38 +119,22 @@ def _texture(rng: np.random.Generator, kind: str, size: int, fine: bool = False)
 
 
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Background image (float) and per-pixel stuff labels; half the time two kinds split by a line."""
-    k1 = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
-    img, lab = _texture(rng, k1, size), np.full((size, size), BG_LABEL[k1], np.uint8)
-    if rng.random() < 0.5:
-        k2 = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
-        while k2 == k1:
-            k2 = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
-        yy, xx = np.mgrid[0:size, 0:size]
-        th, off = rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.75) * size
-        side = (xx - size / 2) * np.cos(th) + (yy - size / 2) * np.sin(th) + size / 2 > off
-        img[side] = _texture(rng, k2, size)[side]
-        lab[side] = BG_LABEL[k2]
-    return img, lab
+    """Background image (float) of one kind at reduced contrast, and its per-pixel stuff labels."""
+    kind = BACKGROUND_KINDS[rng.integers(len(BACKGROUND_KINDS))]
+    img = _texture(rng, kind, size)
+    mean = img.reshape(-1, 3).mean(0)
+    return mean + BG_CONTRAST * (img - mean), np.full((size, size), BG_LABEL[kind], np.uint8)
 
 
-def _plan(rng: np.random.Generator, size: int, target: int, alone: bool) -> tuple[list, int]:
-    """Paint order of (class index, cx, cy, radius) with the dominant `target` object."""
-    n_distract = 0 if alone else int(rng.integers(0, 5))
+def _plan(rng: np.random.Generator, size: int, target: int) -> list:
+    """Paint order of (class index, cx, cy, radius): small distractors first, the large `target` shape last."""
     others = [c for c in range(_K) if c != target]
-    before, after = [], []
-    for _ in range(n_distract):
-        cls = others[rng.integers(len(others))]
-        if rng.random() < 0.3:  # small occluder painted over the dominant object
-            after.append((cls, rng.uniform(0.03, 0.08) * size))
-        else:
-            before.append((cls, rng.uniform(0.03, 0.14) * size))
-    objs = before + [(target, rng.uniform(0.22, 0.32) * size)] + after
     plan = []
-    for cls, r in objs:
-        lo, hi = 0.6 * r, size - 0.6 * r  # allow mild cropping at the frame border
-        plan.append((cls, rng.uniform(lo, hi), rng.uniform(lo, hi), max(r, 1.5)))
-    return plan, len(before)
+    for _ in range(int(rng.integers(0, MAX_DISTRACTORS + 1))):
+        r = rng.uniform(*SMALL_RADIUS) * size
+        plan.append((others[rng.integers(len(others))], rng.uniform(r, size - r), rng.uniform(r, size - r), r))
+    cx, cy = size / 2 + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * size
+    return plan + [(target, cx, cy, rng.uniform(*LARGE_RADIUS) * size)]
 
 
 def render_scene(rng: np.random.Generator, img_size: int, target: int | None = None):
@@ -153,14 +147,13 @@ def render_scene(rng: np.random.Generator, img_size: int, target: int | None = N
     size = int(img_size)
     target = int(rng.integers(_K)) if target is None else int(target)
     bg_img, label = _background(rng, size)
-    for attempt in range(60):
-        plan, dom = _plan(rng, size, target, alone=attempt >= 50)
+    for _ in range(20):
+        plan = _plan(rng, size, target)
         owner = np.full((size, size), -1, np.int16)
         for j, (cls, cx, cy, r) in enumerate(plan):
-            owner[_shape_mask(rng, THING_CLASSES[cls], cx, cy, r, size)] = j
+            owner[_shape_mask(rng, THING_CLASSES[cls], cx, cy, max(r, 1.5), size)] = j
         areas = np.bincount(owner.ravel() + 1, minlength=len(plan) + 1)[1:]
-        rest = np.delete(areas, dom)
-        if areas[dom] >= MIN_AREA and (rest.size == 0 or areas[dom] >= DOMINANCE * rest.max()):
+        if areas[-1] >= MIN_AREA and areas[-1] >= DOMINANCE * areas[:-1].max(initial=0):
             break
     else:
         raise RuntimeError("could not compose a scene with a dominant object")
@@ -172,17 +165,14 @@ def render_scene(rng: np.random.Generator, img_size: int, target: int | None = N
         vis = owner == j
         if areas[j] < MIN_AREA:
             continue  # erased: background (already in img/label) shows through
-        for _ in range(10):  # keep objects distinguishable from the background on average
-            if rng.random() < 0.6:
-                fill = np.broadcast_to(rng.uniform(0, 255, 3), (size, size, 3))
-            else:
-                fill = _texture(rng, ("stripes", "checker")[rng.integers(2)], size, fine=True)
-            if np.linalg.norm(fill[vis].mean(0) - bg_mean) >= 60:
+        for _ in range(20):  # a flat colour that stands out from the background, otherwise random
+            fill = rng.uniform(0, 255, 3)
+            if np.linalg.norm(fill - bg_mean) >= MIN_CONTRAST:
                 break
-        img[vis] = fill[vis]
+        img[vis] = fill
         label[vis] = cls + 1
         instances.append({"category_id": cls + 1, "mask": vis})
-    img += rng.normal(0, rng.uniform(2, 10), img.shape)
+    img += rng.normal(0, NOISE_STD, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), label, instances, target
 
 

@@ -2,6 +2,7 @@
 
 # size -> (embed_dim, depth, num_heads), as in ViT / timm
 VIT_SIZES = {
+    "micro": (128, 6, 4),  # small-scale benchmarks on CPU (not a timm size)
     "tiny": (192, 12, 3),
     "small": (384, 12, 6),
     "base": (768, 12, 12),

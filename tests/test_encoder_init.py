@@ -60,13 +60,16 @@ def test_build_vit_arch_missing_from_timm():
     assert model.head.bias.abs().sum() == 0 and model.head.weight.std() < 1e-4
 
 
-def test_patch8_tiny_gives_64px_images_an_8x8_grid_and_is_inferred_from_a_checkpoint(tmp_path):
-    mae = create_mae("vit_tiny_patch8", img_size=64, decoder_depth=1, decoder_embed_dim=64, decoder_num_heads=4)
+@pytest.mark.parametrize("arch,dim,depth,heads", [("vit_tiny_patch8", 192, 12, 3), ("vit_micro_patch8", 128, 6, 4)])
+def test_patch8_encoders_give_64px_images_an_8x8_grid_and_are_inferred_from_a_checkpoint(tmp_path, arch, dim, depth,
+                                                                                           heads):
+    mae = create_mae(arch, img_size=64, decoder_depth=1, decoder_embed_dim=64, decoder_num_heads=4)
     path = tmp_path / "mae8.pth"
     save_checkpoint(path, mae.state_dict(), config=mae.config)
     model, info = init_encoder(str(path), arch=None, img_size=64, num_classes=0)
-    assert info["arch"] == "vit_tiny_patch8" and model.patch_embed.grid_size == (8, 8)
-    assert model.pos_embed.shape == (1, 65, 192)
+    assert info["arch"] == arch and model.patch_embed.grid_size == (8, 8)
+    assert model.pos_embed.shape == (1, 65, dim) and len(model.blocks) == depth
+    assert model.blocks[0].attn.num_heads == heads
 
 
 def test_build_vit_errors():
