@@ -141,6 +141,25 @@ def cmd_bench(args) -> int:
     return bench_main(_load("bench", args))
 
 
+def cmd_baseline(args) -> int:
+    from pathlib import Path
+    from mae_core.errors import MaeBenchError
+    from results.frame import load_records
+    from results.regression import write_baseline
+    from .tasks import primary_metrics
+    if args.sigmas <= 0 or args.floor < 0:
+        raise MaeBenchError(f"--sigmas must be > 0 and --floor >= 0, got {args.sigmas} and {args.floor}")
+    records = []
+    for folder in args.runs:
+        if not Path(folder).is_dir():
+            raise MaeBenchError(f"no such run folder: {folder}")
+        records += load_records(folder)
+    path = write_baseline(records, args.out, tolerance=args.floor, metrics=primary_metrics(), sigmas=args.sigmas)
+    print(f"wrote baseline {path} from {len(records)} runs in {len(args.runs)} folder(s): tolerance "
+          f"{args.sigmas:g} x the seed std of (new run - mean), at least {args.floor:g} points")
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .commands import tables
     tables(_load("tables", args), args.results, args.out)
@@ -232,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--tolerance", type=float, default=5.0,
                        help="with --update-baseline: allowed drop per metric, in points (default 5)")
     suite.set_defaults(func=cmd_suite)
+
+    base = sub.add_parser("baseline", help="a regression baseline from several seeds' runs, tolerances from their spread")
+    base.add_argument("runs", nargs="+", help="folders holding result.json files (e.g. suite runs with other seeds)")
+    base.add_argument("--out", required=True, help="baseline JSON to write (e.g. benchmarks/baselines/ci.json)")
+    base.add_argument("--sigmas", type=float, default=3.0, help="tolerance in standard deviations (default 3)")
+    base.add_argument("--floor", type=float, default=1.0, help="smallest tolerance, in points (default 1)")
+    base.set_defaults(func=cmd_baseline)
 
     sweep = sub.add_parser("sweep", help="one of the paper's ablations: a grid of pretrainings, their protocols, the table")
     sweep.add_argument("--name", required=True, help="sweep recipe (benchmarks/recipes/sweep/NAME.py, or a path), "

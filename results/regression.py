@@ -57,7 +57,13 @@ def measured_values(measured) -> pd.DataFrame:
     keys = [setting_key(r.task, r.protocol, r.init, r.arch, r.metric, r.blocks, r.blocks_part) for r in f.itertuples()]
     g = f.assign(key=keys).groupby("key", sort=True)
     return g.agg(task=("task", "first"), metric=("metric", "first"), value=("value", "mean"), runs=("value", "size"),
-                 data=("data", lambda d: "; ".join(sorted(set(d)))))
+                 std=("value", "std"), data=("data", lambda d: "; ".join(sorted(set(d)))))
+
+
+def spread_tolerance(std: float, runs: int, sigmas: float, floor: float) -> float:
+    """The drop a single new run may show: `sigmas` standard deviations of (new run - mean of `runs` runs), i.e.
+    sigmas * std * sqrt(1 + 1/runs), with `std` the runs' sample std (seed-to-seed spread); at least `floor`."""
+    return max(float(floor), float(sigmas) * float(std) * math.sqrt(1 + 1 / runs))
 
 
 @dataclass(frozen=True)
@@ -131,10 +137,11 @@ def report(regressions: list[Regression]) -> str:
     return "\n".join(f"regression: {r}" for r in regressions)
 
 
-def make_baseline(measured, tolerance: float | dict, metrics: dict | None) -> dict:
+def make_baseline(measured, tolerance: float | dict, metrics: dict | None, sigmas: float | None = None) -> dict:
     """A baseline from measured runs: each setting's mean value with `tolerance` (a number, or a dict
-    metric -> number). `metrics`: which metrics to keep per task (task -> names, as
-    `benchmarks.tasks.primary_metrics()`; None: all)."""
+    metric -> number). With `sigmas`, each setting's tolerance comes from its own seed spread instead
+    (`spread_tolerance`, `tolerance` then the floor; every setting needs >= 2 runs). `metrics`: which
+    metrics to keep per task (task -> names, as `benchmarks.tasks.primary_metrics()`; None: all)."""
     values = measured_values(measured)
     out = {}
     for key, row in values.iterrows():
@@ -143,14 +150,21 @@ def make_baseline(measured, tolerance: float | dict, metrics: dict | None) -> di
         tol = tolerance.get(row["metric"]) if isinstance(tolerance, dict) else tolerance
         if not _number(tol) or tol < 0:
             raise ResultError(f"tolerance for {row['metric']} must be a number >= 0, got {tol!r}")
-        out[key] = {"metric": row["metric"], "value": round(float(row["value"]), 4), "tolerance": float(tol),
-                    "runs": int(row["runs"]), "data": row["data"]}
+        entry = {"metric": row["metric"], "value": round(float(row["value"]), 4), "tolerance": float(tol),
+                 "runs": int(row["runs"]), "data": row["data"]}
+        if sigmas is not None:
+            if row["runs"] < 2:
+                raise ResultError(f"{key}: a tolerance from the seed spread needs >= 2 runs, found {row['runs']}")
+            entry["std"] = round(float(row["std"]), 4)
+            entry["tolerance"] = round(spread_tolerance(row["std"], int(row["runs"]), sigmas, tol), 4)
+        out[key] = entry
     return out
 
 
-def write_baseline(measured, path: str | Path, tolerance: float | dict, metrics: dict | None) -> Path:
+def write_baseline(measured, path: str | Path, tolerance: float | dict, metrics: dict | None,
+                   sigmas: float | None = None) -> Path:
     """`make_baseline` written atomically as JSON to `path`."""
-    baseline = make_baseline(measured, tolerance, metrics)
+    baseline = make_baseline(measured, tolerance, metrics, sigmas)
     if not baseline:
         raise ResultError("no measured metrics to write a baseline from")
     return write_json_atomic(path, baseline)

@@ -101,3 +101,37 @@ def test_malformed_baselines_are_refused(tmp_path, content, message):
         find_regressions(_runs(), path)
     with pytest.raises(ResultError, match="baseline file not found"):
         load_baseline(tmp_path / "nope.json")
+
+
+def test_tolerance_from_the_seed_spread():
+    import statistics
+    seeds = [41.0, 44.0, 45.5]
+    runs = [record("in1k_linear", "mae", {"top1": v}) for v in seeds]
+    base = make_baseline(runs, 0.5, metrics=primary_metrics(), sigmas=3.0)
+    entry = base["in1k_linear/mae/vit_tiny_patch16/top1"]
+    s = statistics.stdev(seeds)  # sample std, n - 1
+    assert entry["std"] == pytest.approx(s, abs=1e-4) and entry["runs"] == 3
+    assert entry["tolerance"] == pytest.approx(3.0 * s * (1 + 1 / 3) ** 0.5, abs=1e-4)
+    assert entry["value"] == pytest.approx(sum(seeds) / 3, abs=1e-4)
+    flat = make_baseline([record("in1k_linear", "mae", {"top1": 40.0})] * 2, 0.5, primary_metrics(), sigmas=3.0)
+    assert flat["in1k_linear/mae/vit_tiny_patch16/top1"]["tolerance"] == 0.5  # identical runs: the floor
+    with pytest.raises(ResultError, match=">= 2 runs"):
+        make_baseline(runs[:1], 0.5, primary_metrics(), sigmas=3.0)
+
+
+def test_baseline_command_reads_seed_folders_and_refuses_bad_input(tmp_path, capsys):
+    from benchmarks.cli import main
+    from results.record import write_result
+    for seed, value in enumerate([41.0, 44.0, 45.5]):
+        write_result(tmp_path / f"s{seed}" / "runs" / "in1k_linear" / "mae", record("in1k_linear", "mae", {"top1": value}))
+    out = tmp_path / "ci.json"
+    assert main(["baseline", *(str(tmp_path / f"s{i}") for i in range(3)), "--out", str(out), "--floor", "0.5"]) == 0
+    entry = load_baseline(out)["in1k_linear/mae/vit_tiny_patch16/top1"]
+    assert entry["runs"] == 3 and entry["tolerance"] == pytest.approx(3 * 2.29129 * (4 / 3) ** 0.5, abs=1e-3)
+    assert main(["baseline", str(tmp_path / "s0"), "--out", str(tmp_path / "one.json")]) == 1  # one run: no spread
+    assert main(["baseline", str(tmp_path / "nope"), "--out", str(tmp_path / "x.json")]) == 1
+    assert main(["baseline", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "y.json"),
+                 "--sigmas", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "needs >= 2 runs" in err and "no such run folder" in err and "--sigmas must be > 0" in err
+    assert "Traceback" not in err and not any((tmp_path / n).exists() for n in ("one.json", "x.json", "y.json"))
