@@ -1,4 +1,5 @@
 """`mae-bench demo`: the main job on synthetic data, start to finish: scenes, the `ci` suite, tables."""
+import json
 import time
 from pathlib import Path
 
@@ -7,13 +8,25 @@ from .config import load_recipe
 from .suite import DataPaths, run_suite
 
 
+def scenes_match(data: Path, suite) -> bool:
+    """Whether `data` holds the scenes this suite asks for (generator version, counts, size, seed); scenes of an
+    older generator or another size are regenerated, not reused."""
+    try:
+        meta = json.loads((data / "synth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = {"version": synth.VERSION, "n_train": suite.synth.n_train, "n_val": suite.synth.n_val,
+            "img_size": suite.img_size, "seed": suite.seed}
+    return isinstance(meta, dict) and all(meta.get(k) == v for k, v in want.items())
+
+
 def demo(cfg, out: str | Path) -> dict:
     """Generate the scenes, run the suite on them; returns the suite's result with the output paths."""
     out = Path(out)
     t0 = time.time()
     suite = load_recipe("suite", cfg.suite, dict(cfg.suite_overrides))
     data = out / "data"
-    if (data / "synth.json").exists():
+    if scenes_match(data, suite):
         print(f"synthetic scenes already in {data}")
     else:
         print(f"synthetic scenes ({suite.synth.n_train} train / {suite.synth.n_val} val, {suite.img_size} px) -> {data}")

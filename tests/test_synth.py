@@ -136,3 +136,20 @@ def test_bad_args(tmp_path, kw):
     with pytest.raises(ValueError):
         generate(tmp_path / "x", **args)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_demo_reuses_only_the_scenes_its_suite_asks_for(tmp_path):
+    from benchmarks.config import load_recipe
+    from benchmarks.demo import scenes_match
+    suite = load_recipe("suite", "tiny")
+    data = tmp_path / "data"
+    assert not scenes_match(data, suite)
+    generate(data, n_train=suite.synth.n_train, n_val=suite.synth.n_val, img_size=suite.img_size, seed=suite.seed,
+             progress=False)
+    assert scenes_match(data, suite)
+    meta = json.loads((data / "synth.json").read_text())
+    for key, other in (("version", "2"), ("n_train", 600), ("img_size", 48)):  # an older demo's scenes
+        (data / "synth.json").write_text(json.dumps({**meta, key: other}))
+        assert not scenes_match(data, suite)
+    (data / "synth.json").write_text("{oops")
+    assert not scenes_match(data, suite)
