@@ -135,3 +135,20 @@ def test_baseline_command_reads_seed_folders_and_refuses_bad_input(tmp_path, cap
     err = capsys.readouterr().err
     assert "needs >= 2 runs" in err and "no such run folder" in err and "--sigmas must be > 0" in err
     assert "Traceback" not in err and not any((tmp_path / n).exists() for n in ("one.json", "x.json", "y.json"))
+
+
+def test_seed_table_means_stds_and_the_standard_error_of_mae_minus_scratch(tmp_path):
+    import math
+    import statistics
+    from benchmarks.seed_table import markdown, seed_rows
+    from results.record import write_result
+    mae, scratch = [50.0, 54.0, 52.0], [20.0, 21.0, 25.0]
+    for seed in range(3):
+        for init, vals in (("mae", mae), ("scratch", scratch)):
+            write_result(tmp_path / f"s{seed}" / init, record("in1k_finetune", init, {"top1": vals[seed], "top5": 90.0}))
+    rows = seed_rows([tmp_path / f"s{s}" for s in range(3)])
+    assert [(r["setting"], r["metric"]) for r in rows] == [("in1k_finetune", "top1")]  # primary metrics only
+    assert rows[0]["mae"] == pytest.approx((52.0, statistics.stdev(mae), 3))
+    se = math.sqrt(statistics.stdev(mae) ** 2 / 3 + statistics.stdev(scratch) ** 2 / 3)
+    line = markdown(rows).splitlines()[-1]
+    assert f"+{52.0 - 22.0:.1f} | {30.0 / se:.1f} |" in line and "52.0 ± 2.0 (n=3)" in line
