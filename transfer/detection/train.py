@@ -9,8 +9,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from mae_core.checkpoint import read_checkpoint, save_checkpoint
-from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, adamw, amp_context, batch_plan, seed_all
+from mae_core.distributed import DistInfo
+from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
+from mae_core.hooks import PeriodicEval
+from mae_core.runner import session, wrap_ddp
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
@@ -20,28 +22,32 @@ from .model import build_model, param_groups
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
-def make_scheduler(optimizer, s: dict, total_updates: int, lr: float, min_lr: float):
-    """Per-update lr: linear warm-up over `warmup_iters` from lr x warmup_factor, then ViTDet's steps
-    (x0.1 at the `steps` fractions of training) or a half-cycle cosine to min_lr. Honours lr_scale."""
-    warmup = min(s["warmup_iters"], max(0, total_updates - 1))
-    common = dict(warmup_t=warmup, warmup_lr_init=lr * s["warmup_factor"], t_in_epochs=False)
-    if s["lr_schedule"] == "step":
-        return MultiStepLRScheduler(optimizer, decay_t=[int(f * total_updates) for f in s["steps"]], decay_rate=0.1,
-                                    warmup_prefix=False, **common)
-    if s["lr_schedule"] == "cosine":
+def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: int, warmup_factor: float,
+                   lr_schedule: str, milestones=(), min_lr: float = 0.0):
+    """Per-update lr, in iterations as detectron2's LRMultiplier: linear warm-up over `warmup_iters` from
+    lr x warmup_factor, then ViTDet's steps (x0.1 at each iteration of `milestones`) or a half-cycle cosine to
+    min_lr over all `total_updates`. Honours lr_scale."""
+    warmup = min(warmup_iters, max(0, total_updates - 1))
+    common = dict(warmup_t=warmup, warmup_lr_init=lr * warmup_factor, t_in_epochs=False)
+    if lr_schedule == "step":
+        return MultiStepLRScheduler(optimizer, decay_t=list(milestones), decay_rate=0.1, warmup_prefix=False, **common)
+    if lr_schedule == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_updates), lr_min=min_lr, cycle_limit=1, **common)
-    raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {s['lr_schedule']!r}")
+    raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {lr_schedule!r}")
+
+
+def milestones(s: dict, total_updates: int) -> list[int]:
+    """The iterations of ViTDet's x0.1 steps: the recipe gives them as fractions of training (`schedule.steps`,
+    163,889 / 184,375 and 177,546 / 184,375 in the paper's), so that they follow its length in epochs."""
+    return [int(f * total_updates) for f in s["steps"]]
 
 
 def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
                   eval_only: bool = False, weights: str | None = None) -> dict:
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
-    dist = init_distributed(cfg["runtime"]["device"])
-    try:
+    with session(cfg["runtime"]) as dist:
         return _run(cfg, init, arch, data, Path(out), resume, dist, weights)
-    finally:
-        shutdown(dist)
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
@@ -88,7 +94,6 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                 print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
             cfg = {**cfg, "model": saved}
     m = cfg["model"]
-    seed_all(r["seed"])
     root, name = resolve_root(data)
     train_set, val_set = _datasets(cfg, root, train=weights is None)
     model, info = build_model(m, init, arch, len(val_set.cat_ids))
@@ -130,18 +135,20 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
 
     updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
+    total = updates * s["epochs"]
     lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
     depth = len(model.backbone.net.blocks)
     groups = param_groups(model, o["weight_decay"], o["layer_decay"], depth, o["weight_decay_norm"], o["zero_decay"])
     optimizer = adamw(groups, lr=lr, betas=o["betas"])
-    ddp = model
-    if dist.enabled:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
-                    accum_iter=s["accum_iter"], amp=r["amp"], clip_grad=o["clip_grad"], seed=r["seed"],
-                    save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"], desc=cfg["task"],
-                    module=model, config=config)
-    engine.scheduler = make_scheduler(optimizer, s, engine.total_updates, lr, o["min_lr"])
+    steps = milestones(s, total) if s["lr_schedule"] == "step" else []
+    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=s["warmup_iters"],
+                               warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
+                               min_lr=o["min_lr"])
+    tally = LossTally()
+    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
+                                total_updates=total, updates_per_epoch=updates, desc=cfg["task"], module=model,
+                                config=config,
+                                hooks=[tally, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
     engine.resume(resume)
 
     def loader(epoch):
@@ -152,44 +159,48 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
                           num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
 
-    tally = {"unreadable": 0, "losses": dict.fromkeys(LOSS_NAMES, 0.0), "steps": 0}
-
     def step(net, batch):
         images, targets, bad = batch
-        tally["unreadable"] += bad
+        tally.unreadable += bad
         if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
             return sum(p.sum() * 0 for p in model.parameters() if p.requires_grad), 0
         images = [im.to(dist.device, non_blocking=True) for im in images]
         targets = [{k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
                    for t in targets]
         losses = net(images, targets)
-        for k, v in losses.items():
-            tally["losses"][k] = tally["losses"].get(k, 0.0) + float(v.detach())
-        tally["steps"] += 1
+        tally.add(losses)
         return sum(losses.values()), len(images)
-
-    def on_epoch_end(epoch):
-        stats = {k: v / max(1, tally["steps"]) for k, v in tally["losses"].items()}
-        tally["losses"], tally["steps"] = dict.fromkeys(LOSS_NAMES, 0.0), 0
-        if tally["unreadable"]:
-            stats["skipped_samples"] = tally["unreadable"]
-        if epoch + 1 == s["epochs"] or (epoch + 1) % r["eval_every"] == 0:
-            stats.update(evaluate())
-        return stats
 
     if dist.is_main:
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
-              f"{updates * s['epochs']} updates, {info['params']:,} parameters")
+              f"{total} updates" + (f" (x0.1 at {', '.join(map(str, steps))})" if steps else "")
+              + f", {info['params']:,} parameters")
         for split, ds in (("train", train_set), ("val", val_set)):
             if any(ds.skipped.values()):
                 print(f"note: {split} skipped {ds._skip_text()}")
-    stats = engine.fit(loader, step, on_epoch_end)
+    stats = engine.fit(loader, step)  # a resumed finished run evaluates once more
     if dist.is_main:
         save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
-    if engine.start_epoch >= s["epochs"]:  # resumed a finished run: evaluate once more
-        stats = evaluate()
     metrics = {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}
     dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                   skipped_samples=tally["unreadable"])
+                   skipped_samples=tally.unreadable)
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+
+
+class LossTally(Hook):
+    """Each loss term's mean over the epoch, and the training images skipped as unreadable, in the epoch's stats."""
+
+    def __init__(self):
+        self.unreadable, self.losses, self.steps = 0, dict.fromkeys(LOSS_NAMES, 0.0), 0
+
+    def add(self, losses: dict) -> None:
+        for k, v in losses.items():
+            self.losses[k] = self.losses.get(k, 0.0) + float(v.detach())
+        self.steps += 1
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        stats.update({k: v / max(1, self.steps) for k, v in self.losses.items()})
+        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
+        if self.unreadable:
+            stats["skipped_samples"] = self.unreadable
