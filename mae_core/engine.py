@@ -26,7 +26,7 @@ from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from .atomic import atomic_write, copy_atomic
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import load_strict, read_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .errors import MaeBenchError
 
@@ -264,11 +264,7 @@ class Engine:
         ckpt = read_checkpoint(path)
         if "model" not in ckpt:
             raise MaeBenchError(f"cannot resume from {path}: it holds no 'model' weights")
-        try:
-            self.module.load_state_dict(ckpt["model"], strict=True)
-        except RuntimeError as e:
-            detail = " ".join(str(e).split())[:300]
-            raise MaeBenchError(f"cannot resume from {path}: it does not match this model ({detail})") from None
+        load_strict(self.module, ckpt["model"], path, "the model this run trains")
         if ckpt.get("optimizer"):
             try:
                 self.optimizer.load_state_dict(ckpt["optimizer"])

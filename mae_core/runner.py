@@ -4,8 +4,10 @@ from contextlib import contextmanager
 
 import torch
 
+from .checkpoint import read_checkpoint
 from .distributed import DistInfo, init_distributed, shutdown
 from .engine import seed_all
+from .errors import MaeBenchError
 
 
 @contextmanager
@@ -30,3 +32,18 @@ def wrap_ddp(model: torch.nn.Module, dist: DistInfo, compile: bool = False) -> t
     if compile:
         net = torch.compile(net)
     return net
+
+
+def read_trained(path: str, task: str) -> dict:
+    """The checkpoint `--eval-only --weights PATH` names: the model_final.pth a `mae-bench run --task <task>`
+    wrote (its config names the task), read once."""
+    ckpt = read_checkpoint(path)
+    config = ckpt.get("config")
+    made_by = config.get("task") if isinstance(config, dict) else None
+    if made_by != task:
+        what = f"a {made_by} model" if made_by else "not a model trained by mae-bench run"
+        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task {task} needs the model_final.pth "
+                            f"of a {task} run")
+    if "model" not in ckpt:
+        raise MaeBenchError(f"{path} holds no 'model' weights")
+    return ckpt

@@ -3,16 +3,15 @@ from pathlib import Path
 
 import torch
 import torch.distributed as tdist
-import torch.nn as nn
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from mae_core.checkpoint import read_checkpoint, save_checkpoint
+from mae_core.checkpoint import load_strict, save_checkpoint
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
 from mae_core.hooks import PeriodicEval
-from mae_core.runner import session, wrap_ddp
+from mae_core.runner import read_trained, session, wrap_ddp
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
@@ -63,30 +62,9 @@ def _datasets(cfg: dict, root: Path, train: bool):
     return train_set, val_set
 
 
-def _read_trained(path: str, task: str) -> dict:
-    """A detector `mae-bench run --task <task>` trained (its model_final.pth), read once."""
-    ckpt = read_checkpoint(path)
-    config = ckpt.get("config")
-    made_by = config.get("task") if isinstance(config, dict) else None
-    if made_by != task:
-        what = f"a {made_by} model" if made_by else "not a model trained by mae-bench run"
-        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task {task} needs the model_final.pth "
-                            f"of a {task} run")
-    if "model" not in ckpt:
-        raise MaeBenchError(f"{path} holds no 'model' weights")
-    return ckpt
-
-
-def _load_weights(model: nn.Module, ckpt: dict, path: str) -> None:
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise MaeBenchError(f"{path} does not fit this detector ({' '.join(str(e).split())[:300]})") from None
-
-
 def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
     d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    trained = _read_trained(weights, cfg["task"]) if weights else None
+    trained = read_trained(weights, cfg["task"]) if weights else None
     if trained:  # evaluate the detector as it was trained, whatever this recipe's model section says
         saved = trained["config"].get("recipe", {}).get("model")
         if isinstance(saved, dict):
@@ -127,7 +105,7 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
     if weights:
-        _load_weights(model, trained, weights)
+        load_strict(model, trained["model"], weights, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()

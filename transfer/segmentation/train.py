@@ -8,12 +8,12 @@ import torch.nn as nn
 from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
-from mae_core.checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from mae_core.checkpoint import atomic_write, load_strict, save_checkpoint
 from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, adamw
 from mae_core.hooks import Counter, PeriodicEval
-from mae_core.runner import session, wrap_ddp
+from mae_core.runner import read_trained, session, wrap_ddp
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from transfer.encoder import init_encoder
@@ -51,18 +51,13 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
 
 
 def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter, dict, dict]:
-    ckpt = read_checkpoint(weights)
-    conf = ckpt.get("config") or {}
-    if conf.get("task") != task or "model" not in ckpt:
-        raise MaeBenchError(f"{weights} is not an {task} model (expected RUN/model_final.pth of a segmentation run)")
+    ckpt = read_trained(weights, task)
+    conf = ckpt["config"]
     if conf["num_classes"] != num_classes:
         raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
     recipe = conf["recipe"]
     model, _ = build_segmenter(recipe["model"], recipe["model"]["img_size"], "scratch", conf["arch"], num_classes)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise MaeBenchError(f"{weights} does not fit its own recipe's segmenter ({' '.join(str(e).split())[:200]})") from None
+    load_strict(model, ckpt["model"], weights, "its own recipe's segmenter")
     info = dict(conf.get("init") or {"kind": "scratch", "ckpt": None}, weights=str(weights))
     return model, info, recipe
 
