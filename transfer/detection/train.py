@@ -62,30 +62,22 @@ def _datasets(cfg: dict, root: Path, train: bool):
     return train_set, val_set
 
 
-def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
-    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    trained = read_trained(weights, cfg["task"]) if weights else None
-    if trained:  # evaluate the detector as it was trained, whatever this recipe's model section says
-        saved = trained["config"].get("recipe", {}).get("model")
-        if isinstance(saved, dict):
-            if saved != cfg["model"] and dist.is_main:
-                print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
-            cfg = {**cfg, "model": saved}
-    m = cfg["model"]
-    root, name = resolve_root(data)
-    train_set, val_set = _datasets(cfg, root, train=weights is None)
-    model, info = build_model(m, init, arch, len(val_set.cat_ids))
-    model.to(dist.device)
-    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
-              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    autocast = amp_context(dist.device, r["eval_amp"])[0]  # detectron2 evaluates in float32
-    val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
-                            collate_fn=collate, num_workers=d["num_workers"])
+class CocoEvaluator:
+    """`evaluate() -> metrics`: the detector's predictions on val (each process its shard, gathered on rank 0),
+    written as RUN/coco_instances_results.json and scored by pycocotools (rank 0; other ranks get {})."""
 
-    def evaluate() -> dict:
-        bar = tqdm(total=len(val_loader.dataset), desc="coco eval", leave=False,
+    def __init__(self, model, val_set: CocoInstances, cfg: dict, dist: DistInfo, out: Path):
+        self.model, self.val_set, self.dist, self.out = model, val_set, dist, out
+        self.autocast = amp_context(dist.device, cfg["runtime"]["eval_amp"])[0]  # detectron2 evaluates in float32
+        self.loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)),
+                                 batch_size=cfg["schedule"]["eval_batch_size"], collate_fn=collate,
+                                 num_workers=cfg["data"]["num_workers"])
+
+    def __call__(self) -> dict:
+        dist = self.dist
+        bar = tqdm(total=len(self.loader.dataset), desc="coco eval", leave=False,
                    disable=None if dist.is_main else True)  # None: off when stderr is no terminal
-        results, ids, dropped = predict(model, val_loader, dist.device, val_set.cat_ids, autocast, bar)
+        results, ids, dropped = predict(self.model, self.loader, dist.device, self.val_set.cat_ids, self.autocast, bar)
         bar.close()
         if dist.enabled:
             parts = [None] * dist.world_size if dist.is_main else None
@@ -94,13 +86,63 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                 return {}
             results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
                                      sum(p[2] for p in parts))
-        write_results(out / RESULTS_FILE, results)
-        metrics = coco_eval(val_set.coco, results, ids)
+        write_results(self.out / RESULTS_FILE, results)
+        metrics = coco_eval(self.val_set.coco, results, ids)
         if dropped:
             metrics["eval_unreadable_images"] = dropped
         print("coco eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("AP", "AP50"))))
         return metrics
 
+
+class DetectionStep(Hook):
+    """`step(net, batch) -> (loss, n)`: the sum of Mask R-CNN's losses; as a hook, each loss term's mean over the
+    epoch and the training images skipped as unreadable, in the epoch's stats."""
+
+    def __init__(self, model, device: str):
+        self.model, self.device = model, device
+        self.unreadable, self.losses, self.steps = 0, dict.fromkeys(LOSS_NAMES, 0.0), 0
+
+    def __call__(self, net, batch):
+        images, targets, bad = batch
+        self.unreadable += bad
+        if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
+            return sum(p.sum() * 0 for p in self.model.parameters() if p.requires_grad), 0
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+                   for t in targets]
+        losses = net(images, targets)
+        for k, v in losses.items():
+            self.losses[k] = self.losses.get(k, 0.0) + float(v.detach())
+        self.steps += 1
+        return sum(losses.values()), len(images)
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        stats.update({k: v / max(1, self.steps) for k, v in self.losses.items()})
+        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
+        if self.unreadable:
+            stats["skipped_samples"] = self.unreadable
+
+
+def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> dict:
+    """The recipe with the model section `weights` was trained with (evaluated as it was trained)."""
+    saved = trained["config"].get("recipe", {}).get("model")
+    if not isinstance(saved, dict):
+        return cfg
+    if saved != cfg["model"] and dist.is_main:
+        print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
+    return {**cfg, "model": saved}
+
+
+def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
+    trained = read_trained(weights, cfg["task"]) if weights else None
+    if trained:
+        cfg = _weights_recipe(cfg, trained, weights, dist)
+    d = cfg["data"]
+    root, name = resolve_root(data)
+    train_set, val_set = _datasets(cfg, root, train=weights is None)
+    model, info = build_model(cfg["model"], init, arch, len(val_set.cat_ids))
+    model.to(dist.device)
+    evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
     dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
                "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
@@ -110,8 +152,18 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()
         info["weights"] = str(weights)
-        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+    else:
+        metrics, skipped = _train(cfg, model, info, train_set, val_set, evaluate, root, out, resume, dist)
+        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
+                       skipped_samples=skipped)
+    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
 
+
+def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resume, dist: DistInfo):
+    """Train the detector on the engine; returns (bbox_/segm_ metrics of the last evaluation, images skipped)."""
+    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
+    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
+              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
     updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
     total = updates * s["epochs"]
     lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
@@ -122,11 +174,11 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=s["warmup_iters"],
                                warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
                                min_lr=o["min_lr"])
-    tally = LossTally()
+    step = DetectionStep(model, dist.device)
     engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
                                 total_updates=total, updates_per_epoch=updates, desc=cfg["task"], module=model,
                                 config=config,
-                                hooks=[tally, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
+                                hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
     engine.resume(resume)
 
     def loader(epoch):
@@ -136,18 +188,6 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         sampler.set_epoch(epoch)
         return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
                           num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
-
-    def step(net, batch):
-        images, targets, bad = batch
-        tally.unreadable += bad
-        if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
-            return sum(p.sum() * 0 for p in model.parameters() if p.requires_grad), 0
-        images = [im.to(dist.device, non_blocking=True) for im in images]
-        targets = [{k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
-                   for t in targets]
-        losses = net(images, targets)
-        tally.add(losses)
-        return sum(losses.values()), len(images)
 
     if dist.is_main:
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
@@ -160,25 +200,4 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     stats = engine.fit(loader, step)  # a resumed finished run evaluates once more
     if dist.is_main:
         save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
-    metrics = {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}
-    dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                   skipped_samples=tally.unreadable)
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
-
-
-class LossTally(Hook):
-    """Each loss term's mean over the epoch, and the training images skipped as unreadable, in the epoch's stats."""
-
-    def __init__(self):
-        self.unreadable, self.losses, self.steps = 0, dict.fromkeys(LOSS_NAMES, 0.0), 0
-
-    def add(self, losses: dict) -> None:
-        for k, v in losses.items():
-            self.losses[k] = self.losses.get(k, 0.0) + float(v.detach())
-        self.steps += 1
-
-    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
-        stats.update({k: v / max(1, self.steps) for k, v in self.losses.items()})
-        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
-        if self.unreadable:
-            stats["skipped_samples"] = self.unreadable
+    return {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}, step.unreadable
