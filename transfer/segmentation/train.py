@@ -63,23 +63,53 @@ def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter,
 
 
 def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> dict:
-    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
+    d = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
     val_set = ADE20KDataset(root, "val", d, num_classes, train=False, subset=d["val_subset"])
     preds_dir = out / "preds" if save_preds else None  # every process writes the maps of its own shard
     dataset = {"name": name, "root": str(root), "split": "val", "subset": d["subset"], "val_subset": d["val_subset"],
                "num_classes": num_classes, "val_images": len(val_set)}
-
     if eval_only:
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
         res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
-        _write_per_class(out, res, dist)
-        return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
-                "dataset": dataset}
+    else:
+        train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
+                                  crop=cfg["model"]["img_size"])
+        res, info, skipped = _train(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dist)
+        dataset.update(train_images=len(train_set), skipped_samples=skipped)
+    _write_per_class(out, res, dist)
+    return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
+            "dataset": dataset}
 
-    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"], crop=m["img_size"])
+
+class SegEval:
+    """`evaluate(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
+    `preds_dir` with --save-preds); the full result of the latest (per-class IoU and Acc) stays in `result`."""
+
+    def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, skipped: Counter, dist: DistInfo):
+        self.model, self.val_set, self.cfg, self.num_classes = model, val_set, cfg, num_classes
+        self.preds_dir, self.skipped, self.dist = preds_dir, skipped, dist
+        self.result: dict = {}
+
+    def __call__(self, epoch: int, last: bool) -> dict:
+        s = self.cfg["schedule"]
+        self.result = evaluate(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
+                               preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"])
+        stats = _main_metrics(self.result)
+        if self.skipped.value:
+            stats["skipped_samples"] = self.skipped.value
+        if self.dist.is_main:
+            print(f"iter {(epoch + 1) * s['eval_interval']}/{s['iters']}: mIoU {stats['mIoU']:.2f} "
+                  f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
+        return stats
+
+
+def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Path, resume, preds_dir,
+           dist: DistInfo) -> tuple[dict, dict, int]:
+    """Train the segmenter on the engine; returns (the last evaluation, init info, training samples skipped)."""
+    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
     model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
     model.to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)
@@ -92,25 +122,12 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
     skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
-    final = {}
-
-    def evaluate_val(epoch: int, last: bool) -> dict:
-        res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir if last else None,
-                       num_workers=d["num_workers"])
-        final.update(res)
-        stats = _main_metrics(res)
-        if skipped.value:
-            stats["skipped_samples"] = skipped.value
-        if dist.is_main:
-            print(f"iter {(epoch + 1) * s['eval_interval']}/{s['iters']}: mIoU {stats['mIoU']:.2f} "
-                  f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
-        return stats
-
+    val = SegEval(model, val_set, cfg, num_classes, preds_dir, skipped, dist)
     # iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th) an evaluation every
     # `eval_interval` of them; the engine's epoch is that interval
     engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
                                 total_updates=s["iters"], updates_per_epoch=s["eval_interval"], desc=cfg["task"],
-                                module=model, config=config, hooks=[skipped, PeriodicEval(evaluate_val, r["eval_every"])])
+                                module=model, config=config, hooks=[skipped, PeriodicEval(val, r["eval_every"])])
     engine.resume(resume)
     engine.log.write(**linear)
     per_rank, per_epoch = s["batch_size"], s["eval_interval"]
@@ -135,10 +152,7 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
     engine.fit(loader, step)  # a resumed finished run evaluates once more
     if dist.is_main:
         save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=engine.epochs - 1, config=config)
-        _write_per_class(out, final, dist)
-    dataset.update(train_images=len(train_set), skipped_samples=skipped.value)
-    return {"metrics": _main_metrics(final), "init": info, "arch": info["arch"], "device": dist.device,
-            "dataset": dataset}
+    return val.result, info, skipped.value
 
 
 def _main_metrics(res: dict) -> dict:
