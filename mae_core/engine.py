@@ -219,6 +219,11 @@ class Engine:
                    clip_grad=o.get("clip_grad"), seed=r["seed"], save_every=r["save_every"],
                    keep_last=r["keep_last"], log_every=r["log_every"], tensorboard=r.get("tensorboard", False), **kw)
 
+    def note(self, record: dict) -> None:
+        """A record in log.jsonl beside the training's (e.g. a choice made at start-up); after `resume`, which
+        rewinds the log."""
+        self.log.write(**record)
+
     @property
     def extra_state(self) -> dict:
         """What a checkpoint keeps beside the weights: the resumed checkpoint's, updated by every hook's state."""

@@ -66,7 +66,7 @@ def _pretrain(cfg, data: Path, out: Path, resume, dist: DistInfo) -> dict:
                                 dist=dist, run_dir=out, total_updates=s["epochs"] * updates, updates_per_epoch=updates,
                                 config=config, desc="pretrain")
     engine.resume(resume)
-    engine.log.write(**linear)
+    engine.note(linear)
     if dist.is_main:
         print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
               f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")

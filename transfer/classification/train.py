@@ -288,7 +288,7 @@ def _run(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo
                                         "num_classes": train_set.num_classes, "classes": train_set.classes,
                                         "global_pool": m["global_pool"], "recipe": cfg})
     engine.resume(resume)
-    engine.log.write(**linear)
+    engine.note(linear)
     step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
     if dist.is_main:
         print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "

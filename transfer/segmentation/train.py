@@ -129,7 +129,7 @@ def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Pat
                                 total_updates=s["iters"], updates_per_epoch=s["eval_interval"], desc=cfg["task"],
                                 module=model, config=config, hooks=[skipped, PeriodicEval(val, r["eval_every"])])
     engine.resume(resume)
-    engine.log.write(**linear)
+    engine.note(linear)
     per_rank, per_epoch = s["batch_size"], s["eval_interval"]
 
     def loader(epoch):
