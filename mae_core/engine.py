@@ -281,6 +281,9 @@ class Engine:
         self._resumed_state = dict(ckpt.get("extra_state") or {})
         for hook in self.hooks:
             hook.load_state_dict(self._resumed_state)
+        for hook in self.hooks:  # what a hook holds now is its own (and need not be held twice: EMA's raw weights)
+            for key in hook.state_dict():
+                self._resumed_state.pop(key, None)
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.log.rewind(int(ckpt["epoch"]))
         self.log.write(type="resume", epoch=int(ckpt["epoch"]), checkpoint=str(path))
