@@ -1,33 +1,29 @@
 """The one layer-decay builder (mae_core.param_groups) gives every task the parameter groups its own builder gave:
 the same (lr_scale, weight_decay) for every parameter and, for the recipes' settings, the same groups in the same
 order (so the optimiser state of a checkpoint written before still loads). The references below are the task
-builders as they were, kept verbatim."""
+builders as they were (classification's with the official layer rule of test_classification_protocols)."""
 import pytest
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 
+from tests.test_classification_protocols import official_layer_id
+from tests.test_detection_protocol import _detector
 from transfer.classification.heads import finetune_head, set_trainable
 from transfer.classification.optim import param_groups_lrd
-from transfer.detection.model import _TORCH_NORMS, build_detector, build_vit as build_det_vit, param_groups
+from transfer.detection.model import _TORCH_NORMS, param_groups
 from transfer.encoder import build_vit
 from transfer.segmentation.backbone import ViTBackbone
 from transfer.segmentation.model import Segmenter
 
 
 def ref_classification(model, weight_decay, no_weight_decay_list=(), layer_decay=0.75):
-    def layer_id(name, depth):
-        if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
-            return 0
-        if name.startswith("blocks."):
-            return int(name.split(".")[1]) + 1
-        return depth + 1
     depth = len(model.blocks)
     groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim == 1 or name in no_weight_decay_list
-        lid = layer_id(name, depth)
+        lid = official_layer_id(name, depth + 1)
         group = groups.setdefault((lid, no_decay), {"lr_scale": layer_decay ** (depth + 1 - lid),
                                                     "weight_decay": 0.0 if no_decay else weight_decay, "params": []})
         group["params"].append(p)
@@ -120,17 +116,11 @@ def test_classification_groups_unchanged(wd, decay, recipe, pool, blocks):
     check(param_groups_lrd(model, wd, **kw), ref_classification(model, wd, **kw), model, same_groups=wd != 0)
 
 
-DET = dict(img_size=128, pretrain_img_size=64, drop_path=0.0, window_size=4, use_rel_pos=True, fpn_channels=16,
-           anchor_sizes=(16, 32, 64, 128, 256), head_channels=16, box_convs=1, box_fc=32, mask_convs=1,
-           rpn=dict(pre_nms_train=200, pre_nms_test=100, post_nms_train=50, post_nms_test=40, batch_per_image=32),
-           roi_batch_per_image=16, score_thresh=0.0, detections_per_image=10, head_init="detectron2")
-
-
 # coco_det base (ViT-B), paper_large, paper_huge (weight_decay_norm None, no zero_decay), then layer decay 1
 @pytest.mark.parametrize("decay, wd_norm, zero, recipe", [(0.7, 0.0, ("pos_embed",), True), (0.8, 0.0, ("pos_embed",), True),
                                                           (0.9, None, (), True), (1.0, 0.0, ("pos_embed",), False)])
 def test_detection_groups_unchanged(decay, wd_norm, zero, recipe):
-    model = build_detector(DET, build_det_vit(DET, "vit_tiny_patch16"), num_classes=3)
+    model = _detector()
     depth = len(model.backbone.net.blocks)
     got = param_groups(model, 0.1, decay, depth, wd_norm, zero)
     # layer decay 1: detectron2 merged all layers of equal settings into one group; now one group per layer
