@@ -249,6 +249,16 @@ def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
         raise MaeBenchError(f"checkpoint {path} does not fit {what} ({'; '.join(problems)})")
 
 
+def load_strict(module: torch.nn.Module, state_dict: dict, path, what: str) -> None:
+    """`module.load_state_dict(state_dict, strict=True)`, or one line naming the missing, unexpected and
+    mis-shaped keys: "checkpoint PATH does not fit WHAT (...)"."""
+    _check_fit(module.state_dict(), state_dict, path, what)
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:  # keys and shapes fit; e.g. a tensor that cannot be copied
+        raise MaeBenchError(f"checkpoint {path} does not fit {what} ({' '.join(str(e).split())[:300]})") from None
+
+
 _PRETRAIN_KEYS = {"model": ("mask_ratio", "mask_strategy", "mask_tokens_in_encoder", "norm_pix_loss", "decoder_depth",
                              "decoder_embed_dim", "img_size"),
                    "schedule": ("epochs", "batch_size", "accum_iter"), "data": ("augment", "subset")}

@@ -1,8 +1,14 @@
-"""The shared training engine: fused AdamW, per-iteration schedules, AMP, gradient
+"""The shared training engine: fused AdamW, per-update lr schedules, AMP, gradient
 accumulation, DDP, atomic checkpoints with exact resume, JSONL logs and progress bars.
 
 Pretraining and every downstream task drive the same `Engine.fit`; they supply a
-`step_fn(model, batch) -> (loss, n_images)` and a loader factory per epoch.
+`step_fn(model, batch) -> (loss, n_images)`, a loader factory per epoch, the lr scheduler (built by the
+task, in optimiser updates) and hooks (evaluation, best checkpoint, EMA: `mae_core.hooks`).
+
+Training is `total_updates` optimiser updates cut into epochs of `updates_per_epoch`: after each epoch the
+hooks run, a log record is written and a checkpoint saved. An epoch is a pass over the data for the
+epoch-based protocols, and `eval_interval` iterations for an iteration-based one (ADE20K), as mmengine's
+`IterBasedTrainLoop` checkpoints and validates every `val_interval` iterations.
 """
 import json
 import logging
@@ -20,7 +26,7 @@ from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from .atomic import atomic_write, copy_atomic
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import load_strict, read_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier
 from .errors import MaeBenchError
 
@@ -85,6 +91,13 @@ def cosine_schedule(optimizer, total_updates: int, warmup_updates: int, min_lr: 
                                  t_in_epochs=False, cycle_limit=1)
 
 
+def epoch_cosine_schedule(optimizer, epochs: int, updates_per_epoch: int, warmup_epochs: float,
+                          min_lr: float = 0.0) -> CosineLRScheduler:
+    """`cosine_schedule` for a recipe that counts in epochs: warm-up of round(warmup_epochs x updates_per_epoch)
+    updates, then cosine over the rest of epochs x updates_per_epoch."""
+    return cosine_schedule(optimizer, epochs * updates_per_epoch, int(round(warmup_epochs * updates_per_epoch)), min_lr)
+
+
 def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, min_lr: float = 0.0) -> float:
     """The schedule in closed form (what `cosine_schedule` must equal)."""
     if update < warmup:
@@ -146,33 +159,78 @@ def amp_context(device: str, amp: str):
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-class Engine:
-    """Runs epochs of a model under DDP/AMP/accumulation with checkpoints and logs in `run_dir`."""
+class Hook:
+    """A piece of a run that the engine calls at fixed points (detectron2's HookBase): after every optimiser
+    update (EMA), after every epoch (evaluation, best checkpoint: it may add metrics to the epoch's `stats`,
+    which are logged), and state a checkpoint keeps under `extra_state` so that a resumed run continues it."""
 
-    def __init__(self, model, optimizer, *, run_dir, dist: DistInfo, epochs: int, updates_per_epoch: int,
-                 warmup_epochs: float = 0, min_lr: float = 0.0, accum_iter: int = 1, amp: str = "none",
-                 clip_grad: float | None = None, seed: int = 0, save_every: int = 1, keep_last: int = 2,
-                 log_every: int = 20, config: dict | None = None, tensorboard: bool = False, desc: str = "train",
-                 module: torch.nn.Module | None = None, on_update=None):
+    def after_update(self, engine: "Engine") -> None:
+        pass
+
+    def after_epoch(self, engine: "Engine", epoch: int, stats: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Engine:
+    """Runs `total_updates` optimiser updates of a model, in epochs of `updates_per_epoch`, under
+    DDP/AMP/accumulation with checkpoints and logs in `run_dir`. `scheduler` sets the lr of every update
+    (`step_update(update)`, timm's interface; None: the optimiser's lr throughout)."""
+
+    def __init__(self, model, optimizer, *, scheduler, run_dir, dist: DistInfo, total_updates: int,
+                 updates_per_epoch: int, accum_iter: int = 1, amp: str = "none", clip_grad: float | None = None,
+                 seed: int = 0, save_every: int = 1, keep_last: int = 2, log_every: int = 20,
+                 config: dict | None = None, tensorboard: bool = False, desc: str = "train",
+                 module: torch.nn.Module | None = None, hooks=()):
+        if updates_per_epoch < 1 or total_updates % updates_per_epoch:
+            raise MaeBenchError(f"{total_updates} updates do not split into epochs of {updates_per_epoch}")
         self.model, self.optimizer, self.dist = model, optimizer, dist
         self.module = module if module is not None else unwrap(model)  # what checkpoints hold
-        self.on_update = on_update  # called after every optimiser step (EMA)
+        self.hooks = list(hooks)
         self.run_dir = Path(run_dir)
-        self.epochs, self.updates_per_epoch, self.accum_iter = epochs, updates_per_epoch, accum_iter
-        self.total_updates = epochs * updates_per_epoch
-        self.scheduler = cosine_schedule(optimizer, self.total_updates,
-                                         int(round(warmup_epochs * updates_per_epoch)), min_lr)
+        self.total_updates, self.updates_per_epoch, self.accum_iter = total_updates, updates_per_epoch, accum_iter
+        self.epochs = total_updates // updates_per_epoch
+        self.scheduler = scheduler
         self.autocast, self.scaler = amp_context(dist.device, amp)
         self.clip_grad, self.seed = clip_grad, seed
         self.save_every, self.keep_last, self.log_every = save_every, keep_last, log_every
         self.config = config or {}
         self.desc = desc
         self.start_epoch = 0
-        self.extra_state: dict = {}  # task state that must survive a resume (best metric, EMA weights)
+        self._resumed_state: dict = {}  # extra_state read on resume, kept in later checkpoints
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = JsonlLogger(self.run_dir / "log.jsonl" if dist.is_main else None)
         self.tb = self._tensorboard() if tensorboard and dist.is_main else None
+
+    @classmethod
+    def from_recipe(cls, cfg: dict, model, optimizer, scheduler, *, dist: DistInfo, run_dir, total_updates: int,
+                    updates_per_epoch: int, **kw) -> "Engine":
+        """An engine with the settings every recipe spells the same way: runtime.{amp, seed, save_every,
+        keep_last, log_every, tensorboard}, optim.clip_grad, schedule.accum_iter (absent: off / 1)."""
+        r, o, s = cfg["runtime"], cfg["optim"], cfg["schedule"]
+        return cls(model, optimizer, scheduler=scheduler, run_dir=run_dir, dist=dist, total_updates=total_updates,
+                   updates_per_epoch=updates_per_epoch, accum_iter=s.get("accum_iter", 1), amp=r["amp"],
+                   clip_grad=o.get("clip_grad"), seed=r["seed"], save_every=r["save_every"],
+                   keep_last=r["keep_last"], log_every=r["log_every"], tensorboard=r.get("tensorboard", False), **kw)
+
+    def note(self, record: dict) -> None:
+        """A record in log.jsonl beside the training's (e.g. a choice made at start-up); after `resume`, which
+        rewinds the log."""
+        self.log.write(**record)
+
+    @property
+    def extra_state(self) -> dict:
+        """What a checkpoint keeps beside the weights: the resumed checkpoint's, updated by every hook's state."""
+        state = dict(self._resumed_state)
+        for hook in self.hooks:
+            state.update(hook.state_dict())
+        return state
 
     def _tensorboard(self):
         try:
@@ -189,8 +247,9 @@ class Engine:
         """checkpoint-last.pth every epoch; checkpoint-<epoch>.pth every `save_every` (keep `keep_last`)."""
         if not self.dist.is_main:
             return
+        extra_state = self.extra_state
         state = dict(optimizer=self.optimizer, epoch=epoch, scaler=self.scaler, config=self.config,
-                     extra={"extra_state": self.extra_state} if self.extra_state else None)
+                     extra={"extra_state": extra_state} if extra_state else None)
         save_checkpoint(self.checkpoint_path(), self.module.state_dict(), **state)
         if (epoch + 1) % self.save_every == 0 or epoch + 1 == self.epochs:
             copy_atomic(self.checkpoint_path(), self.checkpoint_path(epoch))
@@ -210,11 +269,7 @@ class Engine:
         ckpt = read_checkpoint(path)
         if "model" not in ckpt:
             raise MaeBenchError(f"cannot resume from {path}: it holds no 'model' weights")
-        try:
-            self.module.load_state_dict(ckpt["model"], strict=True)
-        except RuntimeError as e:
-            detail = " ".join(str(e).split())[:300]
-            raise MaeBenchError(f"cannot resume from {path}: it does not match this model ({detail})") from None
+        load_strict(self.module, ckpt["model"], path, "the model this run trains")
         if ckpt.get("optimizer"):
             try:
                 self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -223,7 +278,12 @@ class Engine:
                                     f"parameter groups ({e}); start a new run folder") from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.extra_state.update(ckpt.get("extra_state") or {})
+        self._resumed_state = dict(ckpt.get("extra_state") or {})
+        for hook in self.hooks:
+            hook.load_state_dict(self._resumed_state)
+        for hook in self.hooks:  # what a hook holds now is its own (and need not be held twice: EMA's raw weights)
+            for key in hook.state_dict():
+                self._resumed_state.pop(key, None)
         self.start_epoch = int(ckpt["epoch"]) + 1
         self.log.rewind(int(ckpt["epoch"]))
         self.log.write(type="resume", epoch=int(ckpt["epoch"]), checkpoint=str(path))
@@ -232,17 +292,17 @@ class Engine:
         return self.start_epoch
 
     # ---- training --------------------------------------------------------------------
-    def fit(self, make_loader, step_fn, on_epoch_end=None) -> dict:
+    def fit(self, make_loader, step_fn) -> dict:
         """Train from `start_epoch` to `epochs`. `make_loader(epoch)` returns an iterable of batches
-        (already sharded for this rank); `step_fn(model, batch)` returns (loss, n_images_on_this_rank);
-        `on_epoch_end(epoch)` may return extra metrics to log."""
+        (already sharded for this rank); `step_fn(model, batch)` returns (loss, n_images_on_this_rank).
+        Returns the last epoch's stats, with what the hooks added. A resumed run that had finished trains
+        nothing and runs the hooks of its last epoch once more (its evaluation), logging and saving nothing."""
         last = {}
         for epoch in range(self.start_epoch, self.epochs):
             seed_all(self.seed, epoch, self.dist.rank)
             self.model.train()
             stats = self._epoch(epoch, make_loader(epoch), step_fn)
-            extra = on_epoch_end(epoch) if on_epoch_end else None
-            stats.update(extra or {})
+            self._after_epoch(epoch, stats)
             self.log.write(type="epoch", epoch=epoch, **stats)  # before the checkpoint: a resume rewinds the log
             self.save(epoch)
             if self.tb:
@@ -251,7 +311,17 @@ class Engine:
             last = stats
             barrier(self.dist)
         self.log.close()
+        if self.start_epoch >= self.epochs and self.epochs > 0:  # resumed a finished run: evaluate once more
+            last = self._after_epoch(self.epochs - 1, {})
         return last
+
+    def is_last(self, epoch: int) -> bool:
+        return epoch + 1 == self.epochs
+
+    def _after_epoch(self, epoch: int, stats: dict) -> dict:
+        for hook in self.hooks:
+            hook.after_epoch(self, epoch, stats)
+        return stats
 
     def _epoch(self, epoch: int, loader, step_fn) -> dict:
         model, opt = self.model, self.optimizer
@@ -267,7 +337,7 @@ class Engine:
         for it, batch in enumerate(bar):
             update = epoch * self.updates_per_epoch + it // self.accum_iter
             boundary = (it + 1) % self.accum_iter == 0
-            if it % self.accum_iter == 0:
+            if it % self.accum_iter == 0 and self.scheduler is not None:
                 self.scheduler.step_update(update)
             sync = nullcontext() if boundary or not self.dist.enabled else model.no_sync()
             with sync:
@@ -317,5 +387,5 @@ class Engine:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.on_update:
-            self.on_update()
+        for hook in self.hooks:
+            hook.after_update(self)

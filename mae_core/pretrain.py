@@ -9,12 +9,13 @@ from timm.optim import param_groups_weight_decay
 
 from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
-from .distributed import DistInfo, init_distributed, shutdown
-from .engine import Engine, adamw, batch_plan, scaled_lr, seed_all
+from .distributed import DistInfo
+from .engine import Engine, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
 from .cpu_linear import select_cpu_linear
+from .runner import session, wrap_ddp
 from .visualize import save_reconstructions
 
 
@@ -42,39 +43,30 @@ def build_optimizer(model: torch.nn.Module, o: dict, lr: float) -> torch.optim.A
 
 def pretrain(cfg: dict, data: str, out: str, resume: str | None = None, device: str = "auto") -> dict:
     """Pretrain an MAE as the resolved recipe `cfg` says; returns the last epoch's stats."""
+    with session(cfg["runtime"], device) as dist:
+        return _pretrain(cfg, Path(data), Path(out), resume, dist)
+
+
+def _pretrain(cfg, data: Path, out: Path, resume, dist: DistInfo) -> dict:
     m, d, o, s, r = cfg["model"], cfg["data"], cfg["optim"], cfg["schedule"], cfg["runtime"]
-    dist = init_distributed(device)
-    try:
-        return _pretrain(cfg, m, d, o, s, r, Path(data), Path(out), resume, dist)
-    finally:
-        shutdown(dist)
-
-
-def _pretrain(cfg, m, d, o, s, r, data: Path, out: Path, resume, dist: DistInfo) -> dict:
     enable_fast_paths(dist)
-    seed_all(r["seed"])
     model = build_model(m).to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)  # before the checkpoint config copies the recipe
     grid = model.grid
     dataset = PretrainImages(data, pretrain_transform(d["augment"], m["img_size"], d["crop_scale"]),
                              NoiseSampler(m["mask_strategy"], grid, m["mask_ratio"]), subset=d["subset"],
                              seed=r["seed"], strict=d["strict"])
-    per_rank_batch, accum = s["batch_size"], s["accum_iter"]
-    updates, eff_batch = batch_plan(len(dataset), per_rank_batch, accum, dist)
+    per_rank_batch = s["batch_size"]
+    updates, eff_batch = batch_plan(len(dataset), per_rank_batch, s["accum_iter"], dist)
     lr = scaled_lr(o["blr"], eff_batch, o["lr"])
     optimizer = build_optimizer(model, o, lr)
-    ddp = model
-    if dist.enabled:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    if r.get("compile"):
-        ddp = torch.compile(ddp)
+    scheduler = epoch_cosine_schedule(optimizer, s["epochs"], updates, s["warmup_epochs"], o["min_lr"])
     config = {**model.config, "arch": m["arch"], "recipe": cfg}
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
-                    warmup_epochs=s["warmup_epochs"], min_lr=o["min_lr"], accum_iter=accum, amp=r["amp"],
-                    seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"],
-                    config=config, tensorboard=r.get("tensorboard", False), desc="pretrain")
+    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist, compile=r.get("compile", False)), optimizer, scheduler,
+                                dist=dist, run_dir=out, total_updates=s["epochs"] * updates, updates_per_epoch=updates,
+                                config=config, desc="pretrain")
     engine.resume(resume)
-    engine.log.write(**linear)
+    engine.note(linear)
     if dist.is_main:
         print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
               f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")

@@ -11,7 +11,7 @@ import torch
 from benchmarks.cli import main
 from mae_core.checkpoint import read_checkpoint
 from mae_core.data import PretrainImages
-from mae_core.engine import Engine, TrainingDiverged, cosine_lr_formula, scaled_lr
+from mae_core.engine import Engine, TrainingDiverged, cosine_lr_formula, epoch_cosine_schedule, scaled_lr
 from mae_core.errors import MaeBenchError
 from mae_core.pretrain import build_optimizer
 from mae_core.distributed import DistInfo
@@ -76,15 +76,14 @@ def test_lr_schedule_matches_formula():
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=scaled_lr(1.5e-4, 4096))
     assert opt.param_groups[0]["lr"] == pytest.approx(2.4e-3)
-    engine = Engine(model, opt, run_dir=Path("/nonexistent-unused"), dist=DistInfo(rank=1), epochs=10,
-                    updates_per_epoch=7, warmup_epochs=2, min_lr=1e-6)
+    scheduler = epoch_cosine_schedule(opt, epochs=10, updates_per_epoch=7, warmup_epochs=2, min_lr=1e-6)
     total, warm = 70, 14
     for update in (0, 5, warm - 1, warm, 40, total - 1, total):
-        engine.scheduler.step_update(update)
+        scheduler.step_update(update)
         assert opt.param_groups[0]["lr"] == pytest.approx(cosine_lr_formula(update, 2.4e-3, total, warm, 1e-6), rel=1e-9)
-    engine.scheduler.step_update(warm)
+    scheduler.step_update(warm)
     assert opt.param_groups[0]["lr"] == pytest.approx(2.4e-3)
-    engine.scheduler.step_update(total)
+    scheduler.step_update(total)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)
 
 
@@ -139,7 +138,8 @@ def test_two_process_gloo_ddp_equals_one_process(synth_root, tmp_path):
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     model = tiny_mae(img_size=32)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    engine = Engine(model, opt, run_dir=tmp_path, dist=DistInfo(), epochs=3, updates_per_epoch=2, log_every=1)
+    engine = Engine(model, opt, scheduler=None, run_dir=tmp_path, dist=DistInfo(), total_updates=6,
+                    updates_per_epoch=2, log_every=1)
     calls = {"n": 0}
 
     def step(net, batch):

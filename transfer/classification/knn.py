@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mae_core.distributed import init_distributed, shutdown
-from mae_core.engine import seed_all
+from mae_core.runner import session
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
@@ -86,9 +85,7 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
     d, m, kn, r = cfg["data"], cfg["model"], cfg["knn"], cfg["runtime"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise MaeBenchError("knn runs in one process (start it without torchrun)")
-    dist = init_distributed(r["device"])
-    try:
-        seed_all(r["seed"])
+    with session(r) as dist:
         root, name = resolve_root(data)
         size = m["img_size"]
         transform = eval_transform(size, d["crop_pct"])  # no augmentation for either split, as DINO
@@ -112,5 +109,3 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
                 "dataset": {"name": name, "root": str(root), "split": "val", "subset": d["subset"],
                             "num_classes": n_cls, "train_images": len(tr_y), "val_images": len(va_y),
                             "skipped_samples": tr_bad + va_bad}}
-    finally:
-        shutdown(dist)

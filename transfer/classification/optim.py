@@ -3,6 +3,8 @@ layer-wise lr decay groups of fine-tuning (util/lr_decay.py)."""
 import torch
 import torch.nn as nn
 
+from mae_core.param_groups import layer_decay_groups, vit_layer_id
+
 
 class Lars(torch.optim.Optimizer):
     """LARS as the official linear probe runs it (MAE util/lars.py, from MoCo v3).
@@ -47,11 +49,7 @@ class Lars(torch.optim.Optimizer):
 def layer_id(name: str, depth: int) -> int:
     """The official ViT layer of a parameter: 0 for the stem (cls_token, pos_embed, patch_embed), i + 1 for
     block i, depth + 1 for everything else (final norm, fc_norm, head)."""
-    if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
-        return 0
-    if name.startswith("blocks."):
-        return int(name.split(".")[1]) + 1
-    return depth + 1
+    return vit_layer_id(name, depth)
 
 
 def param_groups_lrd(model: nn.Module, weight_decay: float, no_weight_decay_list=(), layer_decay: float = 0.75) -> list[dict]:
@@ -59,13 +57,5 @@ def param_groups_lrd(model: nn.Module, weight_decay: float, no_weight_decay_list
     no weight decay on 1-D parameters and the names in `no_weight_decay_list`. Unlike timm's
     param_groups_layer_decay, the final `norm` (token pooling) is outside the blocks and gets scale 1."""
     depth = len(model.blocks)
-    groups: dict[tuple, dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_decay = p.ndim == 1 or name in no_weight_decay_list
-        lid = layer_id(name, depth)
-        group = groups.setdefault((lid, no_decay), {"lr_scale": layer_decay ** (depth + 1 - lid),
-                                                    "weight_decay": 0.0 if no_decay else weight_decay, "params": []})
-        group["params"].append(p)
-    return list(groups.values())
+    return layer_decay_groups(model, layer_decay, depth, lambda name: layer_id(name, depth),
+                              lambda name, p: 0.0 if p.ndim == 1 or name in no_weight_decay_list else weight_decay)

@@ -14,10 +14,11 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from mae_core.checkpoint import save_checkpoint
 from mae_core.cpu_linear import select_cpu_linear
-from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, adamw, batch_plan, scaled_lr, seed_all
+from mae_core.distributed import DistInfo
+from mae_core.engine import Engine, Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
+from mae_core.hooks import EMA, BestCheckpoint
+from mae_core.runner import session, wrap_ddp
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
@@ -135,135 +136,165 @@ def extract_features(model: nn.Module, loader, device: str) -> tuple[torch.Tenso
 def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out: str,
                        resume: str | None = None) -> dict:
     """Train and evaluate one protocol; returns {"metrics", "init", "dataset", "arch"} (rank 0's view)."""
-    dist = init_distributed(cfg["runtime"]["device"])
-    try:
-        return _run(cfg, init, arch, data, Path(out), resume, dist)
-    finally:
-        shutdown(dist)
-
-
-def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
     protocol = resolve_protocol(cfg)
-    d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
-    seed_all(r["seed"])
-    root, name = resolve_root(data)
-    size = m["img_size"]
+    with session(cfg["runtime"]) as dist:
+        return _run(cfg, protocol, init, arch, data, Path(out), resume, dist)
+
+
+def build_datasets(cfg: dict, root: Path) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """(train, val) ImageFolders with the recipe's transforms and subsets; an error if their classes differ."""
+    d, size = cfg["data"], cfg["model"]["img_size"]
     train_set = ImageFolderDataset(root, "train", train_transform(d["augment"], size, d), subset=d["subset"],
                                    subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
     val_set = ImageFolderDataset(root, "val", eval_transform(size, d["crop_pct"]), subset=d["val_subset"],
                                  subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
     check_same_classes(train_set, val_set)
+    return train_set, val_set
+
+
+class Sources:
+    """What training and evaluation read: the image sets, or (linear probe with runtime.cache_features) the
+    frozen pre-logit features computed once by `prepare`, in which case only the head is trained."""
+
+    def __init__(self, train_set, val_set, cfg: dict, protocol: str, dist: DistInfo):
+        d, r = cfg["data"], cfg["runtime"]
+        self.cached = protocol == "linear" and r["cache_features"]
+        if self.cached and d["augment"] != "none":
+            raise MaeBenchError("runtime.cache_features=True needs data.augment='none' (cached features cannot be augmented)")
+        self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], d["num_workers"], dist
+        self.seed, self.pin = r["seed"], dist.device.startswith("cuda")
+        self.train, self.val_set, self.val = train_set, val_set, None
+
+    def prepare(self, model: nn.Module) -> int:
+        """Build the evaluation loader, and with cached features compute them; returns how many training
+        samples were skipped as unreadable while caching."""
+        dist = self.dist
+        self.val = DataLoader(self.val_set, batch_size=self.batch,
+                              sampler=ShardSampler(len(self.val_set), dist.rank, dist.world_size),
+                              num_workers=self.workers, pin_memory=self.pin)
+        if not self.cached:
+            return 0
+        *train_feats, dropped = extract_features(
+            model, DataLoader(self.train, batch_size=self.batch, num_workers=self.workers), dist.device)
+        self.train = TensorDataset(*train_feats)
+        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate's n
+        self.val = [(val_feats[0][i:i + self.batch], val_feats[1][i:i + self.batch])
+                    for i in range(0, len(val_feats[1]), self.batch)]
+        return dropped
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        dist = self.dist
+        sampler = DistributedSampler(self.train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=self.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(self.train, batch_size=self.batch, sampler=sampler, drop_last=True,
+                          num_workers=0 if self.cached else self.workers, pin_memory=self.pin)
+
+    def eval_forward(self, net: nn.Module):
+        """`forward(batch) -> (logits, labels)` of `net` over `val`."""
+        device = self.dist.device
+
+        def forward(batch):
+            if self.cached:
+                x, y = batch
+                return net.head(x.to(device)), y.to(device)
+            x, y, _ = drop_bad(batch)
+            return net(x.to(device)), y.to(device)
+        return forward
+
+
+class TrainStep:
+    """`step(net, batch) -> (loss, n)`: unreadable samples dropped and counted, Mixup/CutMix, the criterion."""
+
+    def __init__(self, mixup, criterion, device: str, cached: bool):
+        self.mixup, self.criterion, self.device, self.cached = mixup, criterion, device, cached
+        self.skipped = 0
+
+    def __call__(self, net, batch):
+        if self.cached:
+            x, y = batch
+        else:
+            x, y, bad = drop_bad(batch)
+            self.skipped += bad
+            if self.mixup is not None and len(y) % 2:  # Mixup pairs samples: keep the batch even
+                x, y = x[:-1], y[:-1]
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        target = y
+        if self.mixup is not None:
+            x, target = self.mixup(x, y)
+        return self.criterion(net(x), target), len(y)
+
+
+class TopKEval(Hook):
+    """Top-1/top-5 of the reported model (the EMA one with EMA, then also the trained one's, as *_raw) after
+    every runtime.eval_every-th epoch and the last."""
+
+    def __init__(self, sources: Sources, model: nn.Module, ema, every: int):
+        self.sources, self.model, self.ema, self.every = sources, model, ema, every
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        if not engine.is_last(epoch) and (epoch + 1) % self.every:
+            return
+        src, dist = self.sources, self.sources.dist
+        self.model.eval()  # (the EMA model is always in eval mode)
+        reported = self.ema.module if self.ema is not None else self.model
+        res = evaluate(src.eval_forward(reported), src.val, dist, engine.autocast)
+        stats.update(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
+        if self.ema is not None:
+            raw = evaluate(src.eval_forward(self.model), src.val, dist, engine.autocast)
+            stats.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
+        if dist.is_main:
+            print(f"epoch {epoch + 1}/{engine.epochs}: top1 {stats['top1']:.2f} top5 {stats['top5']:.2f}"
+                  + (f" (EMA; without EMA top1 {stats['top1_raw']:.2f})" if self.ema is not None else ""))
+
+
+class SkippedSamples(Hook):
+    """Adds the training samples skipped as unreadable so far to an evaluated epoch's stats."""
+
+    def __init__(self, step: TrainStep):
+        self.step = step
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        if "top1" in stats and self.step.skipped:
+            stats["skipped_samples"] = self.step.skipped
+
+
+def _run(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
+    d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
+    root, name = resolve_root(data)
+    train_set, val_set = build_datasets(cfg, root)
     model, info = build_model(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)
 
-    per_rank, accum = s["batch_size"], s["accum_iter"]
-    updates, eff_batch = batch_plan(len(train_set), per_rank, accum, dist)
+    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
     lr = scaled_lr(cfg["optim"]["blr"], eff_batch, cfg["optim"]["lr"])
     optimizer = build_optimizer(model, cfg, lr)
+    scheduler = epoch_cosine_schedule(optimizer, s["epochs"], updates, s["warmup_epochs"], cfg["optim"]["min_lr"])
     mixup, criterion = build_criterion(cfg, train_set.num_classes)
-    cached = protocol == "linear" and r["cache_features"]
-    if cached and d["augment"] != "none":
-        raise MaeBenchError("runtime.cache_features=True needs data.augment='none' (cached features cannot be augmented)")
+    sources = Sources(train_set, val_set, cfg, protocol, dist)
+    step = TrainStep(mixup, criterion, dist.device, sources.cached)
 
-    trained = model.head if cached else model  # what the optimiser step differentiates through
-    ddp = trained
-    if dist.enabled:
-        ddp = nn.parallel.DistributedDataParallel(trained, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
     ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
-    # With EMA the EMA model is the result (paper A.2): checkpoints hold it as "model" (what --ckpt
-    # supervised:PATH loads) and the trained weights as "extra_state"["model_raw"] (for resuming).
-    reported = ema.module if ema is not None else model
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
-                    warmup_epochs=s["warmup_epochs"], min_lr=cfg["optim"]["min_lr"], accum_iter=accum, amp=r["amp"],
-                    clip_grad=cfg["optim"]["clip_grad"], seed=r["seed"], save_every=r["save_every"],
-                    keep_last=r["keep_last"], log_every=r["log_every"], desc=protocol, module=reported,
-                    config={"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
-                            "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg},
-                    on_update=(lambda: ema.update(model)) if ema else None)
+    reported = ema.module if ema is not None else model  # what checkpoints hold as "model" (see hooks.EMA)
+    hooks = [*([EMA(ema, model)] if ema is not None else []),
+             TopKEval(sources, model, ema, r["eval_every"]),
+             BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
+    trained = model.head if sources.cached else model  # what the optimiser step differentiates through
+    engine = Engine.from_recipe(cfg, wrap_ddp(trained, dist), optimizer, scheduler, dist=dist, run_dir=out,
+                                total_updates=s["epochs"] * updates, updates_per_epoch=updates, desc=protocol,
+                                module=reported, hooks=hooks,
+                                config={"task": cfg.get("task"), "arch": info["arch"],
+                                        "num_classes": train_set.num_classes, "classes": train_set.classes,
+                                        "global_pool": m["global_pool"], "recipe": cfg})
     engine.resume(resume)
-    engine.log.write(**linear)
-    if ema is not None and "model_raw" in engine.extra_state:
-        model.load_state_dict(engine.extra_state["model_raw"])
-
-    workers, pin = d["num_workers"], dist.device.startswith("cuda")
-    val_loader = DataLoader(val_set, batch_size=per_rank, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
-                            num_workers=workers, pin_memory=pin)
-    skipped = {"train": 0}
-    if cached:
-        *train_feats, dropped = extract_features(model, DataLoader(train_set, batch_size=per_rank, num_workers=workers),
-                                                 dist.device)
-        train_src = TensorDataset(*train_feats)
-        skipped["train"] += dropped
-        *val_feats, _ = extract_features(model, val_loader, dist.device)  # counted by evaluate's n
-        val_source = [(val_feats[0][i:i + per_rank], val_feats[1][i:i + per_rank])
-                      for i in range(0, len(val_feats[1]), per_rank)]
-    else:
-        train_src, val_source = train_set, val_loader
-
-    def loader(epoch):
-        sampler = DistributedSampler(train_src, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                     seed=r["seed"], drop_last=True)
-        sampler.set_epoch(epoch)
-        return DataLoader(train_src, batch_size=per_rank, sampler=sampler, drop_last=True,
-                          num_workers=0 if cached else workers, pin_memory=pin)
-
-    def step(net, batch):
-        if cached:
-            x, y = batch
-        else:
-            x, y, bad = drop_bad(batch)
-            skipped["train"] += bad
-            if mixup is not None and len(y) % 2:  # Mixup pairs samples: keep the batch even
-                x, y = x[:-1], y[:-1]
-        x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
-        target = y
-        if mixup is not None:
-            x, target = mixup(x, y)
-        return criterion(net(x), target), len(y)
-
-    def eval_forward(net):
-        def forward(batch):
-            if cached:
-                x, y = batch
-                return net.head(x.to(dist.device)), y.to(dist.device)
-            x, y, _ = drop_bad(batch)
-            return net(x.to(dist.device)), y.to(dist.device)
-        return forward
-
-    def on_epoch_end(epoch):
-        if ema is not None:  # saved beside the EMA weights so a resumed run continues both
-            engine.extra_state["model_raw"] = dict(model.state_dict())
-        last = epoch + 1 == s["epochs"]
-        if not last and (epoch + 1) % r["eval_every"]:
-            return {}
-        model.eval()
-        stats = evaluate(eval_forward(reported), val_source, dist, engine.autocast)
-        result = {"top1": stats["top1"], "top5": stats["top5"], "val_loss": stats["loss"], "val_scored": stats["n"]}
-        if ema is not None:
-            raw = evaluate(eval_forward(model), val_source, dist, engine.autocast)
-            result.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
-        best = engine.extra_state.get("best_top1", -1.0)
-        if result["top1"] > best:
-            engine.extra_state["best_top1"] = result["top1"]
-            engine.extra_state["best_epoch"] = epoch
-            if dist.is_main:
-                save_checkpoint(out / "checkpoint-best.pth", reported.state_dict(), epoch=epoch, config=engine.config)
-        result["top1_best"] = engine.extra_state["best_top1"]
-        if skipped["train"]:
-            result["skipped_samples"] = skipped["train"]
-        if dist.is_main:
-            print(f"epoch {epoch + 1}/{s['epochs']}: top1 {result['top1']:.2f} top5 {result['top5']:.2f}"
-                  + (f" (EMA; without EMA top1 {result['top1_raw']:.2f})" if ema is not None else ""))
-        return result
-
+    engine.note(linear)
+    step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
     if dist.is_main:
         print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
               f"{info['trainable_params']:,} trainable parameters")
-    stats = engine.fit(loader, step, on_epoch_end)
-    if engine.start_epoch >= s["epochs"] and "top1" not in stats:  # resumed a finished run: evaluate once more
-        stats = on_epoch_end(s["epochs"] - 1)
+    stats = engine.fit(sources.train_loader, step)
     metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
     scored = stats.get("val_scored", len(val_set))
     if scored < len(val_set) and dist.is_main:
@@ -273,4 +304,4 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
             "dataset": {"name": name, "root": str(root), "split": "val",
                         "subset": d["subset"], "num_classes": train_set.num_classes, "train_images": len(train_set),
                         "val_images": scored, "val_skipped": len(val_set) - scored,
-                        "skipped_samples": skipped["train"]}}
+                        "skipped_samples": step.skipped}}

@@ -22,6 +22,7 @@ from torchvision.ops import box_area, roi_align
 from mae_core.archs import arch_spec
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
+from mae_core.param_groups import layer_decay_groups
 from mae_core.pos_embed import resize_pos_embed
 from transfer.encoder import init_encoder
 
@@ -271,16 +272,22 @@ def build_model(m: dict, init: str, arch: str | None, num_classes: int) -> tuple
     return model, info
 
 
-def layer_decay_rate(name: str, decay: float, depth: int) -> float:
-    """ViTDet's rule (get_vit_lr_decay_rate): patch_embed/pos_embed -> decay^(depth+1), block i ->
-    decay^(depth-i), everything else (pyramid, RPN, heads) -> 1."""
+def vitdet_layer_id(name: str, depth: int) -> int:
+    """ViTDet's layer of a parameter (get_vit_lr_decay_rate, matched on substrings of the detector's names as
+    there): patch_embed/pos_embed -> 0, block i -> i + 1, everything else (pyramid, RPN, heads) -> depth + 1."""
     layer = depth + 1
     if name.startswith("backbone"):
         if ".pos_embed" in name or ".patch_embed" in name:
             layer = 0
         elif ".blocks." in name:
             layer = int(name[name.find(".blocks."):].split(".")[2]) + 1
-    return decay ** (depth + 1 - layer)
+    return layer
+
+
+def layer_decay_rate(name: str, decay: float, depth: int) -> float:
+    """ViTDet's rule (get_vit_lr_decay_rate): patch_embed/pos_embed -> decay^(depth+1), block i ->
+    decay^(depth-i), everything else (pyramid, RPN, heads) -> 1."""
+    return decay ** (depth + 1 - vitdet_layer_id(name, depth))
 
 
 # detectron2's get_default_optimizer_params: the torch norm types that weight_decay_norm applies to.
@@ -298,16 +305,13 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float, dept
     rest (biases included); an lr_scale per parameter from `layer_decay_rate`."""
     norm_params = {id(p) for mod in model.modules() if isinstance(mod, _TORCH_NORMS) and not isinstance(mod, LayerNorm2d)
                    for p in mod.parameters(recurse=False)}
-    groups: dict[tuple, dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
+
+    def decay(name: str, p: nn.Parameter) -> float:
         wd = weight_decay
         if id(p) in norm_params and weight_decay_norm is not None:
             wd = weight_decay_norm
         if name.rsplit(".", 1)[-1] in zero_decay:
             wd = 0.0
-        scale = layer_decay_rate(name, layer_decay, depth)
-        g = groups.setdefault((wd, scale), {"params": [], "weight_decay": wd, "lr_scale": scale})
-        g["params"].append(p)
-    return list(groups.values())
+        return wd
+
+    return layer_decay_groups(model, layer_decay, depth, lambda name: vitdet_layer_id(name, depth), decay)

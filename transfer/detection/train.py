@@ -3,14 +3,15 @@ from pathlib import Path
 
 import torch
 import torch.distributed as tdist
-import torch.nn as nn
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from mae_core.checkpoint import read_checkpoint, save_checkpoint
-from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, adamw, amp_context, batch_plan, seed_all
+from mae_core.checkpoint import load_strict, save_checkpoint
+from mae_core.distributed import DistInfo
+from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
+from mae_core.hooks import PeriodicEval
+from mae_core.runner import read_trained, session, wrap_ddp
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
@@ -20,28 +21,32 @@ from .model import build_model, param_groups
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
-def make_scheduler(optimizer, s: dict, total_updates: int, lr: float, min_lr: float):
-    """Per-update lr: linear warm-up over `warmup_iters` from lr x warmup_factor, then ViTDet's steps
-    (x0.1 at the `steps` fractions of training) or a half-cycle cosine to min_lr. Honours lr_scale."""
-    warmup = min(s["warmup_iters"], max(0, total_updates - 1))
-    common = dict(warmup_t=warmup, warmup_lr_init=lr * s["warmup_factor"], t_in_epochs=False)
-    if s["lr_schedule"] == "step":
-        return MultiStepLRScheduler(optimizer, decay_t=[int(f * total_updates) for f in s["steps"]], decay_rate=0.1,
-                                    warmup_prefix=False, **common)
-    if s["lr_schedule"] == "cosine":
+def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: int, warmup_factor: float,
+                   lr_schedule: str, milestones=(), min_lr: float = 0.0):
+    """Per-update lr, in iterations as detectron2's LRMultiplier: linear warm-up over `warmup_iters` from
+    lr x warmup_factor, then ViTDet's steps (x0.1 at each iteration of `milestones`) or a half-cycle cosine to
+    min_lr over all `total_updates`. Honours lr_scale."""
+    warmup = min(warmup_iters, max(0, total_updates - 1))
+    common = dict(warmup_t=warmup, warmup_lr_init=lr * warmup_factor, t_in_epochs=False)
+    if lr_schedule == "step":
+        return MultiStepLRScheduler(optimizer, decay_t=list(milestones), decay_rate=0.1, warmup_prefix=False, **common)
+    if lr_schedule == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_updates), lr_min=min_lr, cycle_limit=1, **common)
-    raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {s['lr_schedule']!r}")
+    raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {lr_schedule!r}")
+
+
+def milestones(s: dict, total_updates: int) -> list[int]:
+    """The iterations of ViTDet's x0.1 steps: the recipe gives them as fractions of training (`schedule.steps`,
+    163,889 / 184,375 and 177,546 / 184,375 in the paper's), so that they follow its length in epochs."""
+    return [int(f * total_updates) for f in s["steps"]]
 
 
 def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
                   eval_only: bool = False, weights: str | None = None) -> dict:
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
-    dist = init_distributed(cfg["runtime"]["device"])
-    try:
+    with session(cfg["runtime"]) as dist:
         return _run(cfg, init, arch, data, Path(out), resume, dist, weights)
-    finally:
-        shutdown(dist)
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
@@ -57,52 +62,22 @@ def _datasets(cfg: dict, root: Path, train: bool):
     return train_set, val_set
 
 
-def _read_trained(path: str, task: str) -> dict:
-    """A detector `mae-bench run --task <task>` trained (its model_final.pth), read once."""
-    ckpt = read_checkpoint(path)
-    config = ckpt.get("config")
-    made_by = config.get("task") if isinstance(config, dict) else None
-    if made_by != task:
-        what = f"a {made_by} model" if made_by else "not a model trained by mae-bench run"
-        raise MaeBenchError(f"--weights {path} is {what}; --eval-only --task {task} needs the model_final.pth "
-                            f"of a {task} run")
-    if "model" not in ckpt:
-        raise MaeBenchError(f"{path} holds no 'model' weights")
-    return ckpt
+class CocoEvaluator:
+    """`evaluate() -> metrics`: the detector's predictions on val (each process its shard, gathered on rank 0),
+    written as RUN/coco_instances_results.json and scored by pycocotools (rank 0; other ranks get {})."""
 
+    def __init__(self, model, val_set: CocoInstances, cfg: dict, dist: DistInfo, out: Path):
+        self.model, self.val_set, self.dist, self.out = model, val_set, dist, out
+        self.autocast = amp_context(dist.device, cfg["runtime"]["eval_amp"])[0]  # detectron2 evaluates in float32
+        self.loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)),
+                                 batch_size=cfg["schedule"]["eval_batch_size"], collate_fn=collate,
+                                 num_workers=cfg["data"]["num_workers"])
 
-def _load_weights(model: nn.Module, ckpt: dict, path: str) -> None:
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise MaeBenchError(f"{path} does not fit this detector ({' '.join(str(e).split())[:300]})") from None
-
-
-def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
-    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    trained = _read_trained(weights, cfg["task"]) if weights else None
-    if trained:  # evaluate the detector as it was trained, whatever this recipe's model section says
-        saved = trained["config"].get("recipe", {}).get("model")
-        if isinstance(saved, dict):
-            if saved != cfg["model"] and dist.is_main:
-                print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
-            cfg = {**cfg, "model": saved}
-    m = cfg["model"]
-    seed_all(r["seed"])
-    root, name = resolve_root(data)
-    train_set, val_set = _datasets(cfg, root, train=weights is None)
-    model, info = build_model(m, init, arch, len(val_set.cat_ids))
-    model.to(dist.device)
-    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
-              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    autocast = amp_context(dist.device, r["eval_amp"])[0]  # detectron2 evaluates in float32
-    val_loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)), batch_size=s["eval_batch_size"],
-                            collate_fn=collate, num_workers=d["num_workers"])
-
-    def evaluate() -> dict:
-        bar = tqdm(total=len(val_loader.dataset), desc="coco eval", leave=False,
+    def __call__(self) -> dict:
+        dist = self.dist
+        bar = tqdm(total=len(self.loader.dataset), desc="coco eval", leave=False,
                    disable=None if dist.is_main else True)  # None: off when stderr is no terminal
-        results, ids, dropped = predict(model, val_loader, dist.device, val_set.cat_ids, autocast, bar)
+        results, ids, dropped = predict(self.model, self.loader, dist.device, self.val_set.cat_ids, self.autocast, bar)
         bar.close()
         if dist.enabled:
             parts = [None] * dist.world_size if dist.is_main else None
@@ -111,37 +86,99 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
                 return {}
             results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
                                      sum(p[2] for p in parts))
-        write_results(out / RESULTS_FILE, results)
-        metrics = coco_eval(val_set.coco, results, ids)
+        write_results(self.out / RESULTS_FILE, results)
+        metrics = coco_eval(self.val_set.coco, results, ids)
         if dropped:
             metrics["eval_unreadable_images"] = dropped
         print("coco eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("AP", "AP50"))))
         return metrics
 
+
+class DetectionStep(Hook):
+    """`step(net, batch) -> (loss, n)`: the sum of Mask R-CNN's losses; as a hook, each loss term's mean over the
+    epoch and the training images skipped as unreadable, in the epoch's stats."""
+
+    def __init__(self, model, device: str):
+        self.model, self.device = model, device
+        self.unreadable, self.losses, self.steps = 0, dict.fromkeys(LOSS_NAMES, 0.0), 0
+
+    def __call__(self, net, batch):
+        images, targets, bad = batch
+        self.unreadable += bad
+        if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
+            return sum(p.sum() * 0 for p in self.model.parameters() if p.requires_grad), 0
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+                   for t in targets]
+        losses = net(images, targets)
+        for k, v in losses.items():
+            self.losses[k] = self.losses.get(k, 0.0) + float(v.detach())
+        self.steps += 1
+        return sum(losses.values()), len(images)
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        stats.update({k: v / max(1, self.steps) for k, v in self.losses.items()})
+        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
+        if self.unreadable:
+            stats["skipped_samples"] = self.unreadable
+
+
+def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> dict:
+    """The recipe with the model section `weights` was trained with (evaluated as it was trained)."""
+    saved = trained["config"].get("recipe", {}).get("model")
+    if not isinstance(saved, dict):
+        return cfg
+    if saved != cfg["model"] and dist.is_main:
+        print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
+    return {**cfg, "model": saved}
+
+
+def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
+    trained = read_trained(weights, cfg["task"]) if weights else None
+    if trained:
+        cfg = _weights_recipe(cfg, trained, weights, dist)
+    d = cfg["data"]
+    root, name = resolve_root(data)
+    train_set, val_set = _datasets(cfg, root, train=weights is None)
+    model, info = build_model(cfg["model"], init, arch, len(val_set.cat_ids))
+    model.to(dist.device)
+    evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
     dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
                "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
     if weights:
-        _load_weights(model, trained, weights)
+        load_strict(model, trained["model"], weights, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()
         info["weights"] = str(weights)
-        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+    else:
+        metrics, skipped = _train(cfg, model, info, train_set, val_set, evaluate, root, out, resume, dist)
+        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
+                       skipped_samples=skipped)
+    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
 
+
+def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resume, dist: DistInfo):
+    """Train the detector on the engine; returns (bbox_/segm_ metrics of the last evaluation, images skipped)."""
+    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
+    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
+              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
     updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
+    total = updates * s["epochs"]
     lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
     depth = len(model.backbone.net.blocks)
     groups = param_groups(model, o["weight_decay"], o["layer_decay"], depth, o["weight_decay_norm"], o["zero_decay"])
     optimizer = adamw(groups, lr=lr, betas=o["betas"])
-    ddp = model
-    if dist.enabled:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    engine = Engine(ddp, optimizer, run_dir=out, dist=dist, epochs=s["epochs"], updates_per_epoch=updates,
-                    accum_iter=s["accum_iter"], amp=r["amp"], clip_grad=o["clip_grad"], seed=r["seed"],
-                    save_every=r["save_every"], keep_last=r["keep_last"], log_every=r["log_every"], desc=cfg["task"],
-                    module=model, config=config)
-    engine.scheduler = make_scheduler(optimizer, s, engine.total_updates, lr, o["min_lr"])
+    steps = milestones(s, total) if s["lr_schedule"] == "step" else []
+    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=s["warmup_iters"],
+                               warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
+                               min_lr=o["min_lr"])
+    step = DetectionStep(model, dist.device)
+    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
+                                total_updates=total, updates_per_epoch=updates, desc=cfg["task"], module=model,
+                                config=config,
+                                hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
     engine.resume(resume)
 
     def loader(epoch):
@@ -152,44 +189,15 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
         return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
                           num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
 
-    tally = {"unreadable": 0, "losses": dict.fromkeys(LOSS_NAMES, 0.0), "steps": 0}
-
-    def step(net, batch):
-        images, targets, bad = batch
-        tally["unreadable"] += bad
-        if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
-            return sum(p.sum() * 0 for p in model.parameters() if p.requires_grad), 0
-        images = [im.to(dist.device, non_blocking=True) for im in images]
-        targets = [{k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
-                   for t in targets]
-        losses = net(images, targets)
-        for k, v in losses.items():
-            tally["losses"][k] = tally["losses"].get(k, 0.0) + float(v.detach())
-        tally["steps"] += 1
-        return sum(losses.values()), len(images)
-
-    def on_epoch_end(epoch):
-        stats = {k: v / max(1, tally["steps"]) for k, v in tally["losses"].items()}
-        tally["losses"], tally["steps"] = dict.fromkeys(LOSS_NAMES, 0.0), 0
-        if tally["unreadable"]:
-            stats["skipped_samples"] = tally["unreadable"]
-        if epoch + 1 == s["epochs"] or (epoch + 1) % r["eval_every"] == 0:
-            stats.update(evaluate())
-        return stats
-
     if dist.is_main:
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
-              f"{updates * s['epochs']} updates, {info['params']:,} parameters")
+              f"{total} updates" + (f" (x0.1 at {', '.join(map(str, steps))})" if steps else "")
+              + f", {info['params']:,} parameters")
         for split, ds in (("train", train_set), ("val", val_set)):
             if any(ds.skipped.values()):
                 print(f"note: {split} skipped {ds._skip_text()}")
-    stats = engine.fit(loader, step, on_epoch_end)
+    stats = engine.fit(loader, step)  # a resumed finished run evaluates once more
     if dist.is_main:
         save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
-    if engine.start_epoch >= s["epochs"]:  # resumed a finished run: evaluate once more
-        stats = evaluate()
-    metrics = {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}
-    dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                   skipped_samples=tally["unreadable"])
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+    return {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}, step.unreadable

@@ -91,15 +91,6 @@ class ViTBackbone(nn.Module):
                 outs.append(x[:, 1:].transpose(1, 2).reshape(b, c, h, w))
         return outs
 
-    def layer_id(self, name: str) -> int:
-        """mmseg's / MAE's layer-decay id of a parameter name inside this module: 0 for the stem,
-        i + 1 for block i, depth + 1 for the rest."""
-        if name.startswith(("vit.cls_token", "vit.pos_embed", "vit.patch_embed")):
-            return 0
-        if name.startswith("vit.blocks."):
-            return int(name.split(".")[2]) + 1
-        return self.depth + 1
-
 
 def _even(depth: int) -> tuple[int, ...]:
     return tuple(math.ceil(depth * f) - 1 for f in (0.25, 0.5, 0.75, 1.0))

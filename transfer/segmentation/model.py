@@ -4,6 +4,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mae_core.param_groups import layer_decay_groups, vit_layer_id
+
 from .backbone import ViTBackbone
 from .heads import FCNHead, Feature2Pyramid, UPerHead
 from .metrics import IGNORE_INDEX
@@ -60,18 +62,12 @@ class Segmenter(nn.Module):
         """AdamW groups with mmseg's LearningRateDecayOptimizerConstructor rule (= MAE's): lr_scale
         decay^(depth + 1 - layer_id); no weight decay on 1-D parameters, biases and `no_decay_names`."""
         depth = self.backbone.depth
-        groups: dict = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            lid = self.backbone.layer_id(name[len("backbone."):]) if name.startswith("backbone.") else depth + 1
+
+        def decay(name: str, p: nn.Parameter) -> float:
             skip = p.ndim == 1 or name.endswith(".bias") or name.split(".")[-1] in no_decay_names
-            key = (lid, skip)
-            if key not in groups:
-                groups[key] = {"params": [], "weight_decay": 0.0 if skip else weight_decay,
-                               "lr_scale": layer_decay ** (depth + 1 - lid)}
-            groups[key]["params"].append(p)
-        return list(groups.values())
+            return 0.0 if skip else weight_decay
+
+        return layer_decay_groups(self, layer_decay, depth, lambda name: vit_layer_id(name, depth, "backbone.vit."), decay)
 
 
 def total_loss(logits: torch.Tensor, aux: torch.Tensor | None, label: torch.Tensor, aux_weight: float,

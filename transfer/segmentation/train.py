@@ -8,10 +8,12 @@ import torch.nn as nn
 from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
-from mae_core.checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from mae_core.checkpoint import atomic_write, load_strict, save_checkpoint
 from mae_core.cpu_linear import select_cpu_linear
-from mae_core.distributed import DistInfo, init_distributed, shutdown
-from mae_core.engine import Engine, adamw, seed_all
+from mae_core.distributed import DistInfo
+from mae_core.engine import Engine, adamw
+from mae_core.hooks import Counter, PeriodicEval
+from mae_core.runner import read_trained, session, wrap_ddp
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from transfer.encoder import init_encoder
@@ -44,71 +46,91 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
                      eval_only: bool = False, weights: str | None = None, save_preds: bool = False) -> dict:
     """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}.
     run_task checks that eval_only and weights come together."""
-    dist = init_distributed(cfg["runtime"]["device"])
-    try:
+    with session(cfg["runtime"]) as dist:
         return _run(cfg, init, arch, data, Path(out), resume, eval_only, weights, save_preds, dist)
-    finally:
-        shutdown(dist)
 
 
 def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter, dict, dict]:
-    ckpt = read_checkpoint(weights)
-    conf = ckpt.get("config") or {}
-    if conf.get("task") != task or "model" not in ckpt:
-        raise MaeBenchError(f"{weights} is not an {task} model (expected RUN/model_final.pth of a segmentation run)")
+    ckpt = read_trained(weights, task)
+    conf = ckpt["config"]
     if conf["num_classes"] != num_classes:
         raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
     recipe = conf["recipe"]
     model, _ = build_segmenter(recipe["model"], recipe["model"]["img_size"], "scratch", conf["arch"], num_classes)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise MaeBenchError(f"{weights} does not fit its own recipe's segmenter ({' '.join(str(e).split())[:200]})") from None
+    load_strict(model, ckpt["model"], weights, "its own recipe's segmenter")
     info = dict(conf.get("init") or {"kind": "scratch", "ckpt": None}, weights=str(weights))
     return model, info, recipe
 
 
 def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> dict:
-    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
-    seed_all(r["seed"])
+    d = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
     val_set = ADE20KDataset(root, "val", d, num_classes, train=False, subset=d["val_subset"])
     preds_dir = out / "preds" if save_preds else None  # every process writes the maps of its own shard
     dataset = {"name": name, "root": str(root), "split": "val", "subset": d["subset"], "val_subset": d["val_subset"],
                "num_classes": num_classes, "val_images": len(val_set)}
-
     if eval_only:
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
         res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
-        _write_per_class(out, res, dist)
-        return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
-                "dataset": dataset}
+    else:
+        train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
+                                  crop=cfg["model"]["img_size"])
+        res, info, skipped = _train(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dist)
+        dataset.update(train_images=len(train_set), skipped_samples=skipped)
+    _write_per_class(out, res, dist)
+    return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
+            "dataset": dataset}
 
-    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"], crop=m["img_size"])
+
+class SegEval:
+    """`evaluate(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
+    `preds_dir` with --save-preds); the full result of the latest (per-class IoU and Acc) stays in `result`."""
+
+    def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, skipped: Counter, dist: DistInfo):
+        self.model, self.val_set, self.cfg, self.num_classes = model, val_set, cfg, num_classes
+        self.preds_dir, self.skipped, self.dist = preds_dir, skipped, dist
+        self.result: dict = {}
+
+    def __call__(self, epoch: int, last: bool) -> dict:
+        s = self.cfg["schedule"]
+        self.result = evaluate(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
+                               preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"])
+        stats = _main_metrics(self.result)
+        if self.skipped.value:
+            stats["skipped_samples"] = self.skipped.value
+        if self.dist.is_main:
+            print(f"iter {(epoch + 1) * s['eval_interval']}/{s['iters']}: mIoU {stats['mIoU']:.2f} "
+                  f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
+        return stats
+
+
+def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Path, resume, preds_dir,
+           dist: DistInfo) -> tuple[dict, dict, int]:
+    """Train the segmenter on the engine; returns (the last evaluation, init info, training samples skipped)."""
+    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
     model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
     model.to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)
     if s["iters"] < 1 or s["eval_interval"] < 1 or s["iters"] % s["eval_interval"]:
         raise MaeBenchError(f"schedule.iters ({s['iters']}) must be a positive multiple of schedule.eval_interval ({s['eval_interval']})")
-    epochs, per_epoch = s["iters"] // s["eval_interval"], s["eval_interval"]
     optimizer = adamw(model.param_groups(o["weight_decay"], o["layer_decay"]), lr=o["lr"], betas=o["betas"])
-    net = model
-    if dist.enabled:
-        if r["sync_bn"]:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"], o["warmup_ratio"],
+                              o["lr"])
+    if dist.enabled and r["sync_bn"]:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
-    engine = Engine(net, optimizer, run_dir=out, dist=dist, epochs=epochs, updates_per_epoch=per_epoch, amp=r["amp"],
-                    clip_grad=o["clip_grad"], seed=r["seed"], save_every=r["save_every"], keep_last=r["keep_last"],
-                    log_every=r["log_every"], desc=cfg["task"], module=model, config=config)
-    engine.scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"],
-                                     o["warmup_ratio"], o["lr"])
+    skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
+    val = SegEval(model, val_set, cfg, num_classes, preds_dir, skipped, dist)
+    # iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th) an evaluation every
+    # `eval_interval` of them; the engine's epoch is that interval
+    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
+                                total_updates=s["iters"], updates_per_epoch=s["eval_interval"], desc=cfg["task"],
+                                module=model, config=config, hooks=[skipped, PeriodicEval(val, r["eval_every"])])
     engine.resume(resume)
-    engine.log.write(**linear)
-    per_rank = s["batch_size"]
-    skipped = {"train": engine.extra_state.get("skipped_samples", 0)}  # counted over a resume too
+    engine.note(linear)
+    per_rank, per_epoch = s["batch_size"], s["eval_interval"]
 
     def loader(epoch):
         sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
@@ -118,42 +140,19 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
 
     def step(net, batch):
         x, y, ok = batch
-        skipped["train"] += int((~ok).sum())
+        skipped.add(int((~ok).sum()))
         x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
         logits, aux = net(x)
         return total_loss(logits, aux, y, model.aux_weight, m["avg_non_ignore"]), len(y)
-
-    final = {}
-
-    def on_epoch_end(epoch):
-        engine.extra_state["skipped_samples"] = skipped["train"]
-        last = epoch + 1 == epochs
-        if not last and (epoch + 1) % r["eval_every"]:
-            return {}
-        res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir if last else None,
-                       num_workers=d["num_workers"])
-        final.update(res)
-        stats = _main_metrics(res)
-        if skipped["train"]:
-            stats["skipped_samples"] = skipped["train"]
-        if dist.is_main:
-            print(f"iter {(epoch + 1) * per_epoch}/{s['iters']}: mIoU {stats['mIoU']:.2f} mAcc {stats['mAcc']:.2f} "
-                  f"aAcc {stats['aAcc']:.2f}")
-        return stats
 
     if dist.is_main:
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x {dist.world_size}, "
               f"lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
-    engine.fit(loader, step, on_epoch_end)
-    if not final:  # resumed a finished run: evaluate once more
-        on_epoch_end(epochs - 1)
+    engine.fit(loader, step)  # a resumed finished run evaluates once more
     if dist.is_main:
-        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=epochs - 1, config=config)
-        _write_per_class(out, final, dist)
-    dataset.update(train_images=len(train_set), skipped_samples=skipped["train"])
-    return {"metrics": _main_metrics(final), "init": info, "arch": info["arch"], "device": dist.device,
-            "dataset": dataset}
+        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=engine.epochs - 1, config=config)
+    return val.result, info, skipped.value
 
 
 def _main_metrics(res: dict) -> dict:
