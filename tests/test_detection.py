@@ -11,7 +11,7 @@ from transfer.detection.backbone import (SimpleFeaturePyramid, ViT, get_rel_pos,
                                          window_partition, window_unpartition)
 from transfer.detection.data import CocoInstances, load_coco, resolve_root
 from transfer.detection.evaluate import coco_eval
-from transfer.detection.model import layer_decay_rate
+from transfer.detection.model import vitdet_layer_id
 
 TINY_VIT = dict(patch_size=16, embed_dim=32, depth=4, num_heads=2)
 
@@ -88,12 +88,14 @@ def test_position_embedding_is_resized_to_the_input_grid():
 
 
 def test_layer_decay_follows_vitdet():
-    assert layer_decay_rate("backbone.net.pos_embed", 0.7, 12) == pytest.approx(0.7 ** 13)
-    assert layer_decay_rate("backbone.net.patch_embed.proj.weight", 0.7, 12) == pytest.approx(0.7 ** 13)
-    assert layer_decay_rate("backbone.net.blocks.0.attn.qkv.weight", 0.7, 12) == pytest.approx(0.7 ** 12)
-    assert layer_decay_rate("backbone.net.blocks.11.mlp.fc2.bias", 0.7, 12) == pytest.approx(0.7)
-    assert layer_decay_rate("backbone.stages.0.0.weight", 0.7, 12) == 1.0
-    assert layer_decay_rate("roi_heads.box_head.0.0.weight", 0.7, 12) == 1.0
+    def rate(name):  # get_vit_lr_decay_rate: decay ** (num_layers + 1 - layer_id), 12 blocks, decay 0.7
+        return 0.7 ** (12 + 1 - vitdet_layer_id(name, 12))
+    assert rate("backbone.net.pos_embed") == pytest.approx(0.7 ** 13)
+    assert rate("backbone.net.patch_embed.proj.weight") == pytest.approx(0.7 ** 13)
+    assert rate("backbone.net.blocks.0.attn.qkv.weight") == pytest.approx(0.7 ** 12)
+    assert rate("backbone.net.blocks.11.mlp.fc2.bias") == pytest.approx(0.7)
+    assert rate("backbone.stages.0.0.weight") == 1.0
+    assert rate("roi_heads.box_head.0.0.weight") == 1.0
 
 
 # ---- data -----------------------------------------------------------------------------

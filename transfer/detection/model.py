@@ -284,12 +284,6 @@ def vitdet_layer_id(name: str, depth: int) -> int:
     return layer
 
 
-def layer_decay_rate(name: str, decay: float, depth: int) -> float:
-    """ViTDet's rule (get_vit_lr_decay_rate): patch_embed/pos_embed -> decay^(depth+1), block i ->
-    decay^(depth-i), everything else (pyramid, RPN, heads) -> 1."""
-    return decay ** (depth + 1 - vitdet_layer_id(name, depth))
-
-
 # detectron2's get_default_optimizer_params: the torch norm types that weight_decay_norm applies to.
 # timm's LayerNorm2d subclasses nn.LayerNorm but stands for detectron2's own channels-first LayerNorm
 # (pyramid and heads, norm="LN"), which is no torch norm there and keeps the default weight decay.
@@ -302,7 +296,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float, dept
     """AdamW groups as detectron2's get_default_optimizer_params builds them for ViTDet: `weight_decay_norm`
     on the parameters of torch norm layers (None: the default decay), weight decay 0 on parameters named
     in `zero_decay` (the config's overrides, matched on the parameter's own name), `weight_decay` on the
-    rest (biases included); an lr_scale per parameter from `layer_decay_rate`."""
+    rest (biases included); lr_scale decay^(depth + 1 - layer), the layer from `vitdet_layer_id` (ViTDet's
+    get_vit_lr_decay_rate)."""
     norm_params = {id(p) for mod in model.modules() if isinstance(mod, _TORCH_NORMS) and not isinstance(mod, LayerNorm2d)
                    for p in mod.parameters(recurse=False)}
 
