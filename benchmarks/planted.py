@@ -160,18 +160,19 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", type=Path, default=baseline_path("ci.json"))
     ap.add_argument("--plants", default=",".join(PLANTS))
     args = ap.parse_args(argv)
-    unknown = [p for p in args.plants.split(",") if p not in PLANTS]
+    names = args.plants.split(",")
+    unknown = [p for p in names if p not in PLANTS]
     if unknown:
         sys.exit(f"unknown plant {unknown[0]!r}; choose from {', '.join(PLANTS)}")
     data = DataPaths.from_root(args.data_root)
     print("| plant | what | caught | metrics named |\n|---|---|---|---|")
     caught = 0
-    for name in args.plants.split(","):
+    for name in names:
         row = run_plant(PLANTS[name], args.clean, data, args.out, args.baseline)
         caught += row["caught"]
         print(f"| {name} | {row['what']} | {'yes' if row['caught'] else 'NO'} | {', '.join(row['named']) or '-'} |",
               flush=True)
-    print(f"\ncaught {caught} / {len(args.plants.split(','))} planted\n\n| clean run | false alarms |\n|---|---|")
+    print(f"\ncaught {caught} / {len(names)} planted\n\n| clean run | false alarms |\n|---|---|")
     rows = false_alarms(args.seeds, args.extra, args.baseline)
     for row in rows:
         print(f"| {row['run']} | {', '.join(row['alarms']) or 'none'} |")
