@@ -33,6 +33,7 @@ class Plant:
     what: str
     affects: Callable[[str, str], bool]  # (task, init) -> the step must be re-run under the plant
     patch: Callable[[], contextlib.AbstractContextManager]
+    pretraining: bool = False  # the MAE pretraining itself must be re-run (and so every MAE-init step)
 
 
 @contextlib.contextmanager
@@ -85,6 +86,25 @@ def _labels_not_reduced(reduce_zero_label):
     return patched
 
 
+@contextlib.contextmanager
+def _loss_on_visible():
+    """MAE's loss averaged over the visible patches instead of the masked ones (a reconstruction of what the
+    encoder saw: no masked-prediction task left)."""
+    from mae_core.models_mae import MaskedAutoencoderViT
+    original = MaskedAutoencoderViT.forward_loss
+    MaskedAutoencoderViT.forward_loss = lambda self, imgs, pred, mask: original(self, imgs, pred, 1 - mask)
+    try:
+        yield
+    finally:
+        MaskedAutoencoderViT.forward_loss = original
+
+
+def _inverted_decay(layer_decay_groups):
+    def patched(model, layer_decay, depth, layer_id, weight_decay):
+        return layer_decay_groups(model, layer_decay, depth, lambda name: depth + 1 - layer_id(name), weight_decay)
+    return patched
+
+
 def _with(module, name, make, *imports):
     def patch():
         for m in imports:
@@ -93,6 +113,7 @@ def _with(module, name, make, *imports):
     return patch
 
 
+_TUNED = ("in1k_finetune", "in1k_partial", "coco_det", "ade20k_seg")  # the tasks that fine-tune with layer decay
 _RUNNERS = ("transfer.classification.train", "transfer.classification.knn", "transfer.detection.train",
             "transfer.segmentation.train")
 PLANTS = {p.name: p for p in [
@@ -108,6 +129,12 @@ PLANTS = {p.name: p for p in [
     Plant("ade_reduce_zero_label_off", "ADE20K label maps are not reduced: 'other' (0) trains as class 0, every id off by one",
           lambda task, init: task == "ade20k_seg",
           _with("transfer.segmentation.data", "reduce_zero_label", _labels_not_reduced, "transfer.segmentation.train")),
+    Plant("mae_loss_on_visible", "MAE pretraining puts its loss on the visible patches instead of the masked ones",
+          lambda task, init: init == "mae", _loss_on_visible, pretraining=True),
+    Plant("layer_decay_inverted", "layer-wise lr decay inverted: the patch embedding gets the full lr, the head the least",
+          lambda task, init: task in _TUNED,
+          _with("mae_core.param_groups", "layer_decay_groups", _inverted_decay, "transfer.classification.optim",
+                "transfer.detection.model", "transfer.segmentation.model")),
 ]}
 
 
@@ -117,7 +144,7 @@ def _copy_clean(clean: Path, out: Path, plant: Plant) -> None:
         return
     def keep(folder, names):
         rel = Path(folder).relative_to(clean).parts
-        drop = {"tables"} if not rel else set()
+        drop = ({"tables"} | ({"pretrain"} if plant.pretraining else set())) if not rel else set()
         if len(rel) == 2 and rel[0] == "runs":  # runs/<task>/<init>
             drop |= {init for init in names if plant.affects(rel[1], init)}
         return drop

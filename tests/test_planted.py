@@ -40,6 +40,42 @@ def test_data_plants_shift_categories_and_leave_labels_unreduced():
     assert data.reduce_zero_label(label).tolist() == [[255, 0, 10, 255]]
 
 
+def test_loss_on_visible_plant_averages_over_the_visible_patches_only_inside_the_patch():
+    from mae_core.models import create_mae
+    torch.manual_seed(0)
+    mae = create_mae("vit_micro_patch8", img_size=32, decoder_depth=1, decoder_embed_dim=32, decoder_num_heads=2)
+    imgs, pred = torch.randn(2, 3, 32, 32), torch.randn(2, 16, 8 * 8 * 3)
+    mask = (torch.rand(2, 16) < 0.75).float()
+    per_patch = ((pred - mae.target(imgs)) ** 2).mean(-1)
+    visible, masked = (per_patch * (1 - mask)).sum() / (1 - mask).sum(), (per_patch * mask).sum() / mask.sum()
+    with planted.PLANTS["mae_loss_on_visible"].patch():
+        assert torch.allclose(mae.forward_loss(imgs, pred, mask), visible)
+    assert torch.allclose(mae.forward_loss(imgs, pred, mask), masked)
+
+
+def test_mask_ratio_zero_is_refused_before_any_work():
+    import pytest
+    from benchmarks.config import load_recipe
+    from mae_core.errors import MaeBenchError
+    with pytest.raises(MaeBenchError, match="mask_ratio"):
+        load_recipe("pretrain", "smoke", {"model.mask_ratio": 0.0})
+
+
+def test_inverted_layer_decay_plant_gives_the_stem_the_full_lr_and_the_head_the_least():
+    from transfer.classification.optim import param_groups_lrd
+    from transfer.encoder import build_vit
+    vit = build_vit("vit_micro_patch8", 32, 8, "avg", 0.0)
+    depth = len(vit.blocks)
+
+    def scales(groups):
+        ids = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+        return ids[id(vit.patch_embed.proj.weight)], ids[id(vit.head.weight)]
+    assert scales(param_groups_lrd(vit, 0.05, layer_decay=0.5)) == (0.5 ** (depth + 1), 1.0)
+    with planted.PLANTS["layer_decay_inverted"].patch():
+        assert scales(param_groups_lrd(vit, 0.05, layer_decay=0.5)) == (1.0, 0.5 ** (depth + 1))
+    assert scales(param_groups_lrd(vit, 0.05, layer_decay=0.5)) == (0.5 ** (depth + 1), 1.0)
+
+
 def test_a_plant_folder_keeps_only_unaffected_steps_and_false_alarms_use_the_other_seeds(tmp_path):
     clean = tmp_path / "s0"
     for task in ("in1k_linear", "coco_det"):
@@ -52,6 +88,10 @@ def test_a_plant_folder_keeps_only_unaffected_steps_and_false_alarms_use_the_oth
     kept = sorted(str(p.relative_to(tmp_path / "p")) for p in (tmp_path / "p").rglob("result.json"))
     assert kept == ["runs/in1k_linear/mae/result.json", "runs/in1k_linear/scratch/result.json"]
     assert (tmp_path / "p" / "pretrain").is_dir() and not (tmp_path / "p" / "tables").exists()
+    planted._copy_clean(clean, tmp_path / "v", planted.PLANTS["mae_loss_on_visible"])  # re-pretrains: MAE runs go too
+    kept = sorted(str(p.relative_to(tmp_path / "v")) for p in (tmp_path / "v").rglob("result.json"))
+    assert kept == ["runs/coco_det/scratch/result.json", "runs/in1k_linear/scratch/result.json"]
+    assert not (tmp_path / "v" / "pretrain").exists()
     seeds = [tmp_path / f"seed{i}" for i in range(3)]
     for seed, value in zip(seeds, (40.0, 41.0, 20.0)):  # the third seed is far below the other two
         write_result(seed / "runs" / "in1k_linear" / "mae", record("in1k_linear", "mae", {"top1": value}))
