@@ -38,11 +38,13 @@ def pretrain_transform(augment: str, size: int, crop_scale=(0.2, 1.0)):
 
 
 def deterministic_subset(n_total: int, n: int | None) -> list[int]:
-    """The same `n` indices for every seed and run (sorted), or all of them."""
+    """The same `n` of range(n_total) for every seed and run (sorted; drawn in one fixed seed-0 order, so a
+    smaller subset is inside a larger one), or all of them. Every task's --subset draws its images this way
+    (classification per class, to keep the classes balanced)."""
     if not n or n >= n_total:
         return list(range(n_total))
     if n < 1:
-        raise MaeBenchError(f"--subset must be positive, got {n}")
+        raise MaeBenchError(f"subset must be a positive number of images, got {n}")
     return sorted(np.random.default_rng(0).permutation(n_total)[:n].tolist())
 
 

@@ -213,7 +213,11 @@ def test_layout_resolution_and_class_count(seg_root):
     assert name == "synthetic-ade20k" and root.name == "ADEChallengeData2016"
     assert resolve_root(seg_root / "ade20k")[0] == root == resolve_root(root)[0]
     assert read_num_classes(root) == 11
-    assert len(list_pairs(root, "train", subset=5)) == 5
+    every = list_pairs(root, "train")
+    five, three = list_pairs(root, "train", subset=5), list_pairs(root, "train", subset=3)
+    # --subset draws as every task does: a fixed seed-0 permutation (not the first names), smaller inside larger
+    assert five == [every[i] for i in np.sort(np.random.default_rng(0).permutation(len(every))[:5])]
+    assert set(three) <= set(five) and len(five) == 5
     with pytest.raises(MaeBenchError, match="no ADE20K layout"):
         resolve_root(seg_root / "imagenet")
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pycocotools.coco import COCO
 from torchvision.transforms.v2 import functional as TF
 
+from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, open_rgb
 
@@ -80,14 +81,9 @@ def _usable_annotation(a: dict, width: int, height: int, cat_ids: set) -> dict |
 
 
 def subset_ids(ids: list[int], n: int | None) -> list[int]:
-    """`n` image ids drawn in one fixed (seed 0) order from the sorted ids (a smaller subset is inside a larger one)."""
+    """`n` of the sorted image ids, drawn as every task's --subset is (`deterministic_subset`)."""
     ids = sorted(ids)
-    if not n:
-        return ids
-    if n < 1:
-        raise MaeBenchError(f"subset must be a positive number of images, got {n}")
-    order = np.random.default_rng(0).permutation(len(ids))
-    return sorted(ids[i] for i in order[:n])
+    return [ids[i] for i in deterministic_subset(len(ids), n)]
 
 
 class CocoInstances(torch.utils.data.Dataset):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
 
@@ -49,7 +50,8 @@ def read_num_classes(root: Path) -> int:
 
 
 def list_pairs(root: Path, split: str, subset: int | None = None) -> list[tuple[Path, Path]]:
-    """(image, label map) pairs matched by file stem, sorted by name; the first `subset` if given.
+    """(image, label map) pairs matched by file stem, sorted by name; `subset` of them drawn as every task's
+    --subset is (`deterministic_subset`: the same images for every seed, a smaller subset inside a larger one).
     A split folder that is missing or an image without its label map (or the reverse) is an error."""
     sub = SPLITS[split]
     img_dir, ann_dir = root / "images" / sub, root / "annotations" / sub
@@ -66,9 +68,8 @@ def list_pairs(root: Path, split: str, subset: int | None = None) -> list[tuple[
         raise MaeBenchError(f"ADE20K {split} split does not pair up: {'; '.join(parts)}")
     if not images:
         raise MaeBenchError(f"no images in {img_dir}")
-    if subset is not None and subset < 1:
-        raise MaeBenchError(f"subset must be a positive number of images, got {subset}")
-    names = sorted(images)[:subset] if subset else sorted(images)
+    names = sorted(images)
+    names = [names[i] for i in deterministic_subset(len(names), subset)]
     return [(images[n], labels[n]) for n in names]
 
 
