@@ -9,7 +9,8 @@
 _base_ = ["./base.py"]
 arch = "vit_micro_patch8"
 synth = dict(n_train=2400, n_val=1000)
-pretrain = dict(recipe="smoke", sets={"schedule.epochs": 16, "schedule.batch_size": 64, "schedule.warmup_epochs": 2})
+# 32 epochs (1,200 updates): 16 gave fine-tuning 30 % and partial 16 %, 32 gives 34 % and 21 % (one seed each)
+pretrain = dict(recipe="smoke", sets={"schedule.epochs": 32, "schedule.batch_size": 64, "schedule.warmup_epochs": 2})
 _labelled = {"data.subset": 800}
 _once = {"runtime.eval_every": 100}  # evaluate once, at the end
 supervised = dict(recipe="supervised_smoke", sets={**_labelled, **_once})
