@@ -19,7 +19,9 @@ steps = dict(
     in1k_partial=dict(recipe="smoke", sets={**_labelled, **_once}),
     in1k_finetune=dict(recipe="smoke", sets={**_labelled, **_once}),
     knn=dict(recipe="smoke", sets={"model.global_pool": "avg"}),
-    coco_det=dict(recipe="smoke", sets={"data.subset": 1600}),
+    # 800 scenes, 200 updates: a short schedule is where pretraining shows (one seed: MAE 8.6 / scratch 2.2 bbox AP;
+    # at 400 updates 12.7 / 10.4 over three seeds, within 2.2 standard errors)
+    coco_det=dict(recipe="smoke", sets={"data.subset": 800}),
     ade20k_seg=dict(recipe="smoke", sets={"data.subset": 1600, "data.val_subset": 400, "schedule.iters": 300,
                                           "schedule.eval_interval": 150}),
 )
