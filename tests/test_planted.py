@@ -1,5 +1,7 @@
 """The planted-regression benchmark's pieces: each plant really breaks what it names, and only while applied;
 a plant's folder keeps the clean run's unaffected steps; false alarms are counted against the other seeds."""
+import json
+
 import numpy as np
 import torch
 
@@ -97,3 +99,9 @@ def test_a_plant_folder_keeps_only_unaffected_steps_and_false_alarms_use_the_oth
         write_result(seed / "runs" / "in1k_linear" / "mae", record("in1k_linear", "mae", {"top1": value}))
     rows = planted.false_alarms(seeds, [], tmp_path / "unused.json")
     assert [bool(r["alarms"]) for r in rows] == [False, False, True]
+    # an extra run is checked on the inits it ran: a baseline row of another init is not an alarm
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({f"in1k_linear/{i}/vit_tiny_patch16/top1": {"metric": "top1", "value": 40.0,
+                                "tolerance": 2.0} for i in ("mae", "supervised")}))
+    rows = planted.false_alarms([], [seeds[0] / "runs", seeds[2] / "runs"], base)
+    assert [r["alarms"] for r in rows] == [[], ["in1k_linear/mae/vit_tiny_patch16/top1"]]

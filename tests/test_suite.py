@@ -42,6 +42,13 @@ def test_suite_rerun_skips_finished_steps_and_passes_its_own_baseline(suite_run,
     assert "done already" in text and "no regressions" in text
 
 
+def test_a_suite_with_fewer_inits_is_checked_on_those_only(suite_run, capsys):
+    _, argv, baseline = suite_run  # the baseline also holds the supervised rows, which this run leaves out
+    assert any("/supervised/" in k for k in json.loads(baseline.read_text()))
+    assert main([*argv, "--set", "inits=['mae', 'scratch']"]) == 0
+    assert "no regressions" in capsys.readouterr().out
+
+
 def test_suite_names_each_regressed_metric_and_exits_non_zero(suite_run, capsys):
     out, argv, baseline = suite_run
     entries = json.loads(baseline.read_text())
