@@ -18,8 +18,7 @@ from mae_core.runner import session
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform
-from .train import resolve_root
+from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root
 
 
 def nearest(sim: torch.Tensor, k: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from mae_core.runner import session, wrap_ddp
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, train_transform
+from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root, train_transform
 from .evaluate import evaluate
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
@@ -39,15 +39,6 @@ class ShardSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return len(self.indices)
-
-
-def resolve_root(data: str | Path) -> tuple[Path, str]:
-    """The ImageFolder root (with train/ and val/) and a dataset name; the synthetic set's root works too."""
-    data = Path(data)
-    if (data / "imagenet" / "train").is_dir():
-        data = data / "imagenet"
-    synthetic = (data / "synth.json").exists() or (data.parent / "synth.json").exists()
-    return data, "synthetic-imagenet" if synthetic else "imagenet"
 
 
 def _is_int(v) -> bool:

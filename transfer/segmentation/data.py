@@ -18,6 +18,7 @@ from PIL import Image
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
+from transfer.data_root import DataLayout
 
 from .metrics import IGNORE_INDEX
 
@@ -27,14 +28,10 @@ MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
 STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
 
 
-def resolve_root(data: str | Path) -> tuple[Path, str]:
-    """The ADEChallengeData2016 folder from DIR (synthetic root), DIR/ade20k or the folder itself; and a name."""
-    data = Path(data)
-    for cand in (data / "ade20k" / "ADEChallengeData2016", data / "ADEChallengeData2016", data):
-        if (cand / "images").is_dir() and (cand / "annotations").is_dir():
-            synthetic = any((p / "synth.json").exists() for p in (cand, cand.parent, cand.parent.parent))
-            return cand, "synthetic-ade20k" if synthetic else "ade20k"
-    raise MaeBenchError(f"no ADE20K layout under {data} (expected ADEChallengeData2016/images/ and annotations/)")
+ADE20K_LAYOUT = DataLayout("ade20k", markers=("images", "annotations"),
+                           under=("ade20k/ADEChallengeData2016", "ADEChallengeData2016"),
+                           missing="no ADE20K layout under {data} (expected ADEChallengeData2016/images/ and annotations/)")
+resolve_root = ADE20K_LAYOUT.resolve  # (the ADEChallengeData2016 folder; dataset name)
 
 
 def read_num_classes(root: Path) -> int:
