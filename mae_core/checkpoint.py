@@ -319,15 +319,3 @@ def load_encoder(path, img_size=None, arch=None):
         info.update(grid=grid, img_size=img_size)
     return enc, info
 
-
-def export_timm(path_in, path_out) -> str:
-    """Write the encoder as a timm ViT state dict (.safetensors by extension, else torch); returns the arch."""
-    enc, info = load_encoder(path_in)
-    path_out = os.fspath(path_out)
-    if path_out.endswith(".safetensors"):
-        from safetensors.torch import save_file
-        enc = {k: v.detach().contiguous().clone() for k, v in enc.items()}  # no shared storage allowed
-        atomic_write(path_out, lambda tmp: save_file(enc, tmp, metadata={"format": "pt", "arch": info["arch"]}))
-    else:
-        atomic_write(path_out, lambda tmp: torch.save(enc, tmp))
-    return info["arch"]

@@ -6,9 +6,10 @@ import pytest
 import timm
 import torch
 
-from mae_core.checkpoint import (atomic_write, encoder_state_dict, export_timm, extract_state_dict, infer_arch,
+from mae_core.checkpoint import (atomic_write, encoder_state_dict, extract_state_dict, infer_arch,
                                  load_encoder, load_mae, read_checkpoint, save_checkpoint)
 from mae_core.errors import MaeBenchError
+from mae_core.export import export_timm
 from mae_core.models_mae import create_mae
 
 TINY = dict(img_size=32, decoder_depth=1, decoder_embed_dim=64, decoder_num_heads=4)

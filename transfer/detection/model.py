@@ -28,9 +28,9 @@ from transfer.encoder import init_encoder
 
 from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 
-# Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed)
-# and the final norm (ViTDet's pyramid starts from the last block's output).
-_DROPPED = ("cls_token", "norm.weight", "norm.bias")
+# Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed, as
+# pretrain_use_cls_token=True expects) and the final norm (ViTDet's pyramid starts from the last block's output).
+DROPPED = ("cls_token", "norm.weight", "norm.bias")
 VITDET_PATCH = 16  # ViTDet runs every ViT at patch 16, so the pyramid strides are 4..32
 
 
@@ -79,7 +79,7 @@ def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
     enc, info = init_encoder(init, arch=arch, img_size=m["pretrain_img_size"], num_classes=0)
     vit = build_vit({**m, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
                                                                       m["pretrain_img_size"])}, info["arch"])
-    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in _DROPPED}, m["pretrain_img_size"])
+    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, m["pretrain_img_size"])
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     missing = [k for k in missing if ".rel_pos_" not in k]  # relative position tables start at zero
     if missing or unexpected:
