@@ -232,15 +232,17 @@ def load_mae(path, **overrides):
         model = MaskedAutoencoderViT(**kwargs)
     except ValueError as exc:
         raise MaeBenchError(f"cannot build the MAE of {path}: {exc}") from None
-    _check_fit(model.state_dict(), sd, path, f"mae_{info['arch']}")
+    check_fit(model.state_dict(), sd, path, f"mae_{info['arch']}")
     model.load_state_dict(sd, strict=True)
     info.update(img_size=kwargs["img_size"], epoch=ckpt.get("epoch"), config=dict(model.config))
     return model, info
 
 
-def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
+def check_fit(expected: dict, sd: dict, path, what: str, may_be_missing=(), may_be_extra=()) -> None:
+    """Every strict-load check's one error line: the keys of `sd` missing from, unexpected in or mis-shaped for
+    `expected` (a state dict, or key -> shape), apart from those allowed: "checkpoint PATH does not fit WHAT (...)"."""
+    missing = [k for k in expected if k not in sd and k not in may_be_missing]
+    unexpected = [k for k in sd if k not in expected and k not in may_be_extra]
     shapes = [f"{k} {list(sd[k].shape)} vs {list(getattr(v, 'shape', v))}" for k, v in expected.items()
               if k in sd and sd[k].shape != getattr(v, "shape", v)]
     problems = [f"{label}: {', '.join(items[:3])}{'...' if len(items) > 3 else ''}"
@@ -252,7 +254,7 @@ def _check_fit(expected: dict, sd: dict, path: str, what: str) -> None:
 def load_strict(module: torch.nn.Module, state_dict: dict, path, what: str) -> None:
     """`module.load_state_dict(state_dict, strict=True)`, or one line naming the missing, unexpected and
     mis-shaped keys: "checkpoint PATH does not fit WHAT (...)"."""
-    _check_fit(module.state_dict(), state_dict, path, what)
+    check_fit(module.state_dict(), state_dict, path, what)
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:  # keys and shapes fit; e.g. a tensor that cannot be copied
@@ -311,7 +313,7 @@ def load_encoder(path, img_size=None, arch=None):
         if wanted != info["arch"]:
             raise MaeBenchError(f"checkpoint {path} is {info['arch']} but --arch says {wanted}")
     enc = encoder_state_dict(sd)
-    _check_fit(encoder_shapes(info), enc, path, f"a {info['arch']} encoder")
+    check_fit(encoder_shapes(info), enc, path, f"a {info['arch']} encoder")
     if img_size is not None:
         grid = _grid_for(img_size, info["patch_size"], path)
         if info["grid"] is not None and grid != info["grid"]:

@@ -20,6 +20,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_area, roi_align
 
 from mae_core.archs import arch_spec
+from mae_core.checkpoint import check_fit
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.param_groups import layer_decay_groups
@@ -80,11 +81,10 @@ def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
     vit = build_vit({**m, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
                                                                       m["pretrain_img_size"])}, info["arch"])
     sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, m["pretrain_img_size"])
-    missing, unexpected = vit.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if ".rel_pos_" not in k]  # relative position tables start at zero
-    if missing or unexpected:
-        raise MaeBenchError(f"encoder {info['ckpt'] or info['arch']} does not fit the ViTDet backbone "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    expected = vit.state_dict()
+    check_fit(expected, sd, info["ckpt"] or info["arch"], "the ViTDet backbone",
+              may_be_missing=[k for k in expected if ".rel_pos_" in k])  # relative position tables start at zero
+    vit.load_state_dict(sd, strict=False)
     return vit, info
 
 
