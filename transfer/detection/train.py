@@ -36,9 +36,14 @@ def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: in
 
 
 def milestones(s: dict, total_updates: int) -> list[int]:
-    """The iterations of ViTDet's x0.1 steps: the recipe gives them as fractions of training (`schedule.steps`,
-    163,889 / 184,375 and 177,546 / 184,375 in the paper's), so that they follow its length in epochs."""
-    return [int(f * total_updates) for f in s["steps"]]
+    """The iterations of ViTDet's x0.1 steps in a run of `total_updates`: the recipe's `schedule.milestones` are
+    iterations of a `schedule.max_iter`-iteration run (ViTDet's config), placed at the same fraction of this run
+    (`m * total_updates // max_iter`: exactly those iterations when it runs max_iter)."""
+    max_iter, ms = s["max_iter"], tuple(s["milestones"])
+    if not all(isinstance(m, int) and 0 < m < max_iter for m in ms) or list(ms) != sorted(ms):
+        raise MaeBenchError(f"schedule.milestones must be increasing iterations in (0, schedule.max_iter={max_iter}), "
+                            f"got {ms!r}")
+    return [m * total_updates // max_iter for m in ms]
 
 
 def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
