@@ -8,12 +8,12 @@ import torch.nn as nn
 from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
-from mae_core.checkpoint import atomic_write, load_strict, save_checkpoint
+from mae_core.checkpoint import atomic_write, load_strict
 from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
-from mae_core.engine import Engine, adamw
+from mae_core.engine import adamw
 from mae_core.hooks import Counter, PeriodicEval
-from mae_core.runner import read_trained, session, wrap_ddp
+from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from transfer.encoder import init_encoder
@@ -46,8 +46,9 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
                      eval_only: bool = False, weights: str | None = None, save_preds: bool = False) -> dict:
     """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}.
     run_task checks that eval_only and weights come together."""
-    with session(cfg["runtime"]) as dist:
-        return _run(cfg, init, arch, data, Path(out), resume, eval_only, weights, save_preds, dist)
+    out = Path(out)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, resume, eval_only, weights, save_preds, dist),
+               out=out, resume=resume)
 
 
 def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter, dict, dict]:
@@ -62,7 +63,8 @@ def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter,
     return model, info, recipe
 
 
-def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> dict:
+def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> Training | dict:
+    """The segmenter's training, or with eval_only the result of evaluating `weights`."""
     d = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
@@ -74,11 +76,15 @@ def _run(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pred
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
         res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
-    else:
-        train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
-                                  crop=cfg["model"]["img_size"])
-        res, info, skipped = _train(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dist)
-        dataset.update(train_images=len(train_set), skipped_samples=skipped)
+        return _result(res, info, dataset, out, dist)
+    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
+                              crop=cfg["model"]["img_size"])
+    dataset["train_images"] = len(train_set)
+    return _training(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dataset, dist)
+
+
+def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo) -> dict:
+    """The task's result from an evaluation's `res`; RUN/per_class.json beside it."""
     _write_per_class(out, res, dist)
     return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
             "dataset": dataset}
@@ -106,9 +112,11 @@ class SegEval:
         return stats
 
 
-def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Path, resume, preds_dir,
-           dist: DistInfo) -> tuple[dict, dict, int]:
-    """Train the segmenter on the engine; returns (the last evaluation, init info, training samples skipped)."""
+def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Path, resume, preds_dir, dataset: dict,
+              dist: DistInfo) -> Training:
+    """The segmenter's training, iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th)
+    an evaluation every `eval_interval` of them, so the engine's epoch is that interval (mmengine's
+    IterBasedTrainLoop); its result is the last evaluation's."""
     d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
     model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
     model.to(dist.device)
@@ -123,13 +131,6 @@ def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Pat
     config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
     skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
     val = SegEval(model, val_set, cfg, num_classes, preds_dir, skipped, dist)
-    # iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th) an evaluation every
-    # `eval_interval` of them; the engine's epoch is that interval
-    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
-                                total_updates=s["iters"], updates_per_epoch=s["eval_interval"], desc=cfg["task"],
-                                module=model, config=config, hooks=[skipped, PeriodicEval(val, r["eval_every"])])
-    engine.resume(resume)
-    engine.note(linear)
     per_rank, per_epoch = s["batch_size"], s["eval_interval"]
 
     def loader(epoch):
@@ -145,14 +146,18 @@ def _train(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Pat
         logits, aux = net(x)
         return total_loss(logits, aux, y, model.aux_weight, m["avg_non_ignore"]), len(y)
 
-    if dist.is_main:
-        print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
-              f"({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x {dist.world_size}, "
-              f"lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
-    engine.fit(loader, step)  # a resumed finished run evaluates once more
-    if dist.is_main:
-        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=engine.epochs - 1, config=config)
-    return val.result, info, skipped.value
+    def start(engine):
+        if dist.is_main:
+            print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val "
+                  f"images ({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x "
+                  f"{dist.world_size}, lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
+
+    def finish(stats: dict) -> dict:
+        return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist)
+
+    return Training(model, optimizer, scheduler, s["iters"], s["eval_interval"], loader, step, finish,
+                    hooks=[skipped, PeriodicEval(val, r["eval_every"])], config=config, desc=cfg["task"],
+                    notes=[linear], start=start, save_final=True)
 
 
 def _main_metrics(res: dict) -> dict:
