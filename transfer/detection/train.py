@@ -1,4 +1,5 @@
 """`coco_det`: ViTDet Mask R-CNN training and COCO evaluation on the shared engine."""
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -7,11 +8,11 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from mae_core.checkpoint import load_strict, save_checkpoint
+from mae_core.checkpoint import load_strict
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
 from mae_core.hooks import PeriodicEval
-from mae_core.runner import read_trained, session, wrap_ddp
+from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
@@ -50,8 +51,8 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
                   eval_only: bool = False, weights: str | None = None) -> dict:
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
-    with session(cfg["runtime"]) as dist:
-        return _run(cfg, init, arch, data, Path(out), resume, dist, weights)
+    out = Path(out)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, dist, weights), out=out, resume=resume)
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
@@ -138,7 +139,8 @@ def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> d
     return {**cfg, "model": saved}
 
 
-def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
+def _build(cfg, init, arch, data, out: Path, dist: DistInfo, weights: str | None) -> Training | dict:
+    """The detector's training, or with `weights` the result of evaluating them."""
     trained = read_trained(weights, cfg["task"]) if weights else None
     if trained:
         cfg = _weights_recipe(cfg, trained, weights, dist)
@@ -151,21 +153,25 @@ def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str 
     dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
                "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
+
+    def result(metrics: dict) -> dict:
+        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+
     if weights:
         load_strict(model, trained["model"], weights, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()
         info["weights"] = str(weights)
-    else:
-        metrics, skipped = _train(cfg, model, info, train_set, val_set, evaluate, root, out, resume, dist)
-        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                       skipped_samples=skipped)
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+        return result(metrics)
+    return _training(cfg, model, info, train_set, val_set, evaluate, root, dist, dataset, result)
 
 
-def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resume, dist: DistInfo):
-    """Train the detector on the engine; returns (bbox_/segm_ metrics of the last evaluation, images skipped)."""
+def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistInfo, dataset: dict,
+              result: Callable[[dict], dict]) -> Training:
+    """The detector's training: `epochs` passes over the training images, ViTDet's lr schedule in updates, COCO
+    evaluation every runtime.eval_every-th pass and after the last; its result has the last evaluation's
+    bbox_ and segm_ metrics."""
     d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
     config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
@@ -180,11 +186,6 @@ def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resu
                                warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
                                min_lr=o["min_lr"])
     step = DetectionStep(model, dist.device)
-    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
-                                total_updates=total, updates_per_epoch=updates, desc=cfg["task"], module=model,
-                                config=config,
-                                hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
-    engine.resume(resume)
 
     def loader(epoch):
         train_set.set_epoch(epoch)
@@ -194,7 +195,9 @@ def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resu
         return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
                           num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
 
-    if dist.is_main:
+    def start(engine):
+        if not dist.is_main:
+            return
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
               f"{total} updates" + (f" (x0.1 at {', '.join(map(str, steps))})" if steps else "")
@@ -202,7 +205,12 @@ def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resu
         for split, ds in (("train", train_set), ("val", val_set)):
             if any(ds.skipped.values()):
                 print(f"note: {split} skipped {ds._skip_text()}")
-    stats = engine.fit(loader, step)  # a resumed finished run evaluates once more
-    if dist.is_main:
-        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
-    return {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}, step.unreadable
+
+    def finish(stats: dict) -> dict:
+        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
+                       skipped_samples=step.unreadable)
+        return result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
+
+    return Training(model, optimizer, scheduler, total, updates, loader, step, finish, config=config,
+                    hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])], desc=cfg["task"],
+                    start=start, save_final=True)
