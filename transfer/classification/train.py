@@ -18,7 +18,7 @@ from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from mae_core.hooks import EMA, BestCheckpoint
-from mae_core.runner import session, wrap_ddp
+from mae_core.runner import Training, run
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
@@ -128,8 +128,8 @@ def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out
                        resume: str | None = None) -> dict:
     """Train and evaluate one protocol; returns {"metrics", "init", "dataset", "arch"} (rank 0's view)."""
     protocol = resolve_protocol(cfg)
-    with session(cfg["runtime"]) as dist:
-        return _run(cfg, protocol, init, arch, data, Path(out), resume, dist)
+    return run(cfg, lambda dist: _training(cfg, protocol, init, arch, data, Path(out), resume, dist), out=out,
+               resume=resume)
 
 
 def build_datasets(cfg: dict, root: Path) -> tuple[ImageFolderDataset, ImageFolderDataset]:
@@ -250,7 +250,9 @@ class SkippedSamples(Hook):
             stats["skipped_samples"] = self.step.skipped
 
 
-def _run(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
+def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> Training:
+    """The protocol's training: `epochs` passes over train/, the official warm-up + cosine per update, top-1/top-5
+    on val/ (of the EMA model with EMA) every runtime.eval_every-th epoch and after the last, the best checkpoint."""
     d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
     root, name = resolve_root(data)
     train_set, val_set = build_datasets(cfg, root)
@@ -271,28 +273,29 @@ def _run(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo
     hooks = [*([EMA(ema, model)] if ema is not None else []),
              TopKEval(sources, model, ema, r["eval_every"]),
              BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
-    trained = model.head if sources.cached else model  # what the optimiser step differentiates through
-    engine = Engine.from_recipe(cfg, wrap_ddp(trained, dist), optimizer, scheduler, dist=dist, run_dir=out,
-                                total_updates=s["epochs"] * updates, updates_per_epoch=updates, desc=protocol,
-                                module=reported, hooks=hooks,
-                                config={"task": cfg.get("task"), "arch": info["arch"],
-                                        "num_classes": train_set.num_classes, "classes": train_set.classes,
-                                        "global_pool": m["global_pool"], "recipe": cfg})
-    engine.resume(resume)
-    engine.note(linear)
-    step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
-    if dist.is_main:
-        print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
-              f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
-              f"{info['trainable_params']:,} trainable parameters")
-    stats = engine.fit(sources.train_loader, step)
-    metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
-    scored = stats.get("val_scored", len(val_set))
-    if scored < len(val_set) and dist.is_main:
-        print(f"warning: {len(val_set) - scored} validation images are unreadable; top-1 is over the {scored} "
-              "that were read (--strict makes that an error)", file=sys.stderr)
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
-            "dataset": {"name": name, "root": str(root), "split": "val",
-                        "subset": d["subset"], "num_classes": train_set.num_classes, "train_images": len(train_set),
-                        "val_images": scored, "val_skipped": len(val_set) - scored,
-                        "skipped_samples": step.skipped}}
+    config = {"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
+              "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg}
+
+    def start(engine):
+        step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
+        if dist.is_main:
+            print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+                  f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
+                  f"{info['trainable_params']:,} trainable parameters")
+
+    def finish(stats: dict) -> dict:
+        metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
+        scored = stats.get("val_scored", len(val_set))
+        if scored < len(val_set) and dist.is_main:
+            print(f"warning: {len(val_set) - scored} validation images are unreadable; top-1 is over the {scored} "
+                  "that were read (--strict makes that an error)", file=sys.stderr)
+        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
+                "dataset": {"name": name, "root": str(root), "split": "val",
+                            "subset": d["subset"], "num_classes": train_set.num_classes,
+                            "train_images": len(train_set), "val_images": scored, "val_skipped": len(val_set) - scored,
+                            "skipped_samples": step.skipped}}
+
+    # with cached features the optimiser step differentiates through the head alone
+    return Training(reported, optimizer, scheduler, s["epochs"] * updates, updates, sources.train_loader, step,
+                    finish, hooks=hooks, config=config, desc=protocol,
+                    trained=model.head if sources.cached else model, notes=[linear], start=start)
