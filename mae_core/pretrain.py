@@ -10,12 +10,12 @@ from timm.optim import param_groups_weight_decay
 from .checkpoint import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo
-from .engine import Engine, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
+from .engine import adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
 from .cpu_linear import select_cpu_linear
-from .runner import session, wrap_ddp
+from .runner import Training, run
 from .visualize import save_reconstructions
 
 
@@ -43,11 +43,13 @@ def build_optimizer(model: torch.nn.Module, o: dict, lr: float) -> torch.optim.A
 
 def pretrain(cfg: dict, data: str, out: str, resume: str | None = None, device: str = "auto") -> dict:
     """Pretrain an MAE as the resolved recipe `cfg` says; returns the last epoch's stats."""
-    with session(cfg["runtime"], device) as dist:
-        return _pretrain(cfg, Path(data), Path(out), resume, dist)
+    return run(cfg, lambda dist: _training(cfg, Path(data), Path(out), resume, dist), out=out, resume=resume,
+               device=device)
 
 
-def _pretrain(cfg, data: Path, out: Path, resume, dist: DistInfo) -> dict:
+def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
+    """`epochs` passes over the images, the official warm-up + cosine per update; at the end (rank 0) the
+    reconstructions of the first images and RUN/summary.json."""
     m, d, o, s, r = cfg["model"], cfg["data"], cfg["optim"], cfg["schedule"], cfg["runtime"]
     enable_fast_paths(dist)
     model = build_model(m).to(dist.device)
@@ -62,14 +64,6 @@ def _pretrain(cfg, data: Path, out: Path, resume, dist: DistInfo) -> dict:
     optimizer = build_optimizer(model, o, lr)
     scheduler = epoch_cosine_schedule(optimizer, s["epochs"], updates, s["warmup_epochs"], o["min_lr"])
     config = {**model.config, "arch": m["arch"], "recipe": cfg}
-    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist, compile=r.get("compile", False)), optimizer, scheduler,
-                                dist=dist, run_dir=out, total_updates=s["epochs"] * updates, updates_per_epoch=updates,
-                                config=config, desc="pretrain")
-    engine.resume(resume)
-    engine.note(linear)
-    if dist.is_main:
-        print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
-              f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")
     mask_ratio = m["mask_ratio"]
     pin = dist.device.startswith("cuda")
 
@@ -82,14 +76,25 @@ def _pretrain(cfg, data: Path, out: Path, resume, dist: DistInfo) -> dict:
         return epoch_loader(dataset, epoch, per_rank_batch, dist.rank, dist.world_size, r["seed"],
                             d["num_workers"], pin)
 
-    t0 = time.time()
-    stats = engine.fit(loader, step)
-    if dist.is_main:
-        pictures = torch.stack([center_tensor(dataset.open_image(i), m["img_size"])
-                                for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
-        save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=r["seed"])
-        summary = {"arch": m["arch"], "images": len(dataset), "epochs": s["epochs"], "effective_batch": eff_batch,
-                   "lr": lr, "final": stats, "wall_s": time.time() - t0, "recipe": cfg}
-        text = json.dumps(summary, indent=2, allow_nan=True)
-        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
-    return stats
+    t0 = None
+
+    def start(engine):
+        nonlocal t0
+        if dist.is_main:
+            print(f"pretraining {m['arch']} on {len(dataset)} images ({dataset.root}); effective batch {eff_batch}, "
+                  f"lr {lr:.3g}, epochs {engine.start_epoch}->{s['epochs']}, device {dist.device}")
+        t0 = time.time()
+
+    def finish(stats: dict) -> dict:
+        if dist.is_main:
+            pictures = torch.stack([center_tensor(dataset.open_image(i), m["img_size"])
+                                    for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
+            save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=r["seed"])
+            summary = {"arch": m["arch"], "images": len(dataset), "epochs": s["epochs"], "effective_batch": eff_batch,
+                       "lr": lr, "final": stats, "wall_s": time.time() - t0, "recipe": cfg}
+            text = json.dumps(summary, indent=2, allow_nan=True)
+            atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
+        return stats
+
+    return Training(model, optimizer, scheduler, s["epochs"] * updates, updates, loader, step, finish, config=config,
+                    desc="pretrain", compile=r.get("compile", False), notes=[linear], start=start)
