@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from timm.scheduler import CosineLRScheduler
+from timm.utils import unwrap_model
 from tqdm import tqdm
 
 from .atomic import atomic_write, copy_atomic
@@ -105,15 +106,6 @@ def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, mi
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under torch.compile and DDP wrappers (what checkpoints store)."""
-    while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
-
-
 class JsonlLogger:
     """Append-only JSON lines, flushed per line (rank 0 only)."""
 
@@ -190,7 +182,7 @@ class Engine:
         if updates_per_epoch < 1 or total_updates % updates_per_epoch:
             raise MaeBenchError(f"{total_updates} updates do not split into epochs of {updates_per_epoch}")
         self.model, self.optimizer, self.dist = model, optimizer, dist
-        self.module = module if module is not None else unwrap(model)  # what checkpoints hold
+        self.module = module if module is not None else unwrap_model(model)  # what checkpoints hold
         self.hooks = list(hooks)
         self.run_dir = Path(run_dir)
         self.total_updates, self.updates_per_epoch, self.accum_iter = total_updates, updates_per_epoch, accum_iter
