@@ -28,7 +28,7 @@ def enable_fast_paths(dist: DistInfo) -> None:
         torch.backends.cuda.enable_mem_efficient_sdp(True)
 
 
-def build_model(m: dict):
+def build_mae(m: dict):
     return create_mae(m["arch"], img_size=m["img_size"], norm_pix_loss=m["norm_pix_loss"],
                       decoder_depth=m["decoder_depth"], decoder_embed_dim=m["decoder_embed_dim"],
                       decoder_num_heads=m["decoder_num_heads"], mask_strategy=m["mask_strategy"],
@@ -52,7 +52,7 @@ def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
     reconstructions of the first images and RUN/summary.json."""
     m, d, o, s, r = cfg["model"], cfg["data"], cfg["optim"], cfg["schedule"], cfg["runtime"]
     enable_fast_paths(dist)
-    model = build_model(m).to(dist.device)
+    model = build_mae(m).to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)  # before the checkpoint config copies the recipe
     grid = model.grid
     dataset = PretrainImages(data, pretrain_transform(d["augment"], m["img_size"], d["crop_scale"]),

@@ -23,7 +23,7 @@ from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
 from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root, train_transform
-from .evaluate import evaluate
+from .evaluate import evaluate_classifier
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
 
@@ -76,7 +76,7 @@ def resolve_protocol(cfg: dict) -> str:
     return "linear" if blocks == 0 else "partial"
 
 
-def build_model(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
+def build_classifier(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
     m = cfg["model"]
     model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
                                global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
@@ -168,7 +168,7 @@ class Sources:
         *train_feats, dropped = extract_features(
             model, DataLoader(self.train, batch_size=self.batch, num_workers=self.workers), dist.device)
         self.train = TensorDataset(*train_feats)
-        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate's n
+        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate_classifier's n
         self.val = [(val_feats[0][i:i + self.batch], val_feats[1][i:i + self.batch])
                     for i in range(0, len(val_feats[1]), self.batch)]
         return dropped
@@ -229,10 +229,10 @@ class TopKEval(Hook):
         src, dist = self.sources, self.sources.dist
         self.model.eval()  # (the EMA model is always in eval mode)
         reported = self.ema.module if self.ema is not None else self.model
-        res = evaluate(src.eval_forward(reported), src.val, dist, engine.autocast)
+        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, engine.autocast)
         stats.update(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
         if self.ema is not None:
-            raw = evaluate(src.eval_forward(self.model), src.val, dist, engine.autocast)
+            raw = evaluate_classifier(src.eval_forward(self.model), src.val, dist, engine.autocast)
             stats.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
         if dist.is_main:
             print(f"epoch {epoch + 1}/{engine.epochs}: top1 {stats['top1']:.2f} top5 {stats['top5']:.2f}"
@@ -256,7 +256,7 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
     d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
     root, name = resolve_root(data)
     train_set, val_set = build_datasets(cfg, root)
-    model, info = build_model(cfg, init, arch, train_set.num_classes, protocol)
+    model, info = build_classifier(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
     linear = select_cpu_linear(model, r, dist.device, out, resume)
 

@@ -264,7 +264,7 @@ def build_detector(m: dict, vit: ViT, num_classes: int) -> GeneralizedRCNN:
     return GeneralizedRCNN(backbone, rpn, roi_heads, transform)
 
 
-def build_model(m: dict, init: str, arch: str | None, num_classes: int) -> tuple[GeneralizedRCNN, dict]:
+def detector_from_init(m: dict, init: str, arch: str | None, num_classes: int) -> tuple[GeneralizedRCNN, dict]:
     """(Mask R-CNN for `num_classes` foreground classes, encoder init info)."""
     vit, info = vit_from_init(init, arch, m)
     model = build_detector(m, vit, num_classes)

@@ -17,7 +17,7 @@ from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
 from .evaluate import RESULTS_FILE, coco_eval, predict, write_results
-from .model import build_model, param_groups
+from .model import detector_from_init, param_groups
 
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
@@ -147,7 +147,7 @@ def _build(cfg, init, arch, data, out: Path, dist: DistInfo, weights: str | None
     d = cfg["data"]
     root, name = resolve_root(data)
     train_set, val_set = _datasets(cfg, root, train=weights is None)
-    model, info = build_model(cfg["model"], init, arch, len(val_set.cat_ids))
+    model, info = detector_from_init(cfg["model"], init, arch, len(val_set.cat_ids))
     model.to(dist.device)
     evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
     dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],

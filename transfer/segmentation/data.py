@@ -186,7 +186,7 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
     return img
 
 
-def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
+def train_pipeline(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
     """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
     ratio = rng.uniform(*d["ratio_range"])
     size = rescale_size(*img.size, [int(s * ratio) for s in d["scale"]])  # mmcv's RandomResize truncates the scale
@@ -234,7 +234,7 @@ class ADE20KDataset(torch.utils.data.Dataset):
                 c = self.crop  # nothing labelled: the sample adds no loss
                 return torch.zeros(3, c, c), torch.full((c, c), IGNORE_INDEX, dtype=torch.long), False
             self._check_size(img, label, img_path)
-            x, y = train_transform(img, label, np.random.default_rng(seed), self.d, self.crop)
+            x, y = train_pipeline(img, label, np.random.default_rng(seed), self.d, self.crop)
             return x, y, True
         img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
         self._check_size(img, label, img_path)

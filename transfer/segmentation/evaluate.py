@@ -21,7 +21,7 @@ def _single(batch):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds_dir: Path | None = None,
+def evaluate_segmenter(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds_dir: Path | None = None,
              num_workers: int = 0) -> dict:
     """mIoU / mAcc / aAcc (percent) of `model` on `dataset` (evaluation items); logits are resized to
     each label map's size before the argmax. With `preds_dir`, writes <name>.png with ids 1..K."""

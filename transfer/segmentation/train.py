@@ -20,7 +20,7 @@ from transfer.encoder import init_encoder
 
 from .backbone import ViTBackbone
 from .data import ADE20KDataset, EpochSampler, read_num_classes, resolve_root
-from .evaluate import evaluate
+from .evaluate import evaluate_segmenter
 from .model import Segmenter, total_loss
 
 
@@ -75,7 +75,7 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
     if eval_only:
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
-        res = evaluate(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
+        res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
         return _result(res, info, dataset, out, dist)
     train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
                               crop=cfg["model"]["img_size"])
@@ -91,7 +91,7 @@ def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo) -> 
 
 
 class SegEval:
-    """`evaluate(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
+    """`evaluate_segmenter(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
     `preds_dir` with --save-preds); the full result of the latest (per-class IoU and Acc) stays in `result`."""
 
     def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, skipped: Counter, dist: DistInfo):
@@ -101,7 +101,7 @@ class SegEval:
 
     def __call__(self, epoch: int, last: bool) -> dict:
         s = self.cfg["schedule"]
-        self.result = evaluate(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
+        self.result = evaluate_segmenter(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
                                preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"])
         stats = _main_metrics(self.result)
         if self.skipped.value:
