@@ -4,7 +4,7 @@ import os
 import torch
 
 from .atomic import atomic_write
-from .checkpoint import load_encoder
+from .weights import load_encoder
 
 
 def write_weights(path, tensors: dict, meta: dict, under_model: bool = False) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from timm.optim import param_groups_weight_decay
 
-from .checkpoint import atomic_write
+from .atomic import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo
 from .engine import adamw, batch_plan, epoch_cosine_schedule, scaled_lr

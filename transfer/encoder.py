@@ -13,7 +13,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from mae_core.archs import ARCHS, arch_spec
-from mae_core.checkpoint import check_fit, load_encoder
+from mae_core.checkpoint import check_fit
+from mae_core.weights import load_encoder
 from mae_core.errors import MaeBenchError
 
 GLOBAL_POOLS = ("token", "avg")

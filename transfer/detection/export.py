@@ -1,5 +1,5 @@
 """`mae-bench export --to detectron2`: an encoder under the names detectron2's ViTDet backbone expects."""
-from mae_core.checkpoint import load_encoder
+from mae_core.weights import load_encoder
 from mae_core.export import write_weights
 
 from .model import DROPPED, to_patch16, vitdet_pretrain_size

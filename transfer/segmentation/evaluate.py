@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mae_core.checkpoint import atomic_write
+from mae_core.atomic import atomic_write
 from mae_core.distributed import DistInfo
 from mae_core.threads import worker_init
 

@@ -18,7 +18,8 @@ and .1 (BN) to .conv and .bn; conv_seg keeps its name.
 """
 import re
 
-from mae_core.checkpoint import load_encoder, read_checkpoint
+from mae_core.checkpoint import read_checkpoint
+from mae_core.weights import load_encoder
 from mae_core.export import write_weights
 
 _BLOCK_RENAMES = (("norm1.", "ln1."), ("norm2.", "ln2."), ("mlp.fc1.", "ffn.layers.0.0."), ("mlp.fc2.", "ffn.layers.1."),

@@ -3,12 +3,12 @@ lr decay, linear warm-up then poly decay per iteration), evaluated as mmsegmenta
 import json
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
-from mae_core.checkpoint import atomic_write, load_strict
+from mae_core.atomic import atomic_write
+from mae_core.checkpoint import load_strict
 from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
 from mae_core.engine import adamw
