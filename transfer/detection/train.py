@@ -52,7 +52,8 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
     out = Path(out)
-    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, dist, weights), out=out, resume=resume)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, eval_only, weights, dist), out=out,
+               resume=resume)
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
@@ -139,14 +140,14 @@ def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> d
     return {**cfg, "model": saved}
 
 
-def _build(cfg, init, arch, data, out: Path, dist: DistInfo, weights: str | None) -> Training | dict:
-    """The detector's training, or with `weights` the result of evaluating them."""
-    trained = read_trained(weights, cfg["task"]) if weights else None
+def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | None, dist: DistInfo) -> Training | dict:
+    """The detector's training, or with eval_only the result of evaluating `weights`."""
+    trained = read_trained(weights, cfg["task"]) if eval_only else None
     if trained:
         cfg = _weights_recipe(cfg, trained, weights, dist)
     d = cfg["data"]
     root, name = resolve_root(data)
-    train_set, val_set = _datasets(cfg, root, train=weights is None)
+    train_set, val_set = _datasets(cfg, root, train=not eval_only)
     model, info = detector_from_init(cfg["model"], init, arch, len(val_set.cat_ids))
     model.to(dist.device)
     evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
@@ -157,7 +158,7 @@ def _build(cfg, init, arch, data, out: Path, dist: DistInfo, weights: str | None
     def result(metrics: dict) -> dict:
         return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
 
-    if weights:
+    if eval_only:
         load_strict(model, trained["model"], weights, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
