@@ -205,11 +205,12 @@ class Engine:
                     updates_per_epoch: int, **kw) -> "Engine":
         """An engine with the settings every recipe spells the same way: runtime.{amp, seed, save_every,
         keep_last, log_every, tensorboard}, optim.clip_grad, schedule.accum_iter (absent: off / 1)."""
-        r, o, s = cfg["runtime"], cfg["optim"], cfg["schedule"]
+        runtime, optim, schedule = cfg["runtime"], cfg["optim"], cfg["schedule"]
         return cls(model, optimizer, scheduler=scheduler, run_dir=run_dir, dist=dist, total_updates=total_updates,
-                   updates_per_epoch=updates_per_epoch, accum_iter=s.get("accum_iter", 1), amp=r["amp"],
-                   clip_grad=o.get("clip_grad"), seed=r["seed"], save_every=r["save_every"],
-                   keep_last=r["keep_last"], log_every=r["log_every"], tensorboard=r.get("tensorboard", False), **kw)
+                   updates_per_epoch=updates_per_epoch, accum_iter=schedule.get("accum_iter", 1), amp=runtime["amp"],
+                   clip_grad=optim.get("clip_grad"), seed=runtime["seed"], save_every=runtime["save_every"],
+                   keep_last=runtime["keep_last"], log_every=runtime["log_every"],
+                   tensorboard=runtime.get("tensorboard", False), **kw)
 
     def note(self, record: dict) -> None:
         """A record in log.jsonl beside the training's (e.g. a choice made at start-up); after `resume`, which

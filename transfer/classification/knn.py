@@ -88,27 +88,27 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
 
 
 def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo) -> dict:
-    d, m, kn = cfg["data"], cfg["model"], cfg["knn"]
+    data_cfg, model_cfg, knn = cfg["data"], cfg["model"], cfg["knn"]
     root, name = resolve_root(data)
-    size = m["img_size"]
-    transform = eval_transform(size, d["crop_pct"])  # no augmentation for either split, as DINO
-    sets = {split: ImageFolderDataset(root, split, transform, subset=d["subset" if split == "train" else "val_subset"],
-                                      subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
-            for split in ("train", "val")}
+    size = model_cfg["img_size"]
+    transform = eval_transform(size, data_cfg["crop_pct"])  # no augmentation for either split, as DINO
+    sets = {split: ImageFolderDataset(root, split, transform, subset=data_cfg[subset],
+                                      subset_mode=data_cfg["subset_mode"], strict=data_cfg["strict"], img_size=size)
+            for split, subset in (("train", "subset"), ("val", "val_subset"))}
     check_same_classes(sets["train"], sets["val"])
-    check_k(kn["k"], len(sets["train"]))
-    model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=m["global_pool"])
+    check_k(knn["k"], len(sets["train"]))
+    model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=model_cfg["global_pool"])
     model.to(dist.device)
-    bs, workers = cfg["schedule"]["batch_size"], d["num_workers"]
+    bs, workers = cfg["schedule"]["batch_size"], data_cfg["num_workers"]
     tr_x, tr_y, tr_bad = extract(model, sets["train"], bs, workers, dist.device)
     va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device)
-    check_k(kn["k"], len(tr_y))
+    check_k(knn["k"], len(tr_y))
     n_cls = sets["train"].num_classes
-    metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, kn["k"],
-                           float(kn["temperature"]), n_cls)
-    print(f"knn: {info['kind']} {info['arch']}, k={kn['k']}, T={kn['temperature']}, {len(tr_y)} train / "
+    metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, knn["k"],
+                           float(knn["temperature"]), n_cls)
+    print(f"knn: {info['kind']} {info['arch']}, k={knn['k']}, T={knn['temperature']}, {len(tr_y)} train / "
           f"{len(va_y)} val images ({n_cls} classes, {root}): top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f}")
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
-            "dataset": {"name": name, "root": str(root), "split": "val", "subset": d["subset"],
+            "dataset": {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
                         "num_classes": n_cls, "train_images": len(tr_y), "val_images": len(va_y),
                         "skipped_samples": tr_bad + va_bad}}

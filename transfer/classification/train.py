@@ -77,9 +77,9 @@ def resolve_protocol(cfg: dict) -> str:
 
 
 def build_classifier(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
-    m = cfg["model"]
-    model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
-                               global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
+    model_cfg = cfg["model"]
+    model, info = init_encoder(init, arch=arch, img_size=model_cfg["img_size"], num_classes=num_classes,
+                               global_pool=model_cfg["global_pool"], drop_path_rate=model_cfg["drop_path"])
     (linear_probe_head if protocol == "linear" else finetune_head)(model)
     trainable = set_trainable(model, protocol, cfg.get("blocks") or 0, cfg.get("blocks_part") or "all")
     info["trainable_params"] = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
@@ -87,26 +87,27 @@ def build_classifier(cfg: dict, init: str, arch: str | None, num_classes: int, p
 
 
 def build_optimizer(model: nn.Module, cfg: dict, lr: float):
-    o = cfg["optim"]
-    if o["name"] == "lars":
-        return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=o["weight_decay"])
-    if o["name"] != "adamw":
-        raise MaeBenchError(f"optim.name must be adamw or lars, got {o['name']!r}")
-    groups = param_groups_lrd(model, o["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
-                              layer_decay=o["layer_decay"])
-    return adamw(groups, lr=lr, betas=o["betas"])
+    optim = cfg["optim"]
+    if optim["name"] == "lars":
+        return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=optim["weight_decay"])
+    if optim["name"] != "adamw":
+        raise MaeBenchError(f"optim.name must be adamw or lars, got {optim['name']!r}")
+    groups = param_groups_lrd(model, optim["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
+                              layer_decay=optim["layer_decay"])
+    return adamw(groups, lr=lr, betas=optim["betas"])
 
 
 def build_criterion(cfg: dict, num_classes: int):
     """(mixup or None, loss): soft-target CE under Mixup/CutMix, label smoothing or plain CE otherwise."""
-    x = cfg["mixup"]
+    mix = cfg["mixup"]
     mixup = None
-    if x["mixup"] > 0 or x["cutmix"] > 0:
-        mixup = Mixup(mixup_alpha=x["mixup"], cutmix_alpha=x["cutmix"], prob=x["prob"], switch_prob=x["switch_prob"],
-                      mode=x["mode"], label_smoothing=x["smoothing"], num_classes=num_classes)
+    if mix["mixup"] > 0 or mix["cutmix"] > 0:
+        mixup = Mixup(mixup_alpha=mix["mixup"], cutmix_alpha=mix["cutmix"], prob=mix["prob"],
+                      switch_prob=mix["switch_prob"], mode=mix["mode"], label_smoothing=mix["smoothing"],
+                      num_classes=num_classes)
         return mixup, SoftTargetCrossEntropy()
-    if x["smoothing"] > 0:
-        return None, LabelSmoothingCrossEntropy(smoothing=x["smoothing"])
+    if mix["smoothing"] > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=mix["smoothing"])
     return None, nn.CrossEntropyLoss()
 
 
@@ -134,11 +135,12 @@ def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out
 
 def build_datasets(cfg: dict, root: Path) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """(train, val) ImageFolders with the recipe's transforms and subsets; an error if their classes differ."""
-    d, size = cfg["data"], cfg["model"]["img_size"]
-    train_set = ImageFolderDataset(root, "train", train_transform(d["augment"], size, d), subset=d["subset"],
-                                   subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
-    val_set = ImageFolderDataset(root, "val", eval_transform(size, d["crop_pct"]), subset=d["val_subset"],
-                                 subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
+    data_cfg, size = cfg["data"], cfg["model"]["img_size"]
+    common = dict(subset_mode=data_cfg["subset_mode"], strict=data_cfg["strict"], img_size=size)
+    train_set = ImageFolderDataset(root, "train", train_transform(data_cfg["augment"], size, data_cfg),
+                                   subset=data_cfg["subset"], **common)
+    val_set = ImageFolderDataset(root, "val", eval_transform(size, data_cfg["crop_pct"]), subset=data_cfg["val_subset"],
+                                 **common)
     check_same_classes(train_set, val_set)
     return train_set, val_set
 
@@ -148,12 +150,12 @@ class Sources:
     frozen pre-logit features computed once by `prepare`, in which case only the head is trained."""
 
     def __init__(self, train_set, val_set, cfg: dict, protocol: str, dist: DistInfo):
-        d, r = cfg["data"], cfg["runtime"]
-        self.cached = protocol == "linear" and r["cache_features"]
-        if self.cached and d["augment"] != "none":
+        data_cfg, runtime = cfg["data"], cfg["runtime"]
+        self.cached = protocol == "linear" and runtime["cache_features"]
+        if self.cached and data_cfg["augment"] != "none":
             raise MaeBenchError("runtime.cache_features=True needs data.augment='none' (cached features cannot be augmented)")
-        self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], d["num_workers"], dist
-        self.seed, self.pin = r["seed"], dist.device.startswith("cuda")
+        self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], data_cfg["num_workers"], dist
+        self.seed, self.pin = runtime["seed"], dist.device.startswith("cuda")
         self.train, self.val_set, self.val = train_set, val_set, None
 
     def prepare(self, model: nn.Module) -> int:
@@ -253,28 +255,29 @@ class SkippedSamples(Hook):
 def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> Training:
     """The protocol's training: `epochs` passes over train/, the official warm-up + cosine per update, top-1/top-5
     on val/ (of the EMA model with EMA) every runtime.eval_every-th epoch and after the last, the best checkpoint."""
-    d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
+    data_cfg, schedule, runtime, model_cfg = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
     root, name = resolve_root(data)
     train_set, val_set = build_datasets(cfg, root)
     model, info = build_classifier(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
-    linear = select_cpu_linear(model, r, dist.device, out, resume)
+    linear = select_cpu_linear(model, runtime, dist.device, out, resume)
 
-    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
+    updates, eff_batch = batch_plan(len(train_set), schedule["batch_size"], schedule["accum_iter"], dist)
     lr = scaled_lr(cfg["optim"]["blr"], eff_batch, cfg["optim"]["lr"])
     optimizer = build_optimizer(model, cfg, lr)
-    scheduler = epoch_cosine_schedule(optimizer, s["epochs"], updates, s["warmup_epochs"], cfg["optim"]["min_lr"])
+    scheduler = epoch_cosine_schedule(optimizer, schedule["epochs"], updates, schedule["warmup_epochs"],
+                                      cfg["optim"]["min_lr"])
     mixup, criterion = build_criterion(cfg, train_set.num_classes)
     sources = Sources(train_set, val_set, cfg, protocol, dist)
     step = TrainStep(mixup, criterion, dist.device, sources.cached)
 
-    ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
+    ema = ModelEmaV3(model, decay=runtime["ema_decay"]) if runtime["ema_decay"] else None
     reported = ema.module if ema is not None else model  # what checkpoints hold as "model" (see hooks.EMA)
     hooks = [*([EMA(ema, model)] if ema is not None else []),
-             TopKEval(sources, model, ema, r["eval_every"]),
+             TopKEval(sources, model, ema, runtime["eval_every"]),
              BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
     config = {"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
-              "classes": train_set.classes, "global_pool": m["global_pool"], "recipe": cfg}
+              "classes": train_set.classes, "global_pool": model_cfg["global_pool"], "recipe": cfg}
 
     def start(engine):
         step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
@@ -291,11 +294,11 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
                   "that were read (--strict makes that an error)", file=sys.stderr)
         return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
                 "dataset": {"name": name, "root": str(root), "split": "val",
-                            "subset": d["subset"], "num_classes": train_set.num_classes,
+                            "subset": data_cfg["subset"], "num_classes": train_set.num_classes,
                             "train_images": len(train_set), "val_images": scored, "val_skipped": len(val_set) - scored,
                             "skipped_samples": step.skipped}}
 
     # with cached features the optimiser step differentiates through the head alone
-    return Training(reported, optimizer, scheduler, s["epochs"] * updates, updates, sources.train_loader, step,
+    return Training(reported, optimizer, scheduler, schedule["epochs"] * updates, updates, sources.train_loader, step,
                     finish, hooks=hooks, config=config, desc=protocol,
                     trained=model.head if sources.cached else model, notes=[linear], start=start)

@@ -36,11 +36,11 @@ def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: in
     raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {lr_schedule!r}")
 
 
-def milestones(s: dict, total_updates: int) -> list[int]:
+def milestones(schedule: dict, total_updates: int) -> list[int]:
     """The iterations of ViTDet's x0.1 steps in a run of `total_updates`: the recipe's `schedule.milestones` are
     iterations of a `schedule.max_iter`-iteration run (ViTDet's config), placed at the same fraction of this run
     (`m * total_updates // max_iter`: exactly those iterations when it runs max_iter)."""
-    max_iter, ms = s["max_iter"], tuple(s["milestones"])
+    max_iter, ms = schedule["max_iter"], tuple(schedule["milestones"])
     if not all(isinstance(m, int) and 0 < m < max_iter for m in ms) or list(ms) != sorted(ms):
         raise MaeBenchError(f"schedule.milestones must be increasing iterations in (0, schedule.max_iter={max_iter}), "
                             f"got {ms!r}")
@@ -57,15 +57,15 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
-    d, m, r = cfg["data"], cfg["model"], cfg["runtime"]
-    common = dict(img_size=m["img_size"], strict=d["strict"], seed=r["seed"])
-    val_set = CocoInstances(root, d["val_split"], train=False, subset=d["val_subset"], **common)
+    data_cfg, model_cfg, runtime = cfg["data"], cfg["model"], cfg["runtime"]
+    common = dict(img_size=model_cfg["img_size"], strict=data_cfg["strict"], seed=runtime["seed"])
+    val_set = CocoInstances(root, data_cfg["val_split"], train=False, subset=data_cfg["val_subset"], **common)
     if not train:
         return None, val_set
-    train_set = CocoInstances(root, d["train_split"], train=True, subset=d["subset"], scale_range=d["scale_range"],
-                              flip=d["flip"], **common)
+    train_set = CocoInstances(root, data_cfg["train_split"], train=True, subset=data_cfg["subset"],
+                              scale_range=data_cfg["scale_range"], flip=data_cfg["flip"], **common)
     if train_set.cat_ids != val_set.cat_ids:
-        raise MaeBenchError(f"{d['train_split']} and {d['val_split']} have different categories")
+        raise MaeBenchError(f"{data_cfg['train_split']} and {data_cfg['val_split']} have different categories")
     return train_set, val_set
 
 
@@ -145,14 +145,14 @@ def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | Non
     trained = read_trained(weights, cfg["task"]) if eval_only else None
     if trained:
         cfg = _weights_recipe(cfg, trained, weights, dist)
-    d = cfg["data"]
+    data_cfg = cfg["data"]
     root, name = resolve_root(data)
     train_set, val_set = _datasets(cfg, root, train=not eval_only)
     model, info = detector_from_init(cfg["model"], init, arch, len(val_set.cat_ids))
     model.to(dist.device)
     evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
-    dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
-               "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
+    dataset = {"name": name, "root": str(root), "split": data_cfg["val_split"], "subset": data_cfg["subset"],
+               "val_subset": data_cfg["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
 
     def result(metrics: dict) -> dict:
@@ -173,28 +173,30 @@ def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistIn
     """The detector's training: `epochs` passes over the training images, ViTDet's lr schedule in updates, COCO
     evaluation every runtime.eval_every-th pass and after the last; its result has the last evaluation's
     bbox_ and segm_ metrics."""
-    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
+    data_cfg, schedule, runtime, optim = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
     config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
-    total = updates * s["epochs"]
-    lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
+    updates, eff_batch = batch_plan(len(train_set), schedule["batch_size"], schedule["accum_iter"], dist)
+    total = updates * schedule["epochs"]
+    lr = optim["lr"] * eff_batch / optim["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
     depth = len(model.backbone.net.blocks)
-    groups = param_groups(model, o["weight_decay"], o["layer_decay"], depth, o["weight_decay_norm"], o["zero_decay"])
-    optimizer = adamw(groups, lr=lr, betas=o["betas"])
-    steps = milestones(s, total) if s["lr_schedule"] == "step" else []
-    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=s["warmup_iters"],
-                               warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
-                               min_lr=o["min_lr"])
+    groups = param_groups(model, optim["weight_decay"], optim["layer_decay"], depth, optim["weight_decay_norm"],
+                          optim["zero_decay"])
+    optimizer = adamw(groups, lr=lr, betas=optim["betas"])
+    steps = milestones(schedule, total) if schedule["lr_schedule"] == "step" else []
+    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=schedule["warmup_iters"],
+                               warmup_factor=schedule["warmup_factor"], lr_schedule=schedule["lr_schedule"],
+                               milestones=steps, min_lr=optim["min_lr"])
     step = DetectionStep(model, dist.device)
 
     def loader(epoch):
         train_set.set_epoch(epoch)
         sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                     seed=r["seed"], drop_last=True)
+                                     seed=runtime["seed"], drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
-                          num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
+        return DataLoader(train_set, batch_size=schedule["batch_size"], sampler=sampler, drop_last=True,
+                          collate_fn=collate, num_workers=data_cfg["num_workers"],
+                          pin_memory=dist.device.startswith("cuda"))
 
     def start(engine):
         if not dist.is_main:
@@ -213,5 +215,5 @@ def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistIn
         return result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
 
     return Training(model, optimizer, scheduler, total, updates, loader, step, finish, config=config,
-                    hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])], desc=cfg["task"],
+                    hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), runtime["eval_every"])], desc=cfg["task"],
                     start=start, save_final=True)

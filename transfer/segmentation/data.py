@@ -186,16 +186,17 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
     return img
 
 
-def train_pipeline(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
-    """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
-    ratio = rng.uniform(*d["ratio_range"])
-    size = rescale_size(*img.size, [int(s * ratio) for s in d["scale"]])  # mmcv's RandomResize truncates the scale
+def train_pipeline(img: Image.Image, label: np.ndarray, rng: np.random.Generator, data_cfg: dict, crop: int):
+    """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of the recipe's `data`."""
+    ratio = rng.uniform(*data_cfg["ratio_range"])
+    # mmcv's RandomResize truncates the scale
+    size = rescale_size(*img.size, [int(s * ratio) for s in data_cfg["scale"]])
     img, label = resize(np.asarray(img), size), resize(label, size, nearest=True)
-    y1, y2, x1, x2 = random_crop_box(label, crop, rng, d["cat_max_ratio"])
+    y1, y2, x1, x2 = random_crop_box(label, crop, rng, data_cfg["cat_max_ratio"])
     img, label = img[y1:y2, x1:x2], label[y1:y2, x1:x2]
-    if rng.random() < d["flip_prob"]:
+    if rng.random() < data_cfg["flip_prob"]:
         img, label = img[:, ::-1], label[:, ::-1]
-    if d["photometric"]:
+    if data_cfg["photometric"]:
         img = photometric_distortion(np.ascontiguousarray(img), rng)
     x = torch.zeros(3, crop, crop)
     y = torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long)
@@ -208,11 +209,12 @@ class ADE20KDataset(torch.utils.data.Dataset):
     """Training items: (image, label, ok) for an index drawn with a per-sample seed `(index, seed)`.
     Evaluation items: (image resized into `scale`, label at its own size, name)."""
 
-    def __init__(self, root: Path, split: str, d: dict, num_classes: int, train: bool, subset=None, crop: int = 512):
-        self.root, self.split, self.d, self.num_classes, self.train = root, split, d, num_classes, train
+    def __init__(self, root: Path, split: str, data_cfg: dict, num_classes: int, train: bool, subset=None,
+                 crop: int = 512):
+        self.root, self.split, self.data_cfg, self.num_classes, self.train = root, split, data_cfg, num_classes, train
         self.crop = crop
         self.pairs = list_pairs(root, split, subset)
-        self.strict = d["strict"]
+        self.strict = data_cfg["strict"]
         check_pairs(self.pairs, num_classes, read_labels=not train, skip_bad_images=train and not self.strict)
 
     def __len__(self):
@@ -234,11 +236,11 @@ class ADE20KDataset(torch.utils.data.Dataset):
                 c = self.crop  # nothing labelled: the sample adds no loss
                 return torch.zeros(3, c, c), torch.full((c, c), IGNORE_INDEX, dtype=torch.long), False
             self._check_size(img, label, img_path)
-            x, y = train_pipeline(img, label, np.random.default_rng(seed), self.d, self.crop)
+            x, y = train_pipeline(img, label, np.random.default_rng(seed), self.data_cfg, self.crop)
             return x, y, True
         img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
         self._check_size(img, label, img_path)
-        img = resize(np.asarray(img), rescale_size(*img.size, self.d["test_scale"]))
+        img = resize(np.asarray(img), rescale_size(*img.size, self.data_cfg["test_scale"]))
         return to_tensor(img), torch.from_numpy(label).long(), img_path.stem
 
     @staticmethod

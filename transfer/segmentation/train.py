@@ -24,14 +24,16 @@ from .evaluate import evaluate_segmenter
 from .model import Segmenter, total_loss
 
 
-def build_segmenter(m: dict, crop: int, init: str, arch: str | None, num_classes: int) -> tuple[Segmenter, dict]:
-    """The segmenter of recipe section `m` on the encoder `init` (pos_embed resized to the crop), and init info."""
+def build_segmenter(model_cfg: dict, crop: int, init: str, arch: str | None,
+                    num_classes: int) -> tuple[Segmenter, dict]:
+    """The segmenter of the recipe's `model` section on the encoder `init` (pos_embed resized to the crop), and
+    init info."""
     vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool="token",
-                             drop_path_rate=m["drop_path"])
+                             drop_path_rate=model_cfg["drop_path"])
     vit.norm = nn.Identity()  # features are taken inside the trunk (mmseg's MAE: final_norm=False)
-    backbone = ViTBackbone(vit, m["out_indices"], m["rel_pos_bias"], m["layer_scale_init"])
-    model = Segmenter(backbone, num_classes, m["channels"], m["aux_channels"], tuple(m["pool_scales"]), m["dropout"],
-                      m["aux_weight"])
+    backbone = ViTBackbone(vit, model_cfg["out_indices"], model_cfg["rel_pos_bias"], model_cfg["layer_scale_init"])
+    model = Segmenter(backbone, num_classes, model_cfg["channels"], model_cfg["aux_channels"],
+                      tuple(model_cfg["pool_scales"]), model_cfg["dropout"], model_cfg["aux_weight"])
     return model, info
 
 
@@ -65,19 +67,20 @@ def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter,
 
 def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> Training | dict:
     """The segmenter's training, or with eval_only the result of evaluating `weights`."""
-    d = cfg["data"]
+    data_cfg = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
-    val_set = ADE20KDataset(root, "val", d, num_classes, train=False, subset=d["val_subset"])
+    val_set = ADE20KDataset(root, "val", data_cfg, num_classes, train=False, subset=data_cfg["val_subset"])
     preds_dir = out / "preds" if save_preds else None  # every process writes the maps of its own shard
-    dataset = {"name": name, "root": str(root), "split": "val", "subset": d["subset"], "val_subset": d["val_subset"],
-               "num_classes": num_classes, "val_images": len(val_set)}
+    dataset = {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
+               "val_subset": data_cfg["val_subset"], "num_classes": num_classes, "val_images": len(val_set)}
     if eval_only:
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
-        res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir, num_workers=d["num_workers"])
+        res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir,
+                                 num_workers=data_cfg["num_workers"])
         return _result(res, info, dataset, out, dist)
-    train_set = ADE20KDataset(root, "train", d, num_classes, train=True, subset=d["subset"],
+    train_set = ADE20KDataset(root, "train", data_cfg, num_classes, train=True, subset=data_cfg["subset"],
                               crop=cfg["model"]["img_size"])
     dataset["train_images"] = len(train_set)
     return _training(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dataset, dist)
@@ -100,14 +103,14 @@ class SegEval:
         self.result: dict = {}
 
     def __call__(self, epoch: int, last: bool) -> dict:
-        s = self.cfg["schedule"]
+        schedule = self.cfg["schedule"]
         self.result = evaluate_segmenter(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
                                preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"])
         stats = _main_metrics(self.result)
         if self.skipped.value:
             stats["skipped_samples"] = self.skipped.value
         if self.dist.is_main:
-            print(f"iter {(epoch + 1) * s['eval_interval']}/{s['iters']}: mIoU {stats['mIoU']:.2f} "
+            print(f"iter {(epoch + 1) * schedule['eval_interval']}/{schedule['iters']}: mIoU {stats['mIoU']:.2f} "
                   f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
         return stats
 
@@ -117,26 +120,31 @@ def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: 
     """The segmenter's training, iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th)
     an evaluation every `eval_interval` of them, so the engine's epoch is that interval (mmengine's
     IterBasedTrainLoop); its result is the last evaluation's."""
-    d, s, r, m, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"], cfg["optim"]
-    model, info = build_segmenter(m, m["img_size"], init, arch, num_classes)
+    data_cfg, model_cfg, optim = cfg["data"], cfg["model"], cfg["optim"]
+    schedule, runtime = cfg["schedule"], cfg["runtime"]
+    model, info = build_segmenter(model_cfg, model_cfg["img_size"], init, arch, num_classes)
     model.to(dist.device)
-    linear = select_cpu_linear(model, r, dist.device, out, resume)
-    if s["iters"] < 1 or s["eval_interval"] < 1 or s["iters"] % s["eval_interval"]:
-        raise MaeBenchError(f"schedule.iters ({s['iters']}) must be a positive multiple of schedule.eval_interval ({s['eval_interval']})")
-    optimizer = adamw(model.param_groups(o["weight_decay"], o["layer_decay"]), lr=o["lr"], betas=o["betas"])
-    scheduler = poly_schedule(optimizer, s["iters"], s["warmup_iters"], o["power"], o["min_lr"], o["warmup_ratio"],
-                              o["lr"])
-    if dist.enabled and r["sync_bn"]:
+    linear = select_cpu_linear(model, runtime, dist.device, out, resume)
+    if schedule["iters"] < 1 or schedule["eval_interval"] < 1 or schedule["iters"] % schedule["eval_interval"]:
+        raise MaeBenchError(f"schedule.iters ({schedule['iters']}) must be a positive multiple of "
+                            f"schedule.eval_interval ({schedule['eval_interval']})")
+    optimizer = adamw(model.param_groups(optim["weight_decay"], optim["layer_decay"]), lr=optim["lr"],
+                      betas=optim["betas"])
+    scheduler = poly_schedule(optimizer, schedule["iters"], schedule["warmup_iters"], optim["power"], optim["min_lr"],
+                              optim["warmup_ratio"], optim["lr"])
+    if dist.enabled and runtime["sync_bn"]:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
     skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
     val = SegEval(model, val_set, cfg, num_classes, preds_dir, skipped, dist)
-    per_rank, per_epoch = s["batch_size"], s["eval_interval"]
+    per_rank, per_epoch = schedule["batch_size"], schedule["eval_interval"]
 
     def loader(epoch):
-        sampler = EpochSampler(len(train_set), per_epoch * per_rank, r["seed"], epoch, dist.rank, dist.world_size)
-        return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=d["num_workers"],
-                          pin_memory=dist.device.startswith("cuda"), persistent_workers=False,
+        sampler = EpochSampler(len(train_set), per_epoch * per_rank, runtime["seed"], epoch, dist.rank,
+                               dist.world_size)
+        return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                          num_workers=data_cfg["num_workers"], pin_memory=dist.device.startswith("cuda"),
+                          persistent_workers=False,
                           worker_init_fn=worker_init)  # one torch thread per worker
 
     def step(net, batch):
@@ -144,19 +152,19 @@ def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: 
         skipped.add(int((~ok).sum()))
         x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
         logits, aux = net(x)
-        return total_loss(logits, aux, y, model.aux_weight, m["avg_non_ignore"]), len(y)
+        return total_loss(logits, aux, y, model.aux_weight, model_cfg["avg_non_ignore"]), len(y)
 
     def start(engine):
         if dist.is_main:
             print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val "
-                  f"images ({num_classes} classes, {root}); {s['iters']} iterations of batch {per_rank} x "
-                  f"{dist.world_size}, lr {o['lr']:.3g}, layer decay {o['layer_decay']}")
+                  f"images ({num_classes} classes, {root}); {schedule['iters']} iterations of batch {per_rank} x "
+                  f"{dist.world_size}, lr {optim['lr']:.3g}, layer decay {optim['layer_decay']}")
 
     def finish(stats: dict) -> dict:
         return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist)
 
-    return Training(model, optimizer, scheduler, s["iters"], s["eval_interval"], loader, step, finish,
-                    hooks=[skipped, PeriodicEval(val, r["eval_every"])], config=config, desc=cfg["task"],
+    return Training(model, optimizer, scheduler, schedule["iters"], schedule["eval_interval"], loader, step, finish,
+                    hooks=[skipped, PeriodicEval(val, runtime["eval_every"])], config=config, desc=cfg["task"],
                     notes=[linear], start=start, save_final=True)
 
 
