@@ -101,13 +101,18 @@ def _resize(sd: dict, keys, grid) -> None:
             sd[key] = resize_pos_embed(sd[key], grid)
 
 
+def _read_weights(path: str) -> tuple[dict, dict, dict]:
+    """(the file's top-level dict, its tensors, the ViT they are)."""
+    ckpt = read_checkpoint(path)
+    sd = extract_state_dict(ckpt, path)
+    return ckpt, sd, infer_arch(sd, path)
+
+
 def load_mae(path, **overrides):
     """Build the MAE a checkpoint holds (arch from shapes, settings from its config) and load it strictly."""
     from .models_mae import MaskedAutoencoderViT
     path = os.fspath(path)
-    ckpt = read_checkpoint(path)
-    sd = extract_state_dict(ckpt, path)
-    info = infer_arch(sd, path)
+    ckpt, sd, info = _read_weights(path)
     if not info["has_decoder"]:
         raise MaeBenchError(f"{path} holds an encoder only (no decoder), so it cannot reconstruct images")
     kwargs = {k: info[k] for k in ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio",
@@ -177,9 +182,7 @@ def load_encoder(path, img_size=None, arch=None):
     """Encoder weights in timm names plus the inferred arch (and `pretrain`: pretrain_summary);
     pos_embed resized to `img_size` if given."""
     path = os.fspath(path)
-    ckpt = read_checkpoint(path)
-    sd = extract_state_dict(ckpt, path)
-    info = infer_arch(sd, path)
+    ckpt, sd, info = _read_weights(path)
     info["pretrain"] = pretrain_summary(ckpt)
     if arch is not None:
         wanted = re.sub(r"^mae_|_224$", "", arch)
