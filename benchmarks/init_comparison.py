@@ -12,58 +12,57 @@ instead of the cls token (the paper, appendix A.1: "our MAE works similarly well
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from benchmarks.cli import main as cli
+from benchmarks.commands import pretrain
+from benchmarks.config import load_recipe, parse_overrides
 from benchmarks.suite import init_ckpts
-from benchmarks.tasks import TASKS
+from benchmarks.synth import generate
+from benchmarks.tasks import TASKS, run_task
+from mae_core.errors import MaeBenchError
 from results.record import read_result
 
 ARCH = "vit_tiny_patch16"
-VARIANTS = {"avg": ["model.global_pool=avg"]}  # task@variant -> extra --set entries
+VARIANTS = {"avg": {"model.global_pool": "avg"}}  # task@variant -> extra recipe overrides
 TASK_CHOICES = sorted(TASKS) + [f"{t}@{v}" for t in ("in1k_linear", "in1k_partial") for v in VARIANTS]
 
 
-def _split(task: str) -> tuple[str, list[str]]:
+def _split(task: str) -> tuple[str, dict]:
     name, _, variant = task.partition("@")
-    return name, VARIANTS[variant] if variant else []
-
-
-def _run(argv: list[str]) -> None:
-    code = cli(argv)
-    if code:
-        raise SystemExit(f"step failed ({code}): mae-bench {' '.join(argv)}")
+    return name, VARIANTS[variant] if variant else {}
 
 
 def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: list[str], seed: int = 0,
             n_train: int = 600, n_val: int = 150, img_size: int = 64, task_sets: tuple[str, ...] = (),
             supervised_epochs: int = 20) -> str:
+    """The steps a user would type (`data synth`, `pretrain`, `run`), called as the suite calls them; each run
+    folder is resumed (`--resume auto`), so a finished step is not repeated."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     t0 = time.time()
     if not (data / "synth.json").exists():
-        _run(["data", "synth", "--out", str(data), "--seed", str(seed), "--train", str(n_train), "--val", str(n_val),
-              "--img-size", str(img_size), "--quiet"])
-    sets = [a for s in [f"model.img_size={img_size}", *pretrain_sets] for a in ("--set", s)]
-    size_sets = ["--set", f"model.img_size={img_size}"]
-    own_sets = [a for s in task_sets for a in ("--set", s)]
-    tsets = size_sets + own_sets
-    _run(["pretrain", "--data", str(data / "imagenet" / "train"), "--out", str(out / "mae"), "--recipe", "smoke",
-          "--epochs", str(pretrain_epochs), "--seed", str(seed), "--resume", "auto", *sets])
-    _run(["run", "--task", "in1k_finetune", "--recipe", "supervised_smoke", "--ckpt", "scratch", "--arch", ARCH,
-          "--data", str(data), "--out", str(out / "supervised"), "--resume", "auto", *tsets,
-          "--set", f"schedule.epochs={supervised_epochs}"])
+        generate(data, n_train=n_train, n_val=n_val, img_size=img_size, seed=seed, progress=False)
+    size = {"model.img_size": img_size}
+    own = parse_overrides(list(task_sets))
+    pre_cfg = load_recipe("pretrain", "smoke", {**size, **parse_overrides(pretrain_sets),
+                                                "schedule.epochs": pretrain_epochs, "runtime.seed": seed})
+    pretrain(pre_cfg, str(data / "imagenet" / "train"), str(out / "mae"), resume="auto")
+    sup_cfg = load_recipe(TASKS["in1k_finetune"].recipes, "supervised_smoke",
+                          {**size, **own, "schedule.epochs": supervised_epochs})
+    run_task("in1k_finetune", sup_cfg, init="scratch", arch=ARCH, data=str(data), out=str(out / "supervised"),
+             resume="auto")
     inits = init_ckpts(out / "mae", out / "supervised")
     rows = {}
     for task in tasks:
         name_, extra = _split(task)
-        vsets = [a for s in extra for a in ("--set", s)]
+        spec = TASKS[name_]
+        sized = {**size, **own} if spec.classification else own  # det / seg keep their recipe's input size
         for name, ckpt in inits.items():
             run = out / task.replace("@", "_") / name
-            sized = tsets if TASKS[name_].classification else own_sets  # det / seg keep their recipe's input size
-            _run(["run", "--task", name_, "--recipe", "smoke", "--ckpt", ckpt, "--arch", ARCH, "--data", str(data),
-                  "--out", str(run), "--resume", "auto", *sized, *vsets])
+            cfg = load_recipe(spec.recipes, "smoke", {**sized, **extra})
+            run_task(name_, cfg, init=ckpt, arch=ARCH, data=str(data), out=str(run), resume="auto")
             rows[(task, name)] = read_result(run)["metrics"]
     lines = [f"| task | metric | {' | '.join(inits)} |", "|---|---|" + "---|" * len(inits)]
     for task in tasks:
@@ -92,8 +91,14 @@ def main(argv=None) -> int:
     p.add_argument("--val", type=int, default=150)
     p.add_argument("--img-size", type=int, default=64)
     a = p.parse_args(argv)
-    print(compare(Path(a.out), a.tasks, a.pretrain_epochs, a.set_pretrain, a.seed, a.train, a.val, a.img_size,
-                  tuple(a.set_task), a.supervised_epochs))
+    from mae_core.threads import configure_threads
+    configure_threads()  # as the CLI: OMP_NUM_THREADS wins when set
+    try:
+        print(compare(Path(a.out), a.tasks, a.pretrain_epochs, a.set_pretrain, a.seed, a.train, a.val, a.img_size,
+                      tuple(a.set_task), a.supervised_epochs))
+    except MaeBenchError as e:
+        print(f"init_comparison: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

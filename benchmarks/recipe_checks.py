@@ -38,7 +38,7 @@ _POSITIVE = _int(1)
 _NON_NEGATIVE = _int(0)
 _PROBABILITY = _float(0, 1)
 RULES = {
-    **dict.fromkeys(("epochs", "iters", "batch_size", "eval_batch_size", "accum_iter", "eval_every",
+    **dict.fromkeys(("epochs", "iters", "max_iter", "batch_size", "eval_batch_size", "accum_iter", "eval_every",
                      "eval_interval", "save_every", "log_every", "keep_last", "n_train", "n_val", "num_images",
                      "subset", "val_subset", "repeats", "window_size"), _POSITIVE),
     **dict.fromkeys(("img_size", "pretrain_img_size", "crop_size"), _int(1, MAX_IMG_SIZE)),

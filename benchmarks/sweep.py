@@ -101,13 +101,13 @@ def _check_pretrain(cfg) -> None:
     import torch
 
     from mae_core.data import AUGMENTATIONS
-    from mae_core.pretrain import build_model
+    from mae_core.pretrain import build_mae
 
     if cfg.data.augment not in AUGMENTATIONS:
         raise MaeBenchError(f"data.augment={cfg.data.augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
     try:
         with torch.device("meta"):
-            build_model(cfg.model)
+            build_mae(cfg.model)
     except (AssertionError, ValueError, KeyError, RuntimeError) as e:
         raise MaeBenchError(f"the model of {dict(cfg.model)} cannot be built: {e}") from None
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from mae_core.checkpoint import load_mae
+from mae_core.weights import load_mae
 from mae_core.images import center_tensor, list_images, open_rgb
 from mae_core.visualize import save_reconstructions
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from timm.scheduler import CosineLRScheduler
+from timm.utils import unwrap_model
 from tqdm import tqdm
 
 from .atomic import atomic_write, copy_atomic
@@ -105,15 +106,6 @@ def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, mi
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under torch.compile and DDP wrappers (what checkpoints store)."""
-    while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
-
-
 class JsonlLogger:
     """Append-only JSON lines, flushed per line (rank 0 only)."""
 
@@ -190,7 +182,7 @@ class Engine:
         if updates_per_epoch < 1 or total_updates % updates_per_epoch:
             raise MaeBenchError(f"{total_updates} updates do not split into epochs of {updates_per_epoch}")
         self.model, self.optimizer, self.dist = model, optimizer, dist
-        self.module = module if module is not None else unwrap(model)  # what checkpoints hold
+        self.module = module if module is not None else unwrap_model(model)  # what checkpoints hold
         self.hooks = list(hooks)
         self.run_dir = Path(run_dir)
         self.total_updates, self.updates_per_epoch, self.accum_iter = total_updates, updates_per_epoch, accum_iter
@@ -213,11 +205,12 @@ class Engine:
                     updates_per_epoch: int, **kw) -> "Engine":
         """An engine with the settings every recipe spells the same way: runtime.{amp, seed, save_every,
         keep_last, log_every, tensorboard}, optim.clip_grad, schedule.accum_iter (absent: off / 1)."""
-        r, o, s = cfg["runtime"], cfg["optim"], cfg["schedule"]
+        runtime, optim, schedule = cfg["runtime"], cfg["optim"], cfg["schedule"]
         return cls(model, optimizer, scheduler=scheduler, run_dir=run_dir, dist=dist, total_updates=total_updates,
-                   updates_per_epoch=updates_per_epoch, accum_iter=s.get("accum_iter", 1), amp=r["amp"],
-                   clip_grad=o.get("clip_grad"), seed=r["seed"], save_every=r["save_every"],
-                   keep_last=r["keep_last"], log_every=r["log_every"], tensorboard=r.get("tensorboard", False), **kw)
+                   updates_per_epoch=updates_per_epoch, accum_iter=schedule.get("accum_iter", 1), amp=runtime["amp"],
+                   clip_grad=optim.get("clip_grad"), seed=runtime["seed"], save_every=runtime["save_every"],
+                   keep_last=runtime["keep_last"], log_every=runtime["log_every"],
+                   tensorboard=runtime.get("tensorboard", False), **kw)
 
     def note(self, record: dict) -> None:
         """A record in log.jsonl beside the training's (e.g. a choice made at start-up); after `resume`, which

@@ -6,10 +6,12 @@ import pytest
 import timm
 import torch
 
-from mae_core.checkpoint import (atomic_write, encoder_state_dict, export_timm, extract_state_dict, infer_arch,
-                                 load_encoder, load_mae, read_checkpoint, save_checkpoint)
+from mae_core.atomic import atomic_write
+from mae_core.checkpoint import read_checkpoint, save_checkpoint
 from mae_core.errors import MaeBenchError
+from mae_core.export import export_timm
 from mae_core.models_mae import create_mae
+from mae_core.weights import encoder_state_dict, extract_state_dict, infer_arch, load_encoder, load_mae
 
 TINY = dict(img_size=32, decoder_depth=1, decoder_embed_dim=64, decoder_num_heads=4)
 
@@ -277,7 +279,7 @@ def test_mismatch_names_keys(mae, tmp_path):
 def test_pretrain_summary_reads_ours_and_official_and_nothing_else():
     import argparse
 
-    from mae_core.checkpoint import pretrain_summary
+    from mae_core.weights import pretrain_summary
     recipe = {"model": {"mask_ratio": 0.6, "mask_strategy": "block", "decoder_depth": 2, "decoder_embed_dim": 128,
                         "norm_pix_loss": True, "mask_tokens_in_encoder": False, "img_size": 64},
               "schedule": {"epochs": 40, "batch_size": 32, "accum_iter": 1}, "data": {"augment": "rrc", "subset": None}}

@@ -7,7 +7,7 @@ from timm.data import Mixup
 from benchmarks.cli import main
 from mae_core.checkpoint import read_checkpoint
 from results.record import read_result, sha256_file
-from transfer.classification.evaluate import evaluate, topk_correct
+from transfer.classification.evaluate import evaluate_classifier, topk_correct
 from transfer.classification.heads import set_trainable
 from transfer.encoder import build_vit
 from mae_core.distributed import DistInfo
@@ -101,7 +101,7 @@ def test_evaluation_equals_direct_computation():
     head = torch.nn.Linear(4, 6)
     xs, ys = torch.randn(23, 4), torch.randint(0, 6, (23,))
     batches = [(xs[i:i + 5], ys[i:i + 5]) for i in range(0, 23, 5)]
-    stats = evaluate(lambda b: (head(b[0]), b[1]), batches, DistInfo())
+    stats = evaluate_classifier(lambda b: (head(b[0]), b[1]), batches, DistInfo())
     with torch.no_grad():
         logits = head(xs)
     top1 = (logits.argmax(1) == ys).float().mean().item() * 100

@@ -23,7 +23,7 @@ from transfer.classification import train as train_mod
 from transfer.classification.data import ImageFolderDataset, SingleDrawResizedCrop, eval_transform, train_transform
 from transfer.classification.heads import set_trainable
 from transfer.classification.optim import Lars, param_groups_lrd
-from transfer.classification.train import build_model, build_optimizer, resolve_protocol
+from transfer.classification.train import build_classifier, build_optimizer, resolve_protocol
 from transfer.encoder import build_vit, init_encoder
 
 
@@ -90,7 +90,7 @@ def test_lars_state_survives_a_resume():
 
 def test_linear_probe_optimizer_is_lars_on_the_head():
     cfg = resolved(load_recipe("in1k_linear", "base", ["model.img_size=32"]))
-    model, _ = build_model(cfg, "scratch", "vit_tiny_patch16", 5, "linear")
+    model, _ = build_classifier(cfg, "scratch", "vit_tiny_patch16", 5, "linear")
     opt = build_optimizer(model, cfg, lr=6.4)
     names = {id(p): n for n, p in model.named_parameters()}
     assert isinstance(opt, Lars) and opt.defaults["momentum"] == 0.9 and opt.defaults["trust_coefficient"] == 0.001

@@ -9,7 +9,8 @@ import torch
 
 from benchmarks.cli import build_parser, main
 from benchmarks.config import load_recipe, resolved, save_recipe
-from mae_core.checkpoint import encoder_state_dict, save_checkpoint
+from mae_core.checkpoint import save_checkpoint
+from mae_core.weights import encoder_state_dict
 from mae_core.visualize import reconstruct
 from results.record import ResultError, init_record, make_record, read_result, sha256_file, write_result
 from tests.conftest import tiny_mae

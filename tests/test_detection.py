@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
+from timm.models.vision_transformer_sam import get_rel_pos, window_partition, window_unpartition
 
 from mae_core.errors import MaeBenchError
-from transfer.detection.backbone import (SimpleFeaturePyramid, ViT, get_rel_pos, global_block_indexes,
-                                         window_partition, window_unpartition)
+from transfer.detection.backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 from transfer.detection.data import CocoInstances, load_coco, resolve_root
 from transfer.detection.evaluate import coco_eval
 from transfer.detection.model import vitdet_layer_id
@@ -53,7 +53,7 @@ def test_window_partition_round_trip_with_padding():
     x = torch.randn(2, 5, 7, 3)
     windows, padded = window_partition(x, 3)
     assert windows.shape == (2 * 2 * 3, 3, 3, 3) and padded == (6, 9)
-    torch.testing.assert_close(window_unpartition(windows, 3, padded, (5, 7)), x)
+    torch.testing.assert_close(window_unpartition(windows, 3, (5, 7), padded), x)
     assert windows[1, 0, 0].equal(x[0, 0, 3])  # row-major windows
 
 

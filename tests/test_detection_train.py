@@ -89,7 +89,7 @@ def test_training_raises_ap_far_above_an_untrained_model(tmp_path):
     from benchmarks.config import load_recipe, resolved
     from benchmarks.synth import generate
     from mae_core.checkpoint import save_checkpoint
-    from transfer.detection.model import build_model
+    from transfer.detection.model import detector_from_init
     data = tmp_path / "synth64"
     generate(data, n_train=8, n_val=8, img_size=64, seed=1, progress=False)
     extra = ["data.val_split=train2017", "schedule.epochs=50", "optim.lr=3e-4", "optim.lr_batch=4",
@@ -98,7 +98,7 @@ def test_training_raises_ap_far_above_an_untrained_model(tmp_path):
     assert main(det_args(data, tmp_path / "trained", extra=extra)) == 0
     cfg = resolved(load_recipe("coco_det", "smoke", [*TINY, *extra]))
     torch.manual_seed(0)
-    model, _ = build_model(cfg["model"], "scratch", "vit_tiny_patch16", 8)
+    model, _ = detector_from_init(cfg["model"], "scratch", "vit_tiny_patch16", 8)
     save_checkpoint(tmp_path / "untrained.pth", model.state_dict(), config={"task": "coco_det", "recipe": cfg})
     assert main([*det_args(data, tmp_path / "untrained", extra=extra), "--eval-only",
                  "--weights", str(tmp_path / "untrained.pth")]) == 0

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mae_core.checkpoint import encoder_state_dict, save_checkpoint
+from mae_core.checkpoint import save_checkpoint
+from mae_core.weights import encoder_state_dict
 from mae_core.errors import MaeBenchError
 from mae_core.models import create_mae
 from transfer.encoder import InitSpec, build_vit, init_encoder, parse_init

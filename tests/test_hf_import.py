@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from mae_core.checkpoint import load_encoder, load_mae, read_checkpoint
+from mae_core.checkpoint import read_checkpoint
+from mae_core.weights import load_encoder, load_mae
 from mae_core.errors import MaeBenchError
 from mae_core.hf_import import convert_state_dict
 from transfer.encoder import init_encoder

@@ -35,8 +35,8 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from benchmarks.config import load_recipe, parse_overrides, resolved  # noqa: E402
 from mae_core.images import open_rgb  # noqa: E402
 from transfer.segmentation.data import (ADE20KDataset, list_pairs, photometric_distortion, read_label,  # noqa: E402
-                                        train_transform)
-from transfer.segmentation.evaluate import evaluate  # noqa: E402
+                                        train_pipeline)
+from transfer.segmentation.evaluate import evaluate_segmenter  # noqa: E402
 from transfer.segmentation.export import segmenter_to_mmseg  # noqa: E402
 from transfer.segmentation.metrics import ConfusionMatrix  # noqa: E402
 from transfer.segmentation.model import seg_loss, total_loss  # noqa: E402
@@ -213,7 +213,7 @@ def test_evaluation_and_metric_equal_mmseg_predict_and_iou_metric(pair):
         y = torch.randint(0, K - 1, (oh, ow), generator=g)  # class K-1 never in the ground truth
         y[: oh // 4] = 255
         data.append((torch.randn(3, h, w, generator=g), y, f"img{i}"))
-    res = evaluate(ours, data, DistInfo(), cfg["test"], K)
+    res = evaluate_segmenter(ours, data, DistInfo(), cfg["test"], K)
     metric = IoUMetric(iou_metrics=["mIoU"], ignore_index=255)
     metric.dataset_meta = dict(classes=[f"c{i}" for i in range(K)])
     with torch.no_grad():
@@ -314,7 +314,7 @@ def test_training_resize_equals_mmcv_random_resize(ade_root):
     img_path, ann_path = list_pairs(ade_root, "train")[0]
     label = read_label(ann_path, 150)
     for r in (0.537, 1.731):
-        x, y = train_transform(open_rgb(img_path), label, Draws(r), d, crop=1024)
+        x, y = train_pipeline(open_rgb(img_path), label, Draws(r), d, crop=1024)
         ref = LoadAnnotations(reduce_zero_label=True)(dict(img=np.asarray(Image.open(img_path))[..., ::-1].copy(),
                                                            seg_map_path=str(ann_path), reduce_zero_label=True,
                                                            seg_fields=[]))

@@ -181,6 +181,6 @@ def test_bad_inputs_get_one_line_and_nonzero_exit(synth_root, tmp_path, capsys):
 
 
 def test_checkpoints_store_the_plain_module_under_compile():
-    from mae_core.engine import unwrap
+    from timm.utils import unwrap_model  # the engine's default for what checkpoints hold
     model = tiny_mae(img_size=32)
-    assert unwrap(torch.compile(model)) is model and unwrap(model) is model
+    assert unwrap_model(torch.compile(model)) is model and unwrap_model(model) is model

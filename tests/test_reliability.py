@@ -227,7 +227,7 @@ def test_visualize_into_a_folder_is_refused_without_leftovers(synth_root, mae_ck
 @pytest.mark.parametrize("to", ["timm", "detectron2", "mmseg"])
 def test_export_refuses_tensors_of_the_wrong_shape(to, tmp_path, capsys):
     from safetensors.torch import save_file
-    from mae_core.checkpoint import encoder_state_dict
+    from mae_core.weights import encoder_state_dict
     sd = {k: v.contiguous() for k, v in encoder_state_dict(tiny_mae(img_size=32).state_dict()).items()}
     sd["blocks.3.mlp.fc1.weight"] = torch.zeros(100, 192)
     save_file(sd, tmp_path / "bad.safetensors")

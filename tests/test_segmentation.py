@@ -14,8 +14,8 @@ from results.record import read_result
 from transfer.encoder import build_vit
 from transfer.segmentation.backbone import ViTBackbone
 from transfer.segmentation.data import (ADE20KDataset, list_pairs, read_num_classes, reduce_zero_label,
-                                        resolve_root, train_transform)
-from transfer.segmentation.evaluate import evaluate
+                                        resolve_root, train_pipeline)
+from transfer.segmentation.evaluate import evaluate_segmenter
 from transfer.segmentation.metrics import ConfusionMatrix, scores
 from transfer.segmentation.model import Segmenter
 from transfer.segmentation.train import build_segmenter
@@ -233,7 +233,7 @@ def test_train_pipeline_gives_fixed_crops_with_valid_labels(seg_root):
     x2, y2, _ = ds[(0, 123)]
     assert torch.equal(x, x2) and torch.equal(y, y2)  # the per-sample seed decides the augmentation
     img = Image.new("RGB", (200, 10))  # resized to at most 25 px high: the crop must be padded
-    _, lab = train_transform(img, np.zeros((10, 200), np.uint8), np.random.default_rng(0), d, 64)
+    _, lab = train_pipeline(img, np.zeros((10, 200), np.uint8), np.random.default_rng(0), d, 64)
     assert lab.shape == (64, 64) and (lab == 255).any()  # padded with ignore
     val = ADE20KDataset(root, "val", d, 11, train=False)
     vx, vy, name = val[0]
@@ -280,7 +280,7 @@ def test_short_training_raises_miou_and_saves_rescoreable_predictions(memo_root,
     cfg = resolved(load_recipe("ade20k_seg", "smoke", parse_overrides(TINY + MEMO)))
     root, _ = resolve_root(memo_root)
     untrained, _ = build_segmenter(cfg["model"], 32, str(mae_ckpt), None, 11)
-    before = evaluate(untrained, ADE20KDataset(root, "val", cfg["data"], 11, train=False), CPU, cfg["test"], 11)
+    before = evaluate_segmenter(untrained, ADE20KDataset(root, "val", cfg["data"], 11, train=False), CPU, cfg["test"], 11)
     out = tmp_path / "run"
     assert main([*run_args(mae_ckpt, memo_root, out, 30, 30, MEMO), "--save-preds"]) == 0
     rec = read_result(out)

@@ -13,7 +13,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
 from mae_core.archs import ARCHS, arch_spec
-from mae_core.checkpoint import load_encoder
+from mae_core.checkpoint import check_fit
+from mae_core.weights import load_encoder
 from mae_core.errors import MaeBenchError
 
 GLOBAL_POOLS = ("token", "avg")
@@ -81,25 +82,6 @@ def build_vit(arch: str, img_size: int, num_classes: int, global_pool: str = "to
     return model
 
 
-def _check_keys(missing, unexpected, global_pool: str, path: str) -> None:
-    allowed_unexpected = _UNUSED_WITH_AVG if global_pool == "avg" else set()
-    bad_missing = [k for k in missing if k not in _MAY_BE_MISSING]
-    bad_unexpected = [k for k in unexpected if k not in allowed_unexpected]
-    problems = [f"{label}: {', '.join(keys[:4])}{'...' if len(keys) > 4 else ''}"
-                for label, keys in (("missing", bad_missing), ("unexpected", bad_unexpected)) if keys]
-    if problems:
-        raise MaeBenchError(f"checkpoint {path} does not fit a ViT encoder with global_pool={global_pool} "
-                            f"({'; '.join(problems)})")
-
-
-def _check_shapes(model: nn.Module, sd: dict, path: str) -> None:
-    expected = model.state_dict()
-    wrong = [f"{k} {list(v.shape)} vs {list(expected[k].shape)}" for k, v in sd.items()
-             if k in expected and v.shape != expected[k].shape]
-    if wrong:
-        raise MaeBenchError(f"checkpoint {path} has tensors of the wrong shape ({', '.join(wrong[:3])})")
-
-
 def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
                  global_pool: str = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
     """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"}.
@@ -114,9 +96,9 @@ def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_c
         sd, found = load_encoder(init.path, img_size=img_size, arch=arch)
         name, pretrain = found["arch"], found.get("pretrain")
         model = build_vit(name, img_size, num_classes, global_pool, drop_path_rate)
-        _check_shapes(model, sd, init.path)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        _check_keys(missing, unexpected, global_pool, init.path)
+        check_fit(model.state_dict(), sd, init.path, f"a ViT encoder with global_pool={global_pool}",
+                  may_be_missing=_MAY_BE_MISSING, may_be_extra=_UNUSED_WITH_AVG if global_pool == "avg" else ())
+        model.load_state_dict(sd, strict=False)
     info = {"kind": init.kind, "ckpt": init.path, "arch": name, "img_size": img_size, "global_pool": global_pool}
     if pretrain:
         info["pretrain"] = pretrain  # the MAE checkpoint's pretraining settings, for the result record

@@ -12,7 +12,10 @@ from torchvision.transforms import functional as TF
 
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb, walk_images
+from transfer.data_root import DataLayout
 
+IMAGENET_LAYOUT = DataLayout("imagenet", markers=("train",), under=("imagenet",))  # with train/ and val/
+resolve_root = IMAGENET_LAYOUT.resolve  # (the ImageFolder root; dataset name)
 SUBSET_MODES = ("total", "per_class")
 TRAIN_AUGMENTS = ("linear", "finetune", "none")
 

@@ -16,7 +16,7 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 
 @torch.no_grad()
-def evaluate(forward, loader, dist: DistInfo, autocast=nullcontext) -> dict:
+def evaluate_classifier(forward, loader, dist: DistInfo, autocast=nullcontext) -> dict:
     """`forward(batch) -> (logits, target)` over `loader` (this rank's shard); returns top1, top5 (percent),
     loss (mean cross-entropy) and n, reduced over all processes."""
     sums = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, n

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mae_core.runner import session
+from mae_core.distributed import DistInfo
 from mae_core.errors import MaeBenchError
+from mae_core.runner import run
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform
-from .train import resolve_root
+from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root
 
 
 def nearest(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -82,30 +82,33 @@ def check_k(k, n_train: int) -> None:
 
 def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None) -> dict:
     """Extract features of train/ and val/ with the frozen encoder and score val/ by k-NN over train/."""
-    d, m, kn, r = cfg["data"], cfg["model"], cfg["knn"], cfg["runtime"]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise MaeBenchError("knn runs in one process (start it without torchrun)")
-    with session(r) as dist:
-        root, name = resolve_root(data)
-        size = m["img_size"]
-        transform = eval_transform(size, d["crop_pct"])  # no augmentation for either split, as DINO
-        sets = {split: ImageFolderDataset(root, split, transform, subset=d["subset" if split == "train" else "val_subset"],
-                                          subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
-                for split in ("train", "val")}
-        check_same_classes(sets["train"], sets["val"])
-        check_k(kn["k"], len(sets["train"]))
-        model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=m["global_pool"])
-        model.to(dist.device)
-        bs, workers = cfg["schedule"]["batch_size"], d["num_workers"]
-        tr_x, tr_y, tr_bad = extract(model, sets["train"], bs, workers, dist.device)
-        va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device)
-        check_k(kn["k"], len(tr_y))
-        n_cls = sets["train"].num_classes
-        metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, kn["k"],
-                               float(kn["temperature"]), n_cls)
-        print(f"knn: {info['kind']} {info['arch']}, k={kn['k']}, T={kn['temperature']}, {len(tr_y)} train / "
-              f"{len(va_y)} val images ({n_cls} classes, {root}): top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f}")
-        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
-                "dataset": {"name": name, "root": str(root), "split": "val", "subset": d["subset"],
-                            "num_classes": n_cls, "train_images": len(tr_y), "val_images": len(va_y),
-                            "skipped_samples": tr_bad + va_bad}}
+    return run(cfg, lambda dist: _knn(cfg, init, arch, data, dist), out=out)  # trains nothing
+
+
+def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo) -> dict:
+    data_cfg, model_cfg, knn = cfg["data"], cfg["model"], cfg["knn"]
+    root, name = resolve_root(data)
+    size = model_cfg["img_size"]
+    transform = eval_transform(size, data_cfg["crop_pct"])  # no augmentation for either split, as DINO
+    sets = {split: ImageFolderDataset(root, split, transform, subset=data_cfg[subset],
+                                      subset_mode=data_cfg["subset_mode"], strict=data_cfg["strict"], img_size=size)
+            for split, subset in (("train", "subset"), ("val", "val_subset"))}
+    check_same_classes(sets["train"], sets["val"])
+    check_k(knn["k"], len(sets["train"]))
+    model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=model_cfg["global_pool"])
+    model.to(dist.device)
+    bs, workers = cfg["schedule"]["batch_size"], data_cfg["num_workers"]
+    tr_x, tr_y, tr_bad = extract(model, sets["train"], bs, workers, dist.device)
+    va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device)
+    check_k(knn["k"], len(tr_y))
+    n_cls = sets["train"].num_classes
+    metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, knn["k"],
+                           float(knn["temperature"]), n_cls)
+    print(f"knn: {info['kind']} {info['arch']}, k={knn['k']}, T={knn['temperature']}, {len(tr_y)} train / "
+          f"{len(va_y)} val images ({n_cls} classes, {root}): top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f}")
+    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
+            "dataset": {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
+                        "num_classes": n_cls, "train_images": len(tr_y), "val_images": len(va_y),
+                        "skipped_samples": tr_bad + va_bad}}

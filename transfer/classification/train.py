@@ -18,12 +18,12 @@ from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from mae_core.hooks import EMA, BestCheckpoint
-from mae_core.runner import session, wrap_ddp
+from mae_core.runner import Training, run
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, train_transform
-from .evaluate import evaluate
+from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root, train_transform
+from .evaluate import evaluate_classifier
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
 
@@ -39,15 +39,6 @@ class ShardSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return len(self.indices)
-
-
-def resolve_root(data: str | Path) -> tuple[Path, str]:
-    """The ImageFolder root (with train/ and val/) and a dataset name; the synthetic set's root works too."""
-    data = Path(data)
-    if (data / "imagenet" / "train").is_dir():
-        data = data / "imagenet"
-    synthetic = (data / "synth.json").exists() or (data.parent / "synth.json").exists()
-    return data, "synthetic-imagenet" if synthetic else "imagenet"
 
 
 def _is_int(v) -> bool:
@@ -85,10 +76,10 @@ def resolve_protocol(cfg: dict) -> str:
     return "linear" if blocks == 0 else "partial"
 
 
-def build_model(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
-    m = cfg["model"]
-    model, info = init_encoder(init, arch=arch, img_size=m["img_size"], num_classes=num_classes,
-                               global_pool=m["global_pool"], drop_path_rate=m["drop_path"])
+def build_classifier(cfg: dict, init: str, arch: str | None, num_classes: int, protocol: str):
+    model_cfg = cfg["model"]
+    model, info = init_encoder(init, arch=arch, img_size=model_cfg["img_size"], num_classes=num_classes,
+                               global_pool=model_cfg["global_pool"], drop_path_rate=model_cfg["drop_path"])
     (linear_probe_head if protocol == "linear" else finetune_head)(model)
     trainable = set_trainable(model, protocol, cfg.get("blocks") or 0, cfg.get("blocks_part") or "all")
     info["trainable_params"] = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))
@@ -96,26 +87,27 @@ def build_model(cfg: dict, init: str, arch: str | None, num_classes: int, protoc
 
 
 def build_optimizer(model: nn.Module, cfg: dict, lr: float):
-    o = cfg["optim"]
-    if o["name"] == "lars":
-        return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=o["weight_decay"])
-    if o["name"] != "adamw":
-        raise MaeBenchError(f"optim.name must be adamw or lars, got {o['name']!r}")
-    groups = param_groups_lrd(model, o["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
-                              layer_decay=o["layer_decay"])
-    return adamw(groups, lr=lr, betas=o["betas"])
+    optim = cfg["optim"]
+    if optim["name"] == "lars":
+        return Lars([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=optim["weight_decay"])
+    if optim["name"] != "adamw":
+        raise MaeBenchError(f"optim.name must be adamw or lars, got {optim['name']!r}")
+    groups = param_groups_lrd(model, optim["weight_decay"], no_weight_decay_list=model.no_weight_decay(),
+                              layer_decay=optim["layer_decay"])
+    return adamw(groups, lr=lr, betas=optim["betas"])
 
 
 def build_criterion(cfg: dict, num_classes: int):
     """(mixup or None, loss): soft-target CE under Mixup/CutMix, label smoothing or plain CE otherwise."""
-    x = cfg["mixup"]
+    mix = cfg["mixup"]
     mixup = None
-    if x["mixup"] > 0 or x["cutmix"] > 0:
-        mixup = Mixup(mixup_alpha=x["mixup"], cutmix_alpha=x["cutmix"], prob=x["prob"], switch_prob=x["switch_prob"],
-                      mode=x["mode"], label_smoothing=x["smoothing"], num_classes=num_classes)
+    if mix["mixup"] > 0 or mix["cutmix"] > 0:
+        mixup = Mixup(mixup_alpha=mix["mixup"], cutmix_alpha=mix["cutmix"], prob=mix["prob"],
+                      switch_prob=mix["switch_prob"], mode=mix["mode"], label_smoothing=mix["smoothing"],
+                      num_classes=num_classes)
         return mixup, SoftTargetCrossEntropy()
-    if x["smoothing"] > 0:
-        return None, LabelSmoothingCrossEntropy(smoothing=x["smoothing"])
+    if mix["smoothing"] > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=mix["smoothing"])
     return None, nn.CrossEntropyLoss()
 
 
@@ -137,17 +129,18 @@ def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out
                        resume: str | None = None) -> dict:
     """Train and evaluate one protocol; returns {"metrics", "init", "dataset", "arch"} (rank 0's view)."""
     protocol = resolve_protocol(cfg)
-    with session(cfg["runtime"]) as dist:
-        return _run(cfg, protocol, init, arch, data, Path(out), resume, dist)
+    return run(cfg, lambda dist: _training(cfg, protocol, init, arch, data, Path(out), resume, dist), out=out,
+               resume=resume)
 
 
 def build_datasets(cfg: dict, root: Path) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """(train, val) ImageFolders with the recipe's transforms and subsets; an error if their classes differ."""
-    d, size = cfg["data"], cfg["model"]["img_size"]
-    train_set = ImageFolderDataset(root, "train", train_transform(d["augment"], size, d), subset=d["subset"],
-                                   subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
-    val_set = ImageFolderDataset(root, "val", eval_transform(size, d["crop_pct"]), subset=d["val_subset"],
-                                 subset_mode=d["subset_mode"], strict=d["strict"], img_size=size)
+    data_cfg, size = cfg["data"], cfg["model"]["img_size"]
+    common = dict(subset_mode=data_cfg["subset_mode"], strict=data_cfg["strict"], img_size=size)
+    train_set = ImageFolderDataset(root, "train", train_transform(data_cfg["augment"], size, data_cfg),
+                                   subset=data_cfg["subset"], **common)
+    val_set = ImageFolderDataset(root, "val", eval_transform(size, data_cfg["crop_pct"]), subset=data_cfg["val_subset"],
+                                 **common)
     check_same_classes(train_set, val_set)
     return train_set, val_set
 
@@ -157,12 +150,12 @@ class Sources:
     frozen pre-logit features computed once by `prepare`, in which case only the head is trained."""
 
     def __init__(self, train_set, val_set, cfg: dict, protocol: str, dist: DistInfo):
-        d, r = cfg["data"], cfg["runtime"]
-        self.cached = protocol == "linear" and r["cache_features"]
-        if self.cached and d["augment"] != "none":
+        data_cfg, runtime = cfg["data"], cfg["runtime"]
+        self.cached = protocol == "linear" and runtime["cache_features"]
+        if self.cached and data_cfg["augment"] != "none":
             raise MaeBenchError("runtime.cache_features=True needs data.augment='none' (cached features cannot be augmented)")
-        self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], d["num_workers"], dist
-        self.seed, self.pin = r["seed"], dist.device.startswith("cuda")
+        self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], data_cfg["num_workers"], dist
+        self.seed, self.pin = runtime["seed"], dist.device.startswith("cuda")
         self.train, self.val_set, self.val = train_set, val_set, None
 
     def prepare(self, model: nn.Module) -> int:
@@ -177,7 +170,7 @@ class Sources:
         *train_feats, dropped = extract_features(
             model, DataLoader(self.train, batch_size=self.batch, num_workers=self.workers), dist.device)
         self.train = TensorDataset(*train_feats)
-        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate's n
+        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate_classifier's n
         self.val = [(val_feats[0][i:i + self.batch], val_feats[1][i:i + self.batch])
                     for i in range(0, len(val_feats[1]), self.batch)]
         return dropped
@@ -238,10 +231,10 @@ class TopKEval(Hook):
         src, dist = self.sources, self.sources.dist
         self.model.eval()  # (the EMA model is always in eval mode)
         reported = self.ema.module if self.ema is not None else self.model
-        res = evaluate(src.eval_forward(reported), src.val, dist, engine.autocast)
+        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, engine.autocast)
         stats.update(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
         if self.ema is not None:
-            raw = evaluate(src.eval_forward(self.model), src.val, dist, engine.autocast)
+            raw = evaluate_classifier(src.eval_forward(self.model), src.val, dist, engine.autocast)
             stats.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
         if dist.is_main:
             print(f"epoch {epoch + 1}/{engine.epochs}: top1 {stats['top1']:.2f} top5 {stats['top5']:.2f}"
@@ -259,49 +252,53 @@ class SkippedSamples(Hook):
             stats["skipped_samples"] = self.step.skipped
 
 
-def _run(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> dict:
-    d, s, r, m = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
+def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> Training:
+    """The protocol's training: `epochs` passes over train/, the official warm-up + cosine per update, top-1/top-5
+    on val/ (of the EMA model with EMA) every runtime.eval_every-th epoch and after the last, the best checkpoint."""
+    data_cfg, schedule, runtime, model_cfg = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
     root, name = resolve_root(data)
     train_set, val_set = build_datasets(cfg, root)
-    model, info = build_model(cfg, init, arch, train_set.num_classes, protocol)
+    model, info = build_classifier(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
-    linear = select_cpu_linear(model, r, dist.device, out, resume)
+    linear = select_cpu_linear(model, runtime, dist.device, out, resume)
 
-    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
+    updates, eff_batch = batch_plan(len(train_set), schedule["batch_size"], schedule["accum_iter"], dist)
     lr = scaled_lr(cfg["optim"]["blr"], eff_batch, cfg["optim"]["lr"])
     optimizer = build_optimizer(model, cfg, lr)
-    scheduler = epoch_cosine_schedule(optimizer, s["epochs"], updates, s["warmup_epochs"], cfg["optim"]["min_lr"])
+    scheduler = epoch_cosine_schedule(optimizer, schedule["epochs"], updates, schedule["warmup_epochs"],
+                                      cfg["optim"]["min_lr"])
     mixup, criterion = build_criterion(cfg, train_set.num_classes)
     sources = Sources(train_set, val_set, cfg, protocol, dist)
     step = TrainStep(mixup, criterion, dist.device, sources.cached)
 
-    ema = ModelEmaV3(model, decay=r["ema_decay"]) if r["ema_decay"] else None
+    ema = ModelEmaV3(model, decay=runtime["ema_decay"]) if runtime["ema_decay"] else None
     reported = ema.module if ema is not None else model  # what checkpoints hold as "model" (see hooks.EMA)
     hooks = [*([EMA(ema, model)] if ema is not None else []),
-             TopKEval(sources, model, ema, r["eval_every"]),
+             TopKEval(sources, model, ema, runtime["eval_every"]),
              BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
-    trained = model.head if sources.cached else model  # what the optimiser step differentiates through
-    engine = Engine.from_recipe(cfg, wrap_ddp(trained, dist), optimizer, scheduler, dist=dist, run_dir=out,
-                                total_updates=s["epochs"] * updates, updates_per_epoch=updates, desc=protocol,
-                                module=reported, hooks=hooks,
-                                config={"task": cfg.get("task"), "arch": info["arch"],
-                                        "num_classes": train_set.num_classes, "classes": train_set.classes,
-                                        "global_pool": m["global_pool"], "recipe": cfg})
-    engine.resume(resume)
-    engine.note(linear)
-    step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
-    if dist.is_main:
-        print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
-              f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
-              f"{info['trainable_params']:,} trainable parameters")
-    stats = engine.fit(sources.train_loader, step)
-    metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
-    scored = stats.get("val_scored", len(val_set))
-    if scored < len(val_set) and dist.is_main:
-        print(f"warning: {len(val_set) - scored} validation images are unreadable; top-1 is over the {scored} "
-              "that were read (--strict makes that an error)", file=sys.stderr)
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
-            "dataset": {"name": name, "root": str(root), "split": "val",
-                        "subset": d["subset"], "num_classes": train_set.num_classes, "train_images": len(train_set),
-                        "val_images": scored, "val_skipped": len(val_set) - scored,
-                        "skipped_samples": step.skipped}}
+    config = {"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
+              "classes": train_set.classes, "global_pool": model_cfg["global_pool"], "recipe": cfg}
+
+    def start(engine):
+        step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
+        if dist.is_main:
+            print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
+                  f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
+                  f"{info['trainable_params']:,} trainable parameters")
+
+    def finish(stats: dict) -> dict:
+        metrics = {k: stats[k] for k in ("top1", "top5", "top1_best", "top1_raw", "top5_raw") if k in stats}
+        scored = stats.get("val_scored", len(val_set))
+        if scored < len(val_set) and dist.is_main:
+            print(f"warning: {len(val_set) - scored} validation images are unreadable; top-1 is over the {scored} "
+                  "that were read (--strict makes that an error)", file=sys.stderr)
+        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
+                "dataset": {"name": name, "root": str(root), "split": "val",
+                            "subset": data_cfg["subset"], "num_classes": train_set.num_classes,
+                            "train_images": len(train_set), "val_images": scored, "val_skipped": len(val_set) - scored,
+                            "skipped_samples": step.skipped}}
+
+    # with cached features the optimiser step differentiates through the head alone
+    return Training(reported, optimizer, scheduler, schedule["epochs"] * updates, updates, sources.train_loader, step,
+                    finish, hooks=hooks, config=config, desc=protocol,
+                    trained=model.head if sources.cached else model, notes=[linear], start=start)

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, Mlp, PatchEmbed
+# SAM's ViT is ViTDet's: the same window partition and decomposed relative position (MViTv2)
+from timm.models.vision_transformer_sam import get_decomposed_rel_pos_bias, window_partition, window_unpartition
 from torchvision.ops.misc import Conv2dNormActivation
 
 from mae_core.pos_embed import resize_pos_embed
@@ -19,48 +21,6 @@ from mae_core.pos_embed import resize_pos_embed
 def global_block_indexes(depth: int, n: int = 4) -> list[int]:
     """`n` evenly spaced blocks ending with the last one: (2, 5, 8, 11) for depth 12, (5, 11, 17, 23) for 24."""
     return [(i + 1) * depth // n - 1 for i in range(n)]
-
-
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """[B, H, W, C] -> [B * nW, window, window, C], zero-padding H and W up to multiples of `window`."""
-    b, h, w, c = x.shape
-    pad_h, pad_w = (window - h % window) % window, (window - w % window) % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    hp, wp = h + pad_h, w + pad_w
-    x = x.view(b, hp // window, window, wp // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c), (hp, wp)
-
-
-def window_unpartition(windows: torch.Tensor, window: int, padded: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
-    """Inverse of `window_partition`: [B * nW, window, window, C] -> [B, H, W, C] without the padding."""
-    hp, wp = padded
-    b = windows.shape[0] // (hp * wp // window // window)
-    x = windows.view(b, hp // window, wp // window, window, window, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
-    return x[:, :hw[0], :hw[1]].contiguous()
-
-
-def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-    """Relative position embeddings [q_size, k_size, C] for one axis; a table of another length
-    is linearly resampled (as detectron2 does when the window or grid size changes)."""
-    dist = 2 * max(q_size, k_size) - 1
-    if rel_pos.shape[0] != dist:
-        rel_pos = F.interpolate(rel_pos.T[None], size=dist, mode="linear")[0].T
-    q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
-    k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
-    return rel_pos[((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).long()]
-
-
-def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
-                            size: tuple[int, int]) -> torch.Tensor:
-    """MViTv2's decomposed bias for queries q [B, H*W, C] on an H x W grid: [B, H*W, H*W]."""
-    h, w = size
-    rh, rw = get_rel_pos(h, h, rel_pos_h), get_rel_pos(w, w, rel_pos_w)
-    r_q = q.reshape(q.shape[0], h, w, -1)
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-    return (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(q.shape[0], h * w, h * w)
 
 
 class Attention(nn.Module):
@@ -83,8 +43,9 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
         bias = None
         if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(q.reshape(b * self.num_heads, h * w, -1), self.rel_pos_h, self.rel_pos_w,
-                                           (h, w)).view(b, self.num_heads, h * w, h * w).to(q.dtype)
+            bias = get_decomposed_rel_pos_bias(q.reshape(b * self.num_heads, h * w, -1), self.rel_pos_h,
+                                               self.rel_pos_w, (h, w), (h, w))
+            bias = bias.view(b, self.num_heads, h * w, h * w).to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(x.transpose(1, 2).reshape(b, h, w, -1))
 
@@ -109,7 +70,7 @@ class Block(nn.Module):
         if self.window_size > 0:
             hw = x.shape[1:3]
             x, padded = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(x), self.window_size, padded, hw)
+            x = window_unpartition(self.attn(x), self.window_size, hw, padded)
         else:
             x = self.attn(x)
         x = shortcut + self.drop_path(x)

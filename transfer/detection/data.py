@@ -15,21 +15,15 @@ from torchvision.transforms.v2 import functional as TF
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, open_rgb
+from transfer.data_root import DataLayout
 
 from .masks import InstanceMasks, crop_polygons, flip_polygons, scale_polygons
 
 PAD_VALUE = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # zero after normalisation
 
-
-def resolve_root(data: str | Path) -> tuple[Path, str]:
-    """The COCO root (annotations/, train2017/, val2017/) and a dataset name; the synthetic root works too."""
-    data = Path(data)
-    if (data / "coco" / "annotations").is_dir():
-        data = data / "coco"
-    if not (data / "annotations").is_dir():
-        raise MaeBenchError(f"{data} is not a COCO root (no annotations/ folder) nor a synthetic set (no coco/)")
-    synthetic = (data / "synth.json").exists() or (data.parent / "synth.json").exists()
-    return data, "synthetic-coco" if synthetic else "coco"
+COCO_LAYOUT = DataLayout("coco", markers=("annotations",), under=("coco",),
+                         missing="{data} is not a COCO root (no annotations/ folder) nor a synthetic set (no coco/)")
+resolve_root = COCO_LAYOUT.resolve  # (root with annotations/, train2017/, val2017/; dataset name)
 
 
 def load_coco(path: Path) -> COCO:

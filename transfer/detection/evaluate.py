@@ -8,7 +8,7 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
-from mae_core.checkpoint import atomic_write
+from mae_core.atomic import atomic_write
 
 RESULTS_FILE = "coco_instances_results.json"
 # COCOeval.stats order for bbox and segm

@@ -20,6 +20,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_area, roi_align
 
 from mae_core.archs import arch_spec
+from mae_core.checkpoint import check_fit
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.param_groups import layer_decay_groups
@@ -28,9 +29,9 @@ from transfer.encoder import init_encoder
 
 from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 
-# Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed)
-# and the final norm (ViTDet's pyramid starts from the last block's output).
-_DROPPED = ("cls_token", "norm.weight", "norm.bias")
+# Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed, as
+# pretrain_use_cls_token=True expects) and the final norm (ViTDet's pyramid starts from the last block's output).
+DROPPED = ("cls_token", "norm.weight", "norm.bias")
 VITDET_PATCH = 16  # ViTDet runs every ViT at patch 16, so the pyramid strides are 4..32
 
 
@@ -59,32 +60,31 @@ def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
     return {**sd, "patch_embed.proj.weight": kernel.to(w.dtype), "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
 
 
-def build_vit(m: dict, arch: str) -> ViT:
+def build_vit(model_cfg: dict, arch: str) -> ViT:
     """The ViTDet ViT of `arch` as the recipe's `model` section configures it (patch 16 for every arch)."""
     spec = arch_spec(arch)
-    if m["pretrain_img_size"] % VITDET_PATCH:
-        raise MaeBenchError(f"model.pretrain_img_size {m['pretrain_img_size']} is not a multiple of ViTDet's patch "
-                            f"size {VITDET_PATCH}")
+    if model_cfg["pretrain_img_size"] % VITDET_PATCH:
+        raise MaeBenchError(f"model.pretrain_img_size {model_cfg['pretrain_img_size']} is not a multiple of ViTDet's "
+                            f"patch size {VITDET_PATCH}")
     globals_ = global_block_indexes(spec["depth"])
-    return ViT(img_size=m["img_size"], pretrain_img_size=m["pretrain_img_size"], patch_size=VITDET_PATCH,
-               embed_dim=spec["embed_dim"], depth=spec["depth"], num_heads=spec["num_heads"],
-               drop_path_rate=m["drop_path"], window_size=m["window_size"],
+    return ViT(img_size=model_cfg["img_size"], pretrain_img_size=model_cfg["pretrain_img_size"],
+               patch_size=VITDET_PATCH, embed_dim=spec["embed_dim"], depth=spec["depth"], num_heads=spec["num_heads"],
+               drop_path_rate=model_cfg["drop_path"], window_size=model_cfg["window_size"],
                window_block_indexes=[i for i in range(spec["depth"]) if i not in globals_],
-               use_rel_pos=m["use_rel_pos"])
+               use_rel_pos=model_cfg["use_rel_pos"])
 
 
-def vit_from_init(init: str, arch: str | None, m: dict) -> tuple[ViT, dict]:
+def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, dict]:
     """A ViTDet ViT initialised by transfer/encoder.py's rules from `--ckpt` (`init`); pos_embed stays
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
-    enc, info = init_encoder(init, arch=arch, img_size=m["pretrain_img_size"], num_classes=0)
-    vit = build_vit({**m, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
-                                                                      m["pretrain_img_size"])}, info["arch"])
-    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in _DROPPED}, m["pretrain_img_size"])
-    missing, unexpected = vit.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if ".rel_pos_" not in k]  # relative position tables start at zero
-    if missing or unexpected:
-        raise MaeBenchError(f"encoder {info['ckpt'] or info['arch']} does not fit the ViTDet backbone "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
+    vit = build_vit({**model_cfg, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
+                                                                      model_cfg["pretrain_img_size"])}, info["arch"])
+    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, model_cfg["pretrain_img_size"])
+    expected = vit.state_dict()
+    check_fit(expected, sd, info["ckpt"] or info["arch"], "the ViTDet backbone",
+              may_be_missing=[k for k in expected if ".rel_pos_" in k])  # relative position tables start at zero
+    vit.load_state_dict(sd, strict=False)
     return vit, info
 
 
@@ -228,46 +228,52 @@ def init_heads_like_detectron2(roi_heads: RoIHeads) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def build_detector(m: dict, vit: ViT, num_classes: int) -> GeneralizedRCNN:
+def build_detector(model_cfg: dict, vit: ViT, num_classes: int) -> GeneralizedRCNN:
     """Mask R-CNN on the simple feature pyramid with ViTDet's heads: 2-conv RPN, 4conv1fc box head
     and 4-conv mask head with LayerNorm. Evaluation images are resized (longest side = img_size) and
     padded to a square of img_size; training images arrive as LSJ's img_size squares."""
-    c = m["fpn_channels"]
+    c = model_cfg["fpn_channels"]
     backbone = SimpleFeaturePyramid(vit, out_channels=c)
     levels = list(backbone.strides)
-    if len(m["anchor_sizes"]) != len(levels):
-        raise MaeBenchError(f"model.anchor_sizes needs one size per level ({', '.join(levels)}), got {m['anchor_sizes']}")
-    anchors = Anchors(tuple((float(s),) for s in m["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(levels))
+    if len(model_cfg["anchor_sizes"]) != len(levels):
+        raise MaeBenchError(f"model.anchor_sizes needs one size per level ({', '.join(levels)}), "
+                            f"got {model_cfg['anchor_sizes']}")
+    anchors = Anchors(tuple((float(s),) for s in model_cfg["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(levels))
     pooled = {k: backbone.strides[k] for k in levels[:-1]}  # p6 only feeds the RPN
-    r = m["rpn"]
+    rpn_cfg = model_cfg["rpn"]
     rpn = RPN(anchors, FloatRPNHead(c, 3, conv_depth=2), fg_iou_thresh=0.7, bg_iou_thresh=0.3,
-              batch_size_per_image=r["batch_per_image"], positive_fraction=0.5,
-              pre_nms_top_n=dict(training=r["pre_nms_train"], testing=r["pre_nms_test"]),
-              post_nms_top_n=dict(training=r["post_nms_train"], testing=r["post_nms_test"]), nms_thresh=0.7)
+              batch_size_per_image=rpn_cfg["batch_per_image"], positive_fraction=0.5,
+              pre_nms_top_n=dict(training=rpn_cfg["pre_nms_train"], testing=rpn_cfg["pre_nms_test"]),
+              post_nms_top_n=dict(training=rpn_cfg["post_nms_train"], testing=rpn_cfg["post_nms_test"]), nms_thresh=0.7)
     roi_heads = ViTDetRoIHeads(
         RoIPooler(pooled, 7),
-        FastRCNNConvFCHead((c, 7, 7), [m["head_channels"]] * m["box_convs"], [m["box_fc"]], norm_layer=LayerNorm2d),
-        FloatBoxPredictor(m["box_fc"], num_classes + 1),
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=m["roi_batch_per_image"], positive_fraction=0.25,
-        bbox_reg_weights=None, score_thresh=m["score_thresh"], nms_thresh=0.5,
-        detections_per_img=m["detections_per_image"],
+        FastRCNNConvFCHead((c, 7, 7), [model_cfg["head_channels"]] * model_cfg["box_convs"], [model_cfg["box_fc"]],
+                           norm_layer=LayerNorm2d),
+        FloatBoxPredictor(model_cfg["box_fc"], num_classes + 1),
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=model_cfg["roi_batch_per_image"],
+        positive_fraction=0.25,
+        bbox_reg_weights=None, score_thresh=model_cfg["score_thresh"], nms_thresh=0.5,
+        detections_per_img=model_cfg["detections_per_image"],
         mask_roi_pool=RoIPooler(pooled, 14),
-        mask_head=MaskRCNNHeads(c, [m["head_channels"]] * m["mask_convs"], 1, norm_layer=LayerNorm2d),
-        mask_predictor=MaskRCNNPredictor(m["head_channels"], m["head_channels"], num_classes + 1))
-    head_init = m.get("head_init", "torchvision")  # weights saved before this setting existed: any init will do
+        mask_head=MaskRCNNHeads(c, [model_cfg["head_channels"]] * model_cfg["mask_convs"], 1,
+                                norm_layer=LayerNorm2d),
+        mask_predictor=MaskRCNNPredictor(model_cfg["head_channels"], model_cfg["head_channels"], num_classes + 1))
+    head_init = model_cfg.get("head_init", "torchvision")  # weights saved before this setting existed: any init will do
     if head_init not in ("detectron2", "torchvision"):
         raise MaeBenchError(f"model.head_init must be detectron2 or torchvision, got {head_init!r}")
     if head_init == "detectron2":
         init_heads_like_detectron2(roi_heads)
-    transform = GeneralizedRCNNTransform(m["img_size"], m["img_size"], list(IMAGENET_MEAN), list(IMAGENET_STD),
-                                         size_divisible=m["img_size"], _skip_resize=True)
+    size = model_cfg["img_size"]
+    transform = GeneralizedRCNNTransform(size, size, list(IMAGENET_MEAN), list(IMAGENET_STD), size_divisible=size,
+                                         _skip_resize=True)
     return GeneralizedRCNN(backbone, rpn, roi_heads, transform)
 
 
-def build_model(m: dict, init: str, arch: str | None, num_classes: int) -> tuple[GeneralizedRCNN, dict]:
+def detector_from_init(model_cfg: dict, init: str, arch: str | None,
+                       num_classes: int) -> tuple[GeneralizedRCNN, dict]:
     """(Mask R-CNN for `num_classes` foreground classes, encoder init info)."""
-    vit, info = vit_from_init(init, arch, m)
-    model = build_detector(m, vit, num_classes)
+    vit, info = vit_from_init(init, arch, model_cfg)
+    model = build_detector(model_cfg, vit, num_classes)
     info["params"] = sum(p.numel() for p in model.parameters())
     return model, info
 

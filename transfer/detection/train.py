@@ -1,4 +1,5 @@
 """`coco_det`: ViTDet Mask R-CNN training and COCO evaluation on the shared engine."""
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -7,16 +8,16 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from mae_core.checkpoint import load_strict, save_checkpoint
+from mae_core.checkpoint import load_strict
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
 from mae_core.hooks import PeriodicEval
-from mae_core.runner import read_trained, session, wrap_ddp
+from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 
 from .data import CocoInstances, collate, resolve_root
 from .evaluate import RESULTS_FILE, coco_eval, predict, write_results
-from .model import build_model, param_groups
+from .model import detector_from_init, param_groups
 
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
@@ -35,30 +36,36 @@ def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: in
     raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {lr_schedule!r}")
 
 
-def milestones(s: dict, total_updates: int) -> list[int]:
-    """The iterations of ViTDet's x0.1 steps: the recipe gives them as fractions of training (`schedule.steps`,
-    163,889 / 184,375 and 177,546 / 184,375 in the paper's), so that they follow its length in epochs."""
-    return [int(f * total_updates) for f in s["steps"]]
+def milestones(schedule: dict, total_updates: int) -> list[int]:
+    """The iterations of ViTDet's x0.1 steps in a run of `total_updates`: the recipe's `schedule.milestones` are
+    iterations of a `schedule.max_iter`-iteration run (ViTDet's config), placed at the same fraction of this run
+    (`m * total_updates // max_iter`: exactly those iterations when it runs max_iter)."""
+    max_iter, ms = schedule["max_iter"], tuple(schedule["milestones"])
+    if not all(isinstance(m, int) and 0 < m < max_iter for m in ms) or list(ms) != sorted(ms):
+        raise MaeBenchError(f"schedule.milestones must be increasing iterations in (0, schedule.max_iter={max_iter}), "
+                            f"got {ms!r}")
+    return [m * total_updates // max_iter for m in ms]
 
 
 def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
                   eval_only: bool = False, weights: str | None = None) -> dict:
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
-    with session(cfg["runtime"]) as dist:
-        return _run(cfg, init, arch, data, Path(out), resume, dist, weights)
+    out = Path(out)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, eval_only, weights, dist), out=out,
+               resume=resume)
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
-    d, m, r = cfg["data"], cfg["model"], cfg["runtime"]
-    common = dict(img_size=m["img_size"], strict=d["strict"], seed=r["seed"])
-    val_set = CocoInstances(root, d["val_split"], train=False, subset=d["val_subset"], **common)
+    data_cfg, model_cfg, runtime = cfg["data"], cfg["model"], cfg["runtime"]
+    common = dict(img_size=model_cfg["img_size"], strict=data_cfg["strict"], seed=runtime["seed"])
+    val_set = CocoInstances(root, data_cfg["val_split"], train=False, subset=data_cfg["val_subset"], **common)
     if not train:
         return None, val_set
-    train_set = CocoInstances(root, d["train_split"], train=True, subset=d["subset"], scale_range=d["scale_range"],
-                              flip=d["flip"], **common)
+    train_set = CocoInstances(root, data_cfg["train_split"], train=True, subset=data_cfg["subset"],
+                              scale_range=data_cfg["scale_range"], flip=data_cfg["flip"], **common)
     if train_set.cat_ids != val_set.cat_ids:
-        raise MaeBenchError(f"{d['train_split']} and {d['val_split']} have different categories")
+        raise MaeBenchError(f"{data_cfg['train_split']} and {data_cfg['val_split']} have different categories")
     return train_set, val_set
 
 
@@ -133,63 +140,67 @@ def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> d
     return {**cfg, "model": saved}
 
 
-def _run(cfg, init, arch, data, out: Path, resume, dist: DistInfo, weights: str | None) -> dict:
-    trained = read_trained(weights, cfg["task"]) if weights else None
+def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | None, dist: DistInfo) -> Training | dict:
+    """The detector's training, or with eval_only the result of evaluating `weights`."""
+    trained = read_trained(weights, cfg["task"]) if eval_only else None
     if trained:
         cfg = _weights_recipe(cfg, trained, weights, dist)
-    d = cfg["data"]
+    data_cfg = cfg["data"]
     root, name = resolve_root(data)
-    train_set, val_set = _datasets(cfg, root, train=weights is None)
-    model, info = build_model(cfg["model"], init, arch, len(val_set.cat_ids))
+    train_set, val_set = _datasets(cfg, root, train=not eval_only)
+    model, info = detector_from_init(cfg["model"], init, arch, len(val_set.cat_ids))
     model.to(dist.device)
     evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
-    dataset = {"name": name, "root": str(root), "split": d["val_split"], "subset": d["subset"],
-               "val_subset": d["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
+    dataset = {"name": name, "root": str(root), "split": data_cfg["val_split"], "subset": data_cfg["subset"],
+               "val_subset": data_cfg["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}}
-    if weights:
+
+    def result(metrics: dict) -> dict:
+        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+
+    if eval_only:
         load_strict(model, trained["model"], weights, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = evaluate()
         info["weights"] = str(weights)
-    else:
-        metrics, skipped = _train(cfg, model, info, train_set, val_set, evaluate, root, out, resume, dist)
-        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                       skipped_samples=skipped)
-    return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
+        return result(metrics)
+    return _training(cfg, model, info, train_set, val_set, evaluate, root, dist, dataset, result)
 
 
-def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resume, dist: DistInfo):
-    """Train the detector on the engine; returns (bbox_/segm_ metrics of the last evaluation, images skipped)."""
-    d, s, r, o = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
+def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistInfo, dataset: dict,
+              result: Callable[[dict], dict]) -> Training:
+    """The detector's training: `epochs` passes over the training images, ViTDet's lr schedule in updates, COCO
+    evaluation every runtime.eval_every-th pass and after the last; its result has the last evaluation's
+    bbox_ and segm_ metrics."""
+    data_cfg, schedule, runtime, optim = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
     config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
               "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    updates, eff_batch = batch_plan(len(train_set), s["batch_size"], s["accum_iter"], dist)
-    total = updates * s["epochs"]
-    lr = o["lr"] * eff_batch / o["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
+    updates, eff_batch = batch_plan(len(train_set), schedule["batch_size"], schedule["accum_iter"], dist)
+    total = updates * schedule["epochs"]
+    lr = optim["lr"] * eff_batch / optim["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
     depth = len(model.backbone.net.blocks)
-    groups = param_groups(model, o["weight_decay"], o["layer_decay"], depth, o["weight_decay_norm"], o["zero_decay"])
-    optimizer = adamw(groups, lr=lr, betas=o["betas"])
-    steps = milestones(s, total) if s["lr_schedule"] == "step" else []
-    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=s["warmup_iters"],
-                               warmup_factor=s["warmup_factor"], lr_schedule=s["lr_schedule"], milestones=steps,
-                               min_lr=o["min_lr"])
+    groups = param_groups(model, optim["weight_decay"], optim["layer_decay"], depth, optim["weight_decay_norm"],
+                          optim["zero_decay"])
+    optimizer = adamw(groups, lr=lr, betas=optim["betas"])
+    steps = milestones(schedule, total) if schedule["lr_schedule"] == "step" else []
+    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=schedule["warmup_iters"],
+                               warmup_factor=schedule["warmup_factor"], lr_schedule=schedule["lr_schedule"],
+                               milestones=steps, min_lr=optim["min_lr"])
     step = DetectionStep(model, dist.device)
-    engine = Engine.from_recipe(cfg, wrap_ddp(model, dist), optimizer, scheduler, dist=dist, run_dir=out,
-                                total_updates=total, updates_per_epoch=updates, desc=cfg["task"], module=model,
-                                config=config,
-                                hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), r["eval_every"])])
-    engine.resume(resume)
 
     def loader(epoch):
         train_set.set_epoch(epoch)
         sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                     seed=r["seed"], drop_last=True)
+                                     seed=runtime["seed"], drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(train_set, batch_size=s["batch_size"], sampler=sampler, drop_last=True, collate_fn=collate,
-                          num_workers=d["num_workers"], pin_memory=dist.device.startswith("cuda"))
+        return DataLoader(train_set, batch_size=schedule["batch_size"], sampler=sampler, drop_last=True,
+                          collate_fn=collate, num_workers=data_cfg["num_workers"],
+                          pin_memory=dist.device.startswith("cuda"))
 
-    if dist.is_main:
+    def start(engine):
+        if not dist.is_main:
+            return
         print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
               f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
               f"{total} updates" + (f" (x0.1 at {', '.join(map(str, steps))})" if steps else "")
@@ -197,7 +208,12 @@ def _train(cfg, model, info, train_set, val_set, evaluate, root, out: Path, resu
         for split, ds in (("train", train_set), ("val", val_set)):
             if any(ds.skipped.values()):
                 print(f"note: {split} skipped {ds._skip_text()}")
-    stats = engine.fit(loader, step)  # a resumed finished run evaluates once more
-    if dist.is_main:
-        save_checkpoint(out / "model_final.pth", model.state_dict(), epoch=s["epochs"] - 1, config=config)
-    return {k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))}, step.unreadable
+
+    def finish(stats: dict) -> dict:
+        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
+                       skipped_samples=step.unreadable)
+        return result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
+
+    return Training(model, optimizer, scheduler, total, updates, loader, step, finish, config=config,
+                    hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), runtime["eval_every"])], desc=cfg["task"],
+                    start=start, save_final=True)

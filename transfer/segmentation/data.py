@@ -18,6 +18,7 @@ from PIL import Image
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
+from transfer.data_root import DataLayout
 
 from .metrics import IGNORE_INDEX
 
@@ -27,14 +28,10 @@ MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
 STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
 
 
-def resolve_root(data: str | Path) -> tuple[Path, str]:
-    """The ADEChallengeData2016 folder from DIR (synthetic root), DIR/ade20k or the folder itself; and a name."""
-    data = Path(data)
-    for cand in (data / "ade20k" / "ADEChallengeData2016", data / "ADEChallengeData2016", data):
-        if (cand / "images").is_dir() and (cand / "annotations").is_dir():
-            synthetic = any((p / "synth.json").exists() for p in (cand, cand.parent, cand.parent.parent))
-            return cand, "synthetic-ade20k" if synthetic else "ade20k"
-    raise MaeBenchError(f"no ADE20K layout under {data} (expected ADEChallengeData2016/images/ and annotations/)")
+ADE20K_LAYOUT = DataLayout("ade20k", markers=("images", "annotations"),
+                           under=("ade20k/ADEChallengeData2016", "ADEChallengeData2016"),
+                           missing="no ADE20K layout under {data} (expected ADEChallengeData2016/images/ and annotations/)")
+resolve_root = ADE20K_LAYOUT.resolve  # (the ADEChallengeData2016 folder; dataset name)
 
 
 def read_num_classes(root: Path) -> int:
@@ -189,16 +186,17 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator, brightness
     return img
 
 
-def train_transform(img: Image.Image, label: np.ndarray, rng: np.random.Generator, d: dict, crop: int):
-    """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of recipe section `d`."""
-    ratio = rng.uniform(*d["ratio_range"])
-    size = rescale_size(*img.size, [int(s * ratio) for s in d["scale"]])  # mmcv's RandomResize truncates the scale
+def train_pipeline(img: Image.Image, label: np.ndarray, rng: np.random.Generator, data_cfg: dict, crop: int):
+    """(image tensor [3, crop, crop], label [crop, crop]) with the training pipeline of the recipe's `data`."""
+    ratio = rng.uniform(*data_cfg["ratio_range"])
+    # mmcv's RandomResize truncates the scale
+    size = rescale_size(*img.size, [int(s * ratio) for s in data_cfg["scale"]])
     img, label = resize(np.asarray(img), size), resize(label, size, nearest=True)
-    y1, y2, x1, x2 = random_crop_box(label, crop, rng, d["cat_max_ratio"])
+    y1, y2, x1, x2 = random_crop_box(label, crop, rng, data_cfg["cat_max_ratio"])
     img, label = img[y1:y2, x1:x2], label[y1:y2, x1:x2]
-    if rng.random() < d["flip_prob"]:
+    if rng.random() < data_cfg["flip_prob"]:
         img, label = img[:, ::-1], label[:, ::-1]
-    if d["photometric"]:
+    if data_cfg["photometric"]:
         img = photometric_distortion(np.ascontiguousarray(img), rng)
     x = torch.zeros(3, crop, crop)
     y = torch.full((crop, crop), IGNORE_INDEX, dtype=torch.long)
@@ -211,11 +209,12 @@ class ADE20KDataset(torch.utils.data.Dataset):
     """Training items: (image, label, ok) for an index drawn with a per-sample seed `(index, seed)`.
     Evaluation items: (image resized into `scale`, label at its own size, name)."""
 
-    def __init__(self, root: Path, split: str, d: dict, num_classes: int, train: bool, subset=None, crop: int = 512):
-        self.root, self.split, self.d, self.num_classes, self.train = root, split, d, num_classes, train
+    def __init__(self, root: Path, split: str, data_cfg: dict, num_classes: int, train: bool, subset=None,
+                 crop: int = 512):
+        self.root, self.split, self.data_cfg, self.num_classes, self.train = root, split, data_cfg, num_classes, train
         self.crop = crop
         self.pairs = list_pairs(root, split, subset)
-        self.strict = d["strict"]
+        self.strict = data_cfg["strict"]
         check_pairs(self.pairs, num_classes, read_labels=not train, skip_bad_images=train and not self.strict)
 
     def __len__(self):
@@ -237,11 +236,11 @@ class ADE20KDataset(torch.utils.data.Dataset):
                 c = self.crop  # nothing labelled: the sample adds no loss
                 return torch.zeros(3, c, c), torch.full((c, c), IGNORE_INDEX, dtype=torch.long), False
             self._check_size(img, label, img_path)
-            x, y = train_transform(img, label, np.random.default_rng(seed), self.d, self.crop)
+            x, y = train_pipeline(img, label, np.random.default_rng(seed), self.data_cfg, self.crop)
             return x, y, True
         img = open_rgb(img_path)  # an unreadable evaluation image cannot be scored: always an error
         self._check_size(img, label, img_path)
-        img = resize(np.asarray(img), rescale_size(*img.size, self.d["test_scale"]))
+        img = resize(np.asarray(img), rescale_size(*img.size, self.data_cfg["test_scale"]))
         return to_tensor(img), torch.from_numpy(label).long(), img_path.stem
 
     @staticmethod

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mae_core.checkpoint import atomic_write
+from mae_core.atomic import atomic_write
 from mae_core.distributed import DistInfo
 from mae_core.threads import worker_init
 
@@ -21,7 +21,7 @@ def _single(batch):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds_dir: Path | None = None,
+def evaluate_segmenter(model, dataset, dist: DistInfo, test: dict, num_classes: int, preds_dir: Path | None = None,
              num_workers: int = 0) -> dict:
     """mIoU / mAcc / aAcc (percent) of `model` on `dataset` (evaluation items); logits are resized to
     each label map's size before the argmax. With `preds_dir`, writes <name>.png with ids 1..K."""

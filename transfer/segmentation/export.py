@@ -16,12 +16,11 @@ neck.ops.0.* -> neck.upsample_4x.*, neck.ops.1.* -> neck.upsample_2x.0.*; in the
 (psp_modules.i.1, bottleneck, lateral_convs.i, fpn_convs.i, fpn_bottleneck, convs.i) maps its .0 (conv)
 and .1 (BN) to .conv and .bn; conv_seg keeps its name.
 """
-import os
 import re
 
-import torch
-
-from mae_core.checkpoint import atomic_write, load_encoder, read_checkpoint
+from mae_core.checkpoint import read_checkpoint
+from mae_core.weights import load_encoder
+from mae_core.export import write_weights
 
 _BLOCK_RENAMES = (("norm1.", "ln1."), ("norm2.", "ln2."), ("mlp.fc1.", "ffn.layers.0.0."), ("mlp.fc2.", "ffn.layers.1."),
                   ("ls1.gamma", "gamma_1"), ("ls2.gamma", "gamma_2"))
@@ -73,11 +72,5 @@ def export_mmseg(ckpt_path, out_path) -> str:
     else:
         enc, info = load_encoder(ckpt_path)
         sd = to_mmseg(enc)
-    sd = {k: v.detach().contiguous().clone() for k, v in sd.items()}
-    out_path = os.fspath(out_path)
-    if out_path.endswith(".safetensors"):
-        from safetensors.torch import save_file
-        atomic_write(out_path, lambda tmp: save_file(sd, tmp, metadata={"format": "pt", "arch": info["arch"]}))
-    else:
-        atomic_write(out_path, lambda tmp: torch.save(sd, tmp))
+    write_weights(out_path, sd, {"arch": info["arch"]})
     return info["arch"]

@@ -32,9 +32,11 @@ data = dict(
 # ViT's torch LayerNorms and pos_embed; the pyramid's and heads' LayerNorms (detectron2's own) and biases decay.
 optim = dict(lr=1e-4, lr_batch=64, betas=(0.9, 0.999), weight_decay=0.1, layer_decay=0.7, min_lr=0.0, clip_grad=None,
              weight_decay_norm=0.0, zero_decay=("pos_embed",))
-# 184,375 iterations at batch 64 ~ 100 COCO epochs; x0.1 at iterations 163,889 and 177,546
-schedule = dict(epochs=100, batch_size=2, accum_iter=1, eval_batch_size=1, lr_schedule="step",
-                steps=(163889 / 184375, 177546 / 184375), warmup_iters=250, warmup_factor=0.001)
+# ViTDet's lr schedule as its config writes it: max_iter 184,375 at batch 64 (~100 COCO epochs), x0.1 at iterations
+# 163,889 and 177,546, 250 warm-up iterations. A run's length is `epochs` passes over its data (a subset changes it);
+# the milestones fall at the same fraction of the run's own updates (exactly these iterations when it runs max_iter).
+schedule = dict(epochs=100, batch_size=2, accum_iter=1, eval_batch_size=1, lr_schedule="step", max_iter=184375,
+                milestones=(163889, 177546), warmup_iters=250, warmup_factor=0.001)
 # ViTDet trains with fp16 autocast and a grad scaler (train.amp.enabled) and evaluates in float32
 runtime = dict(seed=0, device="auto", amp="fp16", eval_amp="none", save_every=10, keep_last=1, log_every=20,
                eval_every=10)

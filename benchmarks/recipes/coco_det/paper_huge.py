@@ -4,4 +4,4 @@
 _base_ = ["./paper.py"]
 model = dict(drop_path=0.5)
 optim = dict(layer_decay=0.9, weight_decay_norm=None, zero_decay=())
-schedule = dict(epochs=75, steps=(122916 / 138281, 133159 / 138281))
+schedule = dict(epochs=75, max_iter=138281, milestones=(122916, 133159))

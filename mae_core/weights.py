@@ -1,0 +1,198 @@
+"""What a checkpoint's weights are: the ViT its shapes name, its encoder in timm's names, the pretraining it
+records; loading that encoder (for every task and export) or the whole MAE (for pictures)."""
+import argparse
+import os
+import re
+
+import torch
+
+from .archs import ARCHS, arch_name
+from .checkpoint import check_fit, read_checkpoint
+from .errors import MaeBenchError
+from .pos_embed import resize_pos_embed
+
+_WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP, torch.compile
+_NON_ENCODER = ("decoder_", "mask_token", "encoder_mask_token", "head.", "fc_norm.")
+
+
+def extract_state_dict(ckpt: dict, source: str = "checkpoint") -> dict:
+    """The tensors under "model", "state_dict" or "model_ema", or the dict itself; `module.` prefixes stripped."""
+    for key in ("model", "state_dict", "model_ema"):
+        if isinstance(ckpt.get(key), dict):
+            candidate = ckpt[key]
+            break
+    else:
+        candidate = ckpt
+    sd = {_WRAPPER_PREFIX.sub("", k): v for k, v in candidate.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise MaeBenchError(f"{source} holds no weights (top-level keys: {', '.join(map(str, list(ckpt)[:8]))})")
+    return sd
+
+
+def _count(sd: dict, prefix: str) -> int:
+    found = {m.group(1) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return len(found)
+
+
+def _decoder_heads(width: int) -> int:
+    # Heads change no shape, so they cannot be read back; a checkpoint config wins over this.
+    # The official decoder is 512 wide with 16 heads, i.e. 32-wide heads; assume the same.
+    heads = max(1, width // 32)
+    while width % heads:
+        heads -= 1
+    return heads
+
+
+def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
+    """Architecture from tensor shapes: arch, patch_size, embed_dim, depth, num_heads, grid, decoder sizes."""
+    proj = state_dict.get("patch_embed.proj.weight")
+    if proj is None or proj.ndim != 4:
+        keys = ", ".join(list(state_dict)[:6])
+        raise MaeBenchError(f"{source} does not hold a ViT encoder (no patch_embed.proj.weight); keys look like: {keys}...")
+    embed_dim, in_chans, patch_size = proj.shape[0], proj.shape[1], proj.shape[2]
+    depth = _count(state_dict, "blocks.")
+    name = arch_name(patch_size, embed_dim, depth)
+    if name is None:
+        known = ", ".join(f"{n} ({s['patch_size']}/{s['embed_dim']}/{s['depth']})" for n, s in ARCHS.items())
+        raise MaeBenchError(f"{source} holds an unknown ViT: patch {patch_size}, width {embed_dim}, depth {depth} "
+                            f"(patch/width/depth known: {known})")
+    fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
+    info = dict(arch=name, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
+                num_heads=ARCHS[name]["num_heads"], mlp_ratio=fc1.shape[0] / embed_dim if fc1 is not None else 4.0,
+                grid=None, img_size=None, mask_tokens_in_encoder="encoder_mask_token" in state_dict)
+    pos = state_dict.get("pos_embed")
+    if pos is not None:
+        n = pos.shape[1] - 1  # one prefix (class) token
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise MaeBenchError(f"{source}: pos_embed {list(pos.shape)} is not a class token plus a square grid")
+        info.update(grid=(side, side), img_size=side * patch_size)
+    dec = state_dict.get("decoder_embed.weight")
+    info["has_decoder"] = dec is not None
+    if dec is not None:
+        info.update(decoder_embed_dim=dec.shape[0], decoder_depth=_count(state_dict, "decoder_blocks."),
+                    decoder_num_heads=_decoder_heads(dec.shape[0]))
+    return info
+
+
+def encoder_state_dict(state_dict: dict) -> dict:
+    """The encoder weights in timm `VisionTransformer` names (no decoder, mask tokens, head or fc_norm).
+
+    A classifier fine-tuned with global average pooling (official MAE fine-tuning, our supervised
+    baseline) has `fc_norm` in place of the final `norm`; its `fc_norm` becomes the encoder's `norm`,
+    the LayerNorm that last saw the features."""
+    # fc_norm/head belong to a classifier (timm's avg-pool head); a downstream task builds its own.
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(_NON_ENCODER)}
+    if "norm.weight" not in sd and "fc_norm.weight" in state_dict:
+        sd.update({f"norm.{p}": state_dict[f"fc_norm.{p}"] for p in ("weight", "bias") if f"fc_norm.{p}" in state_dict})
+    return sd
+
+
+def _grid_for(img_size, patch_size: int, source: str) -> tuple[int, int]:
+    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if h % patch_size or w % patch_size:
+        raise MaeBenchError(f"{source}: image size {img_size} is not a multiple of the patch size {patch_size}")
+    return h // patch_size, w // patch_size
+
+
+def _resize(sd: dict, keys, grid) -> None:
+    for key in keys:
+        if key in sd:
+            sd[key] = resize_pos_embed(sd[key], grid)
+
+
+def _read_weights(path: str) -> tuple[dict, dict, dict]:
+    """(the file's top-level dict, its tensors, the ViT they are)."""
+    ckpt = read_checkpoint(path)
+    sd = extract_state_dict(ckpt, path)
+    return ckpt, sd, infer_arch(sd, path)
+
+
+def load_mae(path, **overrides):
+    """Build the MAE a checkpoint holds (arch from shapes, settings from its config) and load it strictly."""
+    from .models_mae import MaskedAutoencoderViT
+    path = os.fspath(path)
+    ckpt, sd, info = _read_weights(path)
+    if not info["has_decoder"]:
+        raise MaeBenchError(f"{path} holds an encoder only (no decoder), so it cannot reconstruct images")
+    kwargs = {k: info[k] for k in ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio",
+                                   "decoder_embed_dim", "decoder_depth", "decoder_num_heads",
+                                   "mask_tokens_in_encoder", "img_size")}
+    config = ckpt.get("config")
+    if isinstance(config, dict):  # ours: settings that no shape reveals
+        kwargs.update({k: config[k] for k in ("norm_pix_loss", "mask_strategy", "num_heads", "decoder_num_heads")
+                       if k in config})
+    args = ckpt.get("args")
+    if isinstance(args, argparse.Namespace) and hasattr(args, "norm_pix_loss"):  # official MAE
+        kwargs["norm_pix_loss"] = bool(args.norm_pix_loss)
+    kwargs.update(overrides)
+    grid = _grid_for(kwargs["img_size"], info["patch_size"], path)
+    if info["grid"] is not None and grid != info["grid"]:
+        _resize(sd, ("pos_embed", "decoder_pos_embed"), grid)  # fixed sin-cos: resampling is faithful
+    try:
+        model = MaskedAutoencoderViT(**kwargs)
+    except ValueError as exc:
+        raise MaeBenchError(f"cannot build the MAE of {path}: {exc}") from None
+    check_fit(model.state_dict(), sd, path, f"mae_{info['arch']}")
+    model.load_state_dict(sd, strict=True)
+    info.update(img_size=kwargs["img_size"], epoch=ckpt.get("epoch"), config=dict(model.config))
+    return model, info
+
+
+_PRETRAIN_KEYS = {"model": ("mask_ratio", "mask_strategy", "mask_tokens_in_encoder", "norm_pix_loss", "decoder_depth",
+                             "decoder_embed_dim", "img_size"),
+                   "schedule": ("epochs", "batch_size", "accum_iter"), "data": ("augment", "subset")}
+_OFFICIAL_ARGS = {"model": ("mask_ratio", "norm_pix_loss", "input_size"), "schedule": ("epochs", "batch_size", "accum_iter")}
+
+
+def pretrain_summary(ckpt: dict) -> dict | None:
+    """The pretraining settings a checkpoint records (ours: its recipe; official MAE: its `args`), as
+    {"model": {...}, "schedule": {...}, "data": {...}, "epochs_done": int}; None when it records none
+    (timm, supervised or encoder-only files). Result records carry it so tables can plot Figure 5 / Table 1."""
+    config, args = ckpt.get("config"), ckpt.get("args")
+    recipe = config.get("recipe") if isinstance(config, dict) else None
+    if isinstance(recipe, dict) and isinstance(recipe.get("model"), dict) and "mask_ratio" in recipe["model"]:
+        keys = _PRETRAIN_KEYS
+        found = {sec: {k: recipe.get(sec, {}).get(k) for k in names} for sec, names in keys.items()}
+    elif isinstance(args, argparse.Namespace) and hasattr(args, "mask_ratio"):
+        found = {sec: {k: getattr(args, k, None) for k in names} for sec, names in _OFFICIAL_ARGS.items()}
+    else:
+        return None
+    if isinstance(ckpt.get("epoch"), int):
+        found["epochs_done"] = ckpt["epoch"] + 1
+    return found
+
+
+def encoder_shapes(info: dict) -> dict:
+    """name -> shape of every tensor of the timm ViT encoder `info` (from infer_arch) describes."""
+    d, c, p, hidden = info["embed_dim"], info["in_chans"], info["patch_size"], 4 * info["embed_dim"]
+    tokens = 1 + info["grid"][0] * info["grid"][1] if info["grid"] else None
+    shapes = {"cls_token": (1, 1, d), "pos_embed": (1, tokens, d), "patch_embed.proj.weight": (d, c, p, p),
+              "patch_embed.proj.bias": (d,)}
+    block = {"norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
+             "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
+             "mlp.fc1.weight": (hidden, d), "mlp.fc1.bias": (hidden,), "mlp.fc2.weight": (d, hidden),
+             "mlp.fc2.bias": (d,)}
+    shapes.update({f"blocks.{i}.{k}": v for i in range(info["depth"]) for k, v in block.items()})
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
+    return {k: torch.Size(v) for k, v in shapes.items()}
+
+
+def load_encoder(path, img_size=None, arch=None):
+    """Encoder weights in timm names plus the inferred arch (and `pretrain`: pretrain_summary);
+    pos_embed resized to `img_size` if given."""
+    path = os.fspath(path)
+    ckpt, sd, info = _read_weights(path)
+    info["pretrain"] = pretrain_summary(ckpt)
+    if arch is not None:
+        wanted = re.sub(r"^mae_|_224$", "", arch)
+        if wanted != info["arch"]:
+            raise MaeBenchError(f"checkpoint {path} is {info['arch']} but --arch says {wanted}")
+    enc = encoder_state_dict(sd)
+    check_fit(encoder_shapes(info), enc, path, f"a {info['arch']} encoder")
+    if img_size is not None:
+        grid = _grid_for(img_size, info["patch_size"], path)
+        if info["grid"] is not None and grid != info["grid"]:
+            _resize(enc, ("pos_embed",), grid)
+        info.update(grid=grid, img_size=img_size)
+    return enc, info
