@@ -38,12 +38,8 @@ def test_paper_scale_lr_is_vitdets_at_every_iteration(recipe, max_iter, steps):
     assert milestones(s, max_iter) == list(steps)  # 88.9% and 96.3% of max_iter (ViT-B/L), exactly
     iters = list(range(max_iter))
     ours = lrs(s, max_iter, 1e-4, iters)
-    # timm's MultiStepLRScheduler applies a milestone m from update m - 1 (its kept convention), detectron2 from
-    # update m: the one update before each step already has the stepped lr
-    want = [vitdet_lr(it + 1 if it + 1 in steps else it, 1e-4, max_iter, steps) for it in iters]
-    assert ours == pytest.approx(want, rel=1e-12, abs=0)
-    assert sum(a != pytest.approx(vitdet_lr(it, 1e-4, max_iter, steps), rel=1e-12, abs=0)
-               for it, a in zip(iters, ours)) == len(steps)
+    want = [vitdet_lr(it, 1e-4, max_iter, steps) for it in iters]
+    assert ours == pytest.approx(want, rel=1e-12, abs=0)  # the steps from update m on, as detectron2
 
 
 @pytest.mark.parametrize("total", [6, 7, 100, 400, 936, 137400, 183200])

@@ -30,7 +30,9 @@ def make_scheduler(optimizer, total_updates: int, *, lr: float, warmup_iters: in
     warmup = min(warmup_iters, max(0, total_updates - 1))
     common = dict(warmup_t=warmup, warmup_lr_init=lr * warmup_factor, t_in_epochs=False)
     if lr_schedule == "step":
-        return MultiStepLRScheduler(optimizer, decay_t=list(milestones), decay_rate=0.1, warmup_prefix=False, **common)
+        # timm steps at update m - 1 for a milestone m (it counts t + 1), detectron2 from update m: shift by one
+        return MultiStepLRScheduler(optimizer, decay_t=[m + 1 for m in milestones], decay_rate=0.1,
+                                    warmup_prefix=False, **common)
     if lr_schedule == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_updates), lr_min=min_lr, cycle_limit=1, **common)
     raise MaeBenchError(f"schedule.lr_schedule must be step or cosine, got {lr_schedule!r}")
