@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from results.frame import load_records
-from results.regression import find_regressions, load_baseline, make_baseline
+from results.regression import find_regressions, key_task_init, load_baseline, make_baseline, scope_baseline
 
 from .config import load_recipe
 from .suite import DataPaths, baseline_path, run_suite
@@ -160,8 +160,7 @@ def run_plant(plant: Plant, clean: Path, data: DataPaths, out: Path, baseline: P
     with plant.patch():
         result = run_suite(cfg, data, folder)
     named = [r.setting for r in result["regressions"]]
-    parts = [key.split("/") for key in named]  # <task>[/protocol][/blocks]/<init>/<arch>/<metric>
-    caught = any(plant.affects(p[0], p[-3]) for p in parts)
+    caught = any(plant.affects(*key_task_init(key)) for key in named)
     return {"plant": plant.name, "what": plant.what, "caught": caught, "named": named}
 
 
@@ -175,9 +174,8 @@ def false_alarms(seeds: list[Path], extra: list[Path], baseline: Path, sigmas: f
         rows.append({"run": f"{s.name} vs a baseline of the other {len(seeds) - 1} seeds", "alarms": [r.setting for r in regs]})
     for e in extra:  # checked on the inits it ran (the demo runs MAE and scratch only)
         records = load_records(e)
-        inits = {rec["init"]["kind"] for _, rec in records}
-        scoped = {k: v for k, v in load_baseline(baseline).items() if k.split("/")[-3] in inits}
-        regs = find_regressions(records, scoped)
+        regs = find_regressions(records, scope_baseline(load_baseline(baseline),
+                                                        inits={rec["init"]["kind"] for _, rec in records}))
         rows.append({"run": f"{e} vs {baseline.name}", "alarms": [r.setting for r in regs]})
     return rows
 

@@ -126,7 +126,7 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
     path = baseline_path(cfg.baseline)
     if path is None:
         return result
-    from results.regression import find_regressions, load_baseline, write_baseline
+    from results.regression import find_regressions, load_baseline, scope_baseline, write_baseline
     if update_baseline:
         write_baseline(records, path, tolerance=tolerance, metrics=primary_metrics())
         print(f"wrote baseline {path} ({len(records)} runs, tolerance {tolerance} points)")
@@ -134,13 +134,7 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
         print(f"no baseline at {path}: nothing compared (--update-baseline writes one)")
         return result
     result["baseline"] = path
-    result["regressions"] = find_regressions(records, suite_scope(load_baseline(path), cfg))
+    # checked on the tasks and inits this suite runs (the demo runs two inits)
+    scoped = scope_baseline(load_baseline(path), TASKS if cfg.tasks is None else cfg.tasks, cfg.inits)
+    result["regressions"] = find_regressions(records, scoped)
     return result
-
-
-def suite_scope(baseline: dict, cfg) -> dict:
-    """The baseline's settings for the tasks and inits this suite runs (keys <task>/.../<init>/<arch>/<metric>):
-    a suite run with fewer inits (the demo) is checked on those, and a setting it should have run but did not
-    still counts as missing."""
-    tasks = set(TASKS if cfg.tasks is None else cfg.tasks)
-    return {k: v for k, v in baseline.items() if k.split("/")[0] in tasks and k.split("/")[-3] in cfg.inits}

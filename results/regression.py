@@ -41,6 +41,19 @@ def setting_key(task: str, protocol: str, init: str, arch: str, metric: str, blo
     return "/".join([*parts, init, arch, metric])
 
 
+def key_task_init(key: str) -> tuple[str, str]:
+    """The task and the init of a setting key (its first part and its third from last)."""
+    parts = key.split("/")
+    return parts[0], parts[-3]
+
+
+def scope_baseline(baseline: dict, tasks=None, inits=None) -> dict:
+    """The baseline's settings of the given tasks and inits (None: any): a run of fewer inits or tasks is checked on
+    those, and a setting inside the scope that it did not run still counts as missing."""
+    return {k: v for k, v in baseline.items()
+            if (tasks is None or key_task_init(k)[0] in tasks) and (inits is None or key_task_init(k)[1] in inits)}
+
+
 def _as_frame(measured) -> pd.DataFrame:
     """A records frame from a frame, a list of records, or a list of (path, record) pairs."""
     if isinstance(measured, pd.DataFrame):

@@ -152,3 +152,16 @@ def test_seed_table_means_stds_and_the_standard_error_of_mae_minus_scratch(tmp_p
     se = math.sqrt(statistics.stdev(mae) ** 2 / 3 + statistics.stdev(scratch) ** 2 / 3)
     line = markdown(rows).splitlines()[-1]
     assert f"+{52.0 - 22.0:.1f} | {30.0 / se:.1f} |" in line and "52.0 ± 2.0 (n=3)" in line
+
+
+def test_scope_baseline_keeps_the_tasks_and_inits_asked_for():
+    from results.regression import key_task_init, scope_baseline
+    base = {k: {"metric": k.rsplit("/", 1)[1], "value": 1.0, "tolerance": 1.0} for k in (
+        "in1k_partial/blocks=1/mae/vit_micro_patch8/top1", "in1k_linear/supervised/vit_micro_patch8/top1",
+        "coco_det/scratch/vit_micro_patch8/bbox_AP")}
+    assert key_task_init("in1k_partial/blocks=1/mae/vit_micro_patch8/top1") == ("in1k_partial", "mae")
+    assert list(scope_baseline(base, inits={"mae", "scratch"})) == [
+        "in1k_partial/blocks=1/mae/vit_micro_patch8/top1", "coco_det/scratch/vit_micro_patch8/bbox_AP"]
+    assert list(scope_baseline(base, tasks=["in1k_linear", "coco_det"], inits=["scratch"])) == [
+        "coco_det/scratch/vit_micro_patch8/bbox_AP"]
+    assert scope_baseline(base) == base
