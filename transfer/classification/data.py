@@ -17,7 +17,7 @@ from transfer.data_root import DataLayout
 IMAGENET_LAYOUT = DataLayout("imagenet", markers=("train",), under=("imagenet",))  # with train/ and val/
 resolve_root = IMAGENET_LAYOUT.resolve  # (the ImageFolder root; dataset name)
 SUBSET_MODES = ("total", "per_class")
-TRAIN_AUGMENTS = ("linear", "finetune", "flip", "none")
+TRAIN_AUGMENTS = ("linear", "finetune", "none")
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -167,8 +167,7 @@ class SingleDrawResizedCrop(T.RandomResizedCrop):
 
 def train_transform(kind: str, img_size: int, cfg: dict):
     """Training augmentation: "linear" (single-draw crop + flip, official linear probe), "finetune" (timm's RandAugment
-    + random erasing, official fine-tuning), "flip" (the eval transform + horizontal flip: no crop, so no change of
-    scale or aspect ratio) or "none" (the eval transform, which makes feature caching valid)."""
+    + random erasing, official fine-tuning) or "none" (the eval transform, which makes feature caching valid)."""
     if kind == "linear":
         return T.Compose([SingleDrawResizedCrop(img_size, scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
                                                 interpolation=T.InterpolationMode.BICUBIC),
@@ -179,8 +178,6 @@ def train_transform(kind: str, img_size: int, cfg: dict):
                                 auto_augment=cfg.get("auto_augment"), interpolation="bicubic",
                                 re_prob=cfg.get("reprob", 0.0), re_mode="pixel", re_count=1,
                                 mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    if kind == "flip":
-        return T.Compose([T.RandomHorizontalFlip(), eval_transform(img_size, cfg.get("crop_pct"))])
     if kind == "none":
         return eval_transform(img_size, cfg.get("crop_pct"))
     raise MaeBenchError(f"unknown augmentation {kind!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")
