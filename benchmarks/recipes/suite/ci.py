@@ -4,8 +4,9 @@
 # ViT-Micro/8: an 8 x 8 token grid at 64 px (objects span many patches) at the cost of ViT-Tiny/16's 4 x 4 grid.
 # 2,400 scenes for MAE; fine-tuning (full, partial) sees 800 of them labelled (more unlabelled than labelled
 # images, the regime pretraining is for), the supervised baseline and the frozen-feature probes (linear, k-NN:
-# seconds) all 2,400; 1,000 validation scenes (one top-1 near 30 % carries ~1.5 points of binomial noise). The probes pool the
-# patch tokens (`global_pool="avg"`, as MAE's fine-tuning): after this little pretraining the cls token is at chance.
+# seconds) all 2,400; 1,000 validation scenes (one top-1 near 30 % carries ~1.5 points of binomial noise). The
+# probes pool the patch tokens (`global_pool="avg"`, as MAE's fine-tuning): after this little pretraining the cls
+# token is at chance.
 _base_ = ["./base.py"]
 arch = "vit_micro_patch8"
 synth = dict(n_train=2400, n_val=1000)
