@@ -78,8 +78,8 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     """A ViTDet ViT initialised by transfer/encoder.py's rules from `--ckpt` (`init`); pos_embed stays
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
     enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
-    vit = build_vit({**model_cfg, "pretrain_img_size": vitdet_pretrain_size(enc.patch_embed.patch_size[0],
-                                                                      model_cfg["pretrain_img_size"])}, info["arch"])
+    size = vitdet_pretrain_size(enc.patch_embed.patch_size[0], model_cfg["pretrain_img_size"])
+    vit = build_vit({**model_cfg, "pretrain_img_size": size}, info["arch"])
     sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, model_cfg["pretrain_img_size"])
     expected = vit.state_dict()
     check_fit(expected, sd, info["ckpt"] or info["arch"], "the ViTDet backbone",
