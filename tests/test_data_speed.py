@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import data_speed
+from tools import data_speed
 from benchmarks.cli import main
-from benchmarks.host import cpu_model, load_warning
+from tools.host import cpu_model, load_warning
 from mae_core.data import pretrain_transform
 from mae_core.images import open_rgb
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from benchmarks import planted
+from tools import planted
 from results.record import write_result
 from tests.test_tables import record
 

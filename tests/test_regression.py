@@ -140,7 +140,7 @@ def test_baseline_command_reads_seed_folders_and_refuses_bad_input(tmp_path, cap
 def test_seed_table_means_stds_and_the_standard_error_of_mae_minus_scratch(tmp_path):
     import math
     import statistics
-    from benchmarks.seed_table import markdown, seed_rows
+    from tools.seed_table import markdown, seed_rows
     from results.record import write_result
     mae, scratch = [50.0, 54.0, 52.0], [20.0, 21.0, 25.0]
     for seed in range(3):

@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks import speed
+from tools import speed
 from benchmarks.config import load_recipe
 
 

@@ -209,7 +209,7 @@ def run(cfg) -> dict:
     """Measure the recipe's decoders; returns settings, machine, rows and loads."""
     from mae_core.threads import available_cores
 
-    from .config import load_recipe
+    from benchmarks.config import load_recipe
     c = _plain(cfg)
     decoders = list(c["decoders"])
     bad = [d for d in decoders if d not in DECODERS]

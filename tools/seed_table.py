@@ -9,7 +9,7 @@ import sys
 from results.frame import load_records
 from results.regression import measured_values
 
-from .tasks import primary_metrics
+from benchmarks.tasks import primary_metrics
 
 INITS = ("mae", "supervised", "scratch")
 

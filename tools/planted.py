@@ -22,9 +22,9 @@ import numpy as np
 from results.frame import load_records
 from results.regression import find_regressions, key_task_init, load_baseline, make_baseline, scope_baseline
 
-from .config import load_recipe
-from .suite import DataPaths, baseline_path, run_suite
-from .tasks import primary_metrics
+from benchmarks.config import load_recipe
+from benchmarks.suite import DataPaths, baseline_path, run_suite
+from benchmarks.tasks import primary_metrics
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _shifted_categories(to_coco_results):
 
 
 def _labels_not_reduced(reduce_zero_label):
-    from .synth import ADE_CLASSES
+    from benchmarks.synth import ADE_CLASSES
     k = len(ADE_CLASSES)  # the scenes' classes: unreduced ids 0..K, of which id K has no class left
 
     def patched(label):
