@@ -5,7 +5,7 @@ import signal
 import sys
 import threading
 
-from .errors import Terminated
+from .error_lines import Terminated
 from .tasks import TASK_OPTIONS, TASKS
 
 DESCRIPTION = ("Pretrain Masked Autoencoders and measure them under the MAE paper's protocols "
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
               "--resume auto continues", file=sys.stderr)
         return 143 if terminated else 130
     except Exception as e:  # one line, never a traceback: --debug shows it
-        from .errors import describe
+        from .error_lines import describe
 
         print(f"mae-bench: error: {describe(e)}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
-from .errors import Terminated
+from .error_lines import Terminated
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 

@@ -382,7 +382,7 @@ def test_unreadable_images_are_counted_in_every_classification_split(cached, syn
 
 def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, monkeypatch):
     from benchmarks.config import load_recipe
-    from benchmarks.errors import Terminated
+    from benchmarks.error_lines import Terminated
     from benchmarks.suite import DataPaths, run_suite
     calls = []
 
