@@ -130,17 +130,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    if args.what == "data":
-        from .data_speed import main as data_main
-        return data_main(_load("bench_data", args, {"data": args.data}))
-    if args.data:
-        from mae_core.errors import MaeBenchError
-        raise MaeBenchError("--data is for `bench data` (a folder of JPEGs); `bench pretrain` times a fixed random batch")
-    from .speed import main as bench_main
-    return bench_main(_load("bench", args))
-
-
 def cmd_baseline(args) -> int:
     from pathlib import Path
     from mae_core.errors import MaeBenchError
@@ -279,13 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 4320); a job that reaches it is requeued and resumes")
     sweep.set_defaults(func=cmd_sweep)
 
-    bench = sub.add_parser("bench", help="speed benchmarks")
-    bench.add_argument("what", choices=("pretrain", "data"), help="pretrain: training-step img/s, ours vs HF, Table 2; "
-                       "data: decode + augmentation img/s per core of the pretraining input pipeline")
-    bench.add_argument("--data", help="bench data: a folder of JPEGs (default: synthetic 500x375 JPEGs)")
-    _recipe_opts(bench)
-    bench.set_defaults(func=cmd_bench)
-
     exp = sub.add_parser("export", help="write an encoder in another codebase's key layout")
     exp.add_argument("--to", required=True, choices=("timm", "detectron2", "mmseg"))
     exp.add_argument("--ckpt", required=True)
@@ -299,7 +281,7 @@ def _on_sigterm(signum, frame):
 
 
 # commands that run models in this process: their torch threads are set once, from the cores really available
-_COMPUTE = ("pretrain", "run", "visualize", "bench", "suite", "demo")
+_COMPUTE = ("pretrain", "run", "visualize", "suite", "sweep", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def _one_error_line(capsys, code):
     return lines[0]
 
 
-@pytest.mark.parametrize("command", ["data", "pretrain", "run", "tables", "visualize", "demo", "bench", "export", "suite"])
+@pytest.mark.parametrize("command", ["data", "pretrain", "run", "tables", "visualize", "demo", "export", "suite"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([command, "--help"])

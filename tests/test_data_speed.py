@@ -1,11 +1,11 @@
-"""`mae-bench bench data`: the decoders agree with the pretraining transform, the command's output and errors."""
+"""`python -m tools.data_speed`: the decoders agree with the pretraining transform, the command's output and errors."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tools import data_speed
-from benchmarks.cli import main
+from tools.data_speed import main
 from tools.host import cpu_model, load_warning
 from mae_core.data import pretrain_transform
 from mae_core.images import open_rgb
@@ -61,7 +61,7 @@ def test_torchvision_decode_is_close_to_pil(tmp_path, funcs):
 
 
 def test_bench_data_smoke_output(capsys):
-    assert main(["bench", "data", "--recipe", "smoke"]) == 0
+    assert main(["--recipe", "smoke"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| decoder")]
     assert [r.split(" | ")[0].strip("| ") for r in rows] == ["pil", "pil_draft", "tv"]
@@ -78,7 +78,7 @@ def test_bench_data_writes_its_section(tmp_path, capsys):
     data.mkdir()
     data_speed.synth_jpegs(data, 2, size=(64, 48))
     out = tmp_path / "R.md"
-    assert main(["bench", "data", "--recipe", "smoke", "--data", str(data), "--set", f"out={out}",
+    assert main(["--recipe", "smoke", "--data", str(data), "--set", f"out={out}",
                  "--set", "decoders=['tv']"]) == 0
     text = out.read_text()
     assert "<!-- bench:data/jpegs/224px -->" in text and "| tv |" in text and "| pil |" in text
@@ -100,7 +100,7 @@ def _folder(tmp_path, files):
 ])
 def test_bad_data_is_one_line_and_non_zero(tmp_path, capsys, files, message):
     data = tmp_path / "missing" if files is None else _folder(tmp_path, files)
-    assert main(["bench", "data", "--recipe", "smoke", "--data", str(data)]) == 1
+    assert main(["--recipe", "smoke", "--data", str(data)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in captured.err
@@ -112,14 +112,16 @@ def test_bad_data_is_one_line_and_non_zero(tmp_path, capsys, files, message):
     (["image_size=[8, 8]"], "image_size"),
 ])
 def test_bad_settings_are_refused(capsys, sets, message):
-    argv = ["bench", "data", "--recipe", "smoke"] + [a for s in sets for a in ("--set", s)]
+    argv = ["--recipe", "smoke"] + [a for s in sets for a in ("--set", s)]
     assert main(argv) == 1
     assert message in capsys.readouterr().err
 
 
-def test_data_flag_is_for_bench_data_only(tmp_path, capsys):
-    assert main(["bench", "pretrain", "--recipe", "smoke", "--data", str(tmp_path)]) == 1
-    assert "bench data" in capsys.readouterr().err
+def test_speed_tool_runs_as_a_module_with_one_line_errors(capsys):
+    from tools.speed import main as speed_main
+    assert speed_main(["--recipe", "nosuch"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no recipe 'nosuch' for bench; available: base, smoke" in err[0]
 
 
 def test_cpu_model_and_load_warning():

@@ -1,7 +1,6 @@
 import pytest
 
-from tools import speed
-from benchmarks.config import load_recipe
+from tools import load_recipe, speed
 
 
 def _smoke(**sets):

@@ -1,4 +1,4 @@
-"""`mae-bench bench data`: decode + augmentation throughput of the pretraining input pipeline, in images/s per core.
+"""Decode + augmentation throughput of the pretraining input pipeline, in images/s per core.
 
 The pipeline is the pretraining recipe's (`data.augment`, `data.crop_scale`, `model.img_size`: random-size crop,
 bicubic, flip, normalise) on real-size JPEGs, with three decoders:
@@ -12,6 +12,8 @@ bicubic, flip, normalise) on real-size JPEGs, with three decoders:
 
 Each sample's crop and flip come from the same per-sample seed in every decoder, so their outputs can be compared
 (the `diff vs pil` column). One process per core, each timing every image; figures are per process (= per core).
+
+    python -m tools.data_speed [--data DIR] [--recipe base|smoke|PATH] [--set KEY=VALUE ...]   # tools/recipes/bench_data/
 """
 import datetime
 import math
@@ -282,7 +284,8 @@ def render(res: dict) -> str:
     return "\n".join(lines + [""] + table + ["", verdict])
 
 
-def main(cfg) -> int:
+def report(cfg) -> int:
+    """Run, print the table, and write the section into `out` when set."""
     from .speed import write_section
     res = run(cfg)
     body = render(res)
@@ -298,3 +301,21 @@ def main(cfg) -> int:
         key = f"data/{images}/{p['img_size']}px"
         print(f"wrote {write_section(out, key, body)}")
     return 0
+
+
+def main(argv=None) -> int:
+    from . import load_recipe, recipe_parser, run_main
+
+    def body(argv):
+        parser = recipe_parser(__doc__.splitlines()[0])
+        parser.add_argument("--data", help="a folder of JPEGs (default: synthetic 500x375 JPEGs)")
+        args = parser.parse_args(argv)
+        from benchmarks.config import parse_overrides
+        sets = {**parse_overrides(args.overrides), **({"data": args.data} if args.data else {})}
+        return report(load_recipe("bench_data", args.recipe, sets))
+    return run_main(body, argv)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """A small measured experiment: MAE vs supervised vs scratch initialisation on the synthetic scenes.
 
-    python -m benchmarks.init_comparison --out runs/init_cmp [--tasks in1k_linear in1k_linear@avg in1k_finetune]
+    python -m tools.init_comparison --out runs/init_cmp [--tasks in1k_linear in1k_linear@avg in1k_finetune]
         [--pretrain-epochs 40] [--supervised-epochs 20] [--train 600 --val 150 --img-size 64]
         [--set-pretrain k=v ...] [--set-task k=v ...]
 

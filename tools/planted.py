@@ -6,7 +6,7 @@ baseline: caught when at least one metric of an affected step is named as a regr
 seed checked against a baseline made from the other seeds (`mae-bench baseline`'s rule), and any extra clean runs
 (e.g. a demo) against the committed baseline.
 
-    python -m benchmarks.planted --clean S0 --seeds S0 S1 S2 --data-root D --out OUT [--plants a,b] [--extra RUN ...]
+    python -m tools.planted --clean S0 --seeds S0 S1 S2 --data-root D --out OUT [--plants a,b] [--extra RUN ...]
 """
 import argparse
 import contextlib

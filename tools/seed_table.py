@@ -1,7 +1,7 @@
 """The seed table of several suite runs: each task x init's mean ± sample std over seeds, and MAE - scratch with
 its standard error, sqrt(s_mae^2 / n + s_scratch^2 / n).
 
-    python -m benchmarks.seed_table SUITE_RUN [SUITE_RUN ...]   # folders written by `mae-bench suite --set seed=S`
+    python -m tools.seed_table SUITE_RUN [SUITE_RUN ...]   # folders written by `mae-bench suite --set seed=S`
 """
 import math
 import sys

@@ -1,5 +1,8 @@
-"""`mae-bench bench pretrain`: images/s of a full MAE training step, ours vs HF `ViTMAEForPreTraining`,
-and the paper's Table 2 (encoder with/without mask tokens x decoder depth)."""
+"""Images/s of a full MAE training step, ours vs HF `ViTMAEForPreTraining`, and the paper's Table 2 (encoder
+with/without mask tokens x decoder depth).
+
+    python -m tools.speed [--recipe base|smoke|PATH] [--set KEY=VALUE ...]   # recipes: tools/recipes/bench/
+"""
 import datetime
 import gc
 import importlib.metadata
@@ -283,7 +286,7 @@ def write_section(path, key: str, body: str) -> Path:
     return path
 
 
-def main(cfg) -> int:
+def report(cfg) -> int:
     """Run, print the tables, and write the section into `out` when set."""
     res = run_bench(cfg)
     body = render(res)
@@ -294,3 +297,16 @@ def main(cfg) -> int:
     if out:
         print(f"wrote {write_section(out, section_key(res), body)}")
     return 0
+
+
+def main(argv=None) -> int:
+    from . import load_recipe, recipe_parser, run_main
+
+    def body(argv):
+        args = recipe_parser(__doc__.splitlines()[0]).parse_args(argv)
+        return report(load_recipe("bench", args.recipe, args.overrides))
+    return run_main(body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-# `mae-bench bench data`: decode + augmentation img/s per core of the pretraining input pipeline (benchmarks/data_speed.py).
+# `python -m tools.data_speed`: decode + augmentation img/s per core of the pretraining input pipeline (tools/data_speed.py).
 data = None  # a folder of JPEGs (the first `num_images`, sorted); None: synthetic photo-like JPEGs in a temp folder
 num_images = 64
 image_size = [500, 375]  # synthetic images' width x height (an ImageNet-typical size)
