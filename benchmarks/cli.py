@@ -29,7 +29,7 @@ def _load(family: str, args, flags: dict | None = None):
 
 # ---- handlers ---------------------------------------------------------------------------
 def cmd_data_synth(args) -> int:
-    from . import synth
+    from transfer import synth
     cfg = _load("synth", args, {"n_train": args.train, "n_val": args.val, "img_size": args.img_size,
                                 "seed": args.seed})
     summary = synth.generate(args.out, n_train=cfg.n_train, n_val=cfg.n_val, img_size=cfg.img_size,
@@ -96,7 +96,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_suite(args) -> int:
-    from .suite import DataPaths, run_suite
+    from .orchestration.suite import DataPaths, run_suite
     cfg = _load("suite", args, {"subset": args.subset})
     data = DataPaths.from_root(args.data_root, imagenet=args.imagenet, coco=args.coco, ade20k=args.ade20k)
     result = run_suite(cfg, data, args.out, update_baseline=args.update_baseline, tolerance=args.tolerance)
@@ -106,8 +106,8 @@ def cmd_suite(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .config import load_recipe, parse_overrides
-    from .launcher import Launcher, parse_minutes
-    from .sweep import imagenet_root, run_sweep
+    from .orchestration.launcher import Launcher, parse_minutes
+    from .orchestration.sweep import imagenet_root, run_sweep
     sets = parse_overrides(args.overrides)
     cfg = load_recipe("sweep", args.name, sets)
     launcher = Launcher(args.launcher, nodes=args.nodes, gpus_per_node=args.gpus_per_node, partition=args.partition,

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from .config import resolved
-from .run_folder import claim
+from .running.run_folder import claim
 
 
 def pretrain(cfg, data: str, out: str, resume: str | None = None) -> dict | None:

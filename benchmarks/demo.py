@@ -3,9 +3,9 @@ import json
 import time
 from pathlib import Path
 
-from . import synth
+from transfer import synth
 from .config import load_recipe
-from .suite import DataPaths, run_suite
+from .orchestration.suite import DataPaths, run_suite
 
 
 def scenes_match(data: Path, suite) -> bool:

@@ -34,7 +34,7 @@ def mae_ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A small synthetic scene set (32 px) shared by the tests."""
-    from benchmarks.synth import generate
+    from transfer.synth import generate
     root = tmp_path_factory.mktemp("synth")
     generate(root, n_train=24, n_val=8, img_size=32, seed=0, progress=False)
     return root

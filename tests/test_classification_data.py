@@ -17,7 +17,7 @@ FINETUNE_CFG = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": None, "r
 @pytest.fixture(scope="module")
 def imagenet(tmp_path_factory):
     """Synthetic ImageNet layout: 8 classes, 3 train and 1 val image each, 32 px."""
-    from benchmarks.synth import generate
+    from transfer.synth import generate
     root = tmp_path_factory.mktemp("synth_cls")
     generate(root, n_train=24, n_val=8, img_size=32, seed=0, progress=False)
     return root / "imagenet"

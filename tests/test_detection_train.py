@@ -87,7 +87,7 @@ def test_bad_input_is_one_line_error(synth_root, tmp_path, capsys):
 def test_training_raises_ap_far_above_an_untrained_model(tmp_path):
     """A hundred updates on 8 scenes (scored on the same scenes) against the same detector untrained."""
     from benchmarks.config import load_recipe, resolved
-    from benchmarks.synth import generate
+    from transfer.synth import generate
     from mae_core.checkpoint import save_checkpoint
     from transfer.detection.model import detector_from_init
     data = tmp_path / "synth64"

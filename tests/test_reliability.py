@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.cli import main
-from benchmarks.run_folder import LOCK, remove_stale_temps
+from benchmarks.running.run_folder import LOCK, remove_stale_temps
 from benchmarks.tasks import TASKS
 from results.record import write_json_atomic
 from tests.conftest import tiny_mae, tiny_pretrain_args
@@ -383,13 +383,13 @@ def test_unreadable_images_are_counted_in_every_classification_split(cached, syn
 def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, monkeypatch):
     from benchmarks.config import load_recipe
     from benchmarks.error_lines import Terminated
-    from benchmarks.suite import DataPaths, run_suite
+    from benchmarks.orchestration.suite import DataPaths, run_suite
     calls = []
 
     def terminated(*args, **kwargs):  # SIGTERM during the first step
         calls.append(args)
         raise Terminated()
-    monkeypatch.setattr("benchmarks.suite.pretrain", terminated)
+    monkeypatch.setattr("benchmarks.orchestration.suite.pretrain", terminated)
     with pytest.raises(Terminated):
         run_suite(load_recipe("suite", "tiny"), DataPaths.from_root(synth_root), tmp_path / "suite")
     assert len(calls) == 1

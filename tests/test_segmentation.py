@@ -37,7 +37,7 @@ def run_args(ckpt, data, out, iters, interval, extra=(), arch=None):
 
 @pytest.fixture(scope="module")
 def seg_root(tmp_path_factory):
-    from benchmarks.synth import generate
+    from transfer.synth import generate
     root = tmp_path_factory.mktemp("segsynth")
     generate(root, n_train=48, n_val=12, img_size=64, seed=1, progress=False)
     return root
@@ -265,7 +265,7 @@ MEMO = ["model.img_size=32", "data.scale=(128,32)", "data.test_scale=(128,32)", 
 @pytest.fixture(scope="module")
 def memo_root(tmp_path_factory):
     import shutil
-    from benchmarks.synth import generate
+    from transfer.synth import generate
     root = tmp_path_factory.mktemp("memo")
     generate(root, n_train=8, n_val=8, img_size=32, seed=1, progress=False)
     ade = root / "ade20k" / "ADEChallengeData2016"

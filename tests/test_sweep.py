@@ -11,8 +11,8 @@ import torch
 
 from benchmarks.cli import main
 from benchmarks.config import RECIPE_ROOT, parse_overrides
-from benchmarks.launcher import Launcher, parse_minutes
-from benchmarks.sweep import hold_batch
+from benchmarks.orchestration.launcher import Launcher, parse_minutes
+from benchmarks.orchestration.sweep import hold_batch
 from mae_core.errors import MaeBenchError
 from results.record import read_result
 
@@ -117,7 +117,7 @@ PAPER_GRIDS = {"decoder_depth": 5, "decoder_width": 5, "mask_token": 2, "target"
                                                 ("schedule", "smoke", 3), ("partial", "smoke", 6)])
 def test_every_builtin_sweep_plans_its_grid(name, scale, cells, tmp_path):
     from benchmarks.config import load_recipe
-    from benchmarks.sweep import plan
+    from benchmarks.orchestration.sweep import plan
 
     phases = plan(load_recipe("sweep", name), scale, tmp_path, tmp_path / "out", world=8)
     assert len(phases[-1]) == cells
@@ -145,7 +145,7 @@ def test_hold_batch_keeps_the_effective_batch_on_any_gpu_count():
 
 def test_sweep_paper_scale_holds_4096_under_slurm_geometry(tmp_path):
     from benchmarks.config import load_recipe
-    from benchmarks.sweep import plan
+    from benchmarks.orchestration.sweep import plan
 
     for world, accum, batch in [(8, 8, 64), (64, 1, 64)]:
         job = plan(load_recipe("sweep", "decoder_depth"), "paper", tmp_path, tmp_path / "o", world=world)[0][0]

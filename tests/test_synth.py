@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from benchmarks.synth import (ADE_CLASSES, DOMINANCE, IMAGENET_CLASSES, MIN_AREA, THING_CLASSES,
+from transfer.synth import (ADE_CLASSES, DOMINANCE, IMAGENET_CLASSES, MIN_AREA, THING_CLASSES,
                               generate, render_scene)
 
 K = len(THING_CLASSES)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from benchmarks.commands import pretrain
 from benchmarks.config import load_recipe, parse_overrides
-from benchmarks.suite import init_ckpts
-from benchmarks.synth import generate
+from benchmarks.orchestration.suite import init_ckpts
+from transfer.synth import generate
 from benchmarks.tasks import TASKS, run_task
 from mae_core.errors import MaeBenchError
 from results.record import read_result

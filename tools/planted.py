@@ -23,7 +23,7 @@ from results.frame import load_records
 from results.regression import find_regressions, key_task_init, load_baseline, make_baseline, scope_baseline
 
 from benchmarks.config import load_recipe
-from benchmarks.suite import DataPaths, baseline_path, run_suite
+from benchmarks.orchestration.suite import DataPaths, baseline_path, run_suite
 from benchmarks.tasks import primary_metrics
 
 
@@ -78,7 +78,7 @@ def _shifted_categories(to_coco_results):
 
 
 def _labels_not_reduced(reduce_zero_label):
-    from benchmarks.synth import ADE_CLASSES
+    from transfer.synth import ADE_CLASSES
     k = len(ADE_CLASSES)  # the scenes' classes: unreduced ids 0..K, of which id K has no class left
 
     def patched(label):

@@ -108,7 +108,7 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
              options: dict | None = None) -> dict | None:
     """Run a task as the recipe says and write RUN/result.json (rank 0); returns the record.
     `options` holds the task's TASK_OPTIONS (None / False = not given)."""
-    from ..run_folder import claim  # mmengine: not for `mae-bench --help`
+    from ..running.run_folder import claim  # mmengine: not for `mae-bench --help`
 
     spec = get_task(task)
     options = {k: v for k, v in (options or {}).items() if v not in (None, False)}

@@ -14,11 +14,11 @@ from pathlib import Path
 from mae_core.errors import MaeBenchError
 from results.record import read_result
 
-from .commands import pretrain, tables
-from .config import load_recipe
-from .tasks import TASKS, get_task, primary_metrics, run_task
+from ..commands import pretrain, tables
+from ..config import load_recipe
+from ..tasks import TASKS, get_task, primary_metrics, run_task
 
-BASELINE_DIR = Path(__file__).parent / "baselines"
+BASELINE_DIR = Path(__file__).parents[1] / "baselines"
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
-from .config import recipe_text, save_recipe
+from ..config import recipe_text, save_recipe
 
 LOCK = ".lock"
 OUTPUTS = ("result.json", "model_final.pth", "checkpoint-last.pth", "checkpoint-best.pth")

@@ -16,8 +16,8 @@ from pathlib import Path
 from mae_core.atomic import atomic_write
 from mae_core.errors import MaeBenchError
 
-from .commands import tables
-from .config import load_recipe, recipe_text
+from ..commands import tables
+from ..config import load_recipe, recipe_text
 from .launcher import Job, Launcher, Step, set_args
 
 STAGES = ("pretrain", "task")

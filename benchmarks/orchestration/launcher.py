@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
-from .error_lines import Terminated
+from ..error_lines import Terminated
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -57,7 +57,7 @@ class Job:
 def run_steps(steps: list[Step], label: str = "", run=None) -> None:
     """Run each step's command (in this process, or through `run(index, argv) -> exit code`); a step whose `done`
     file exists is skipped (resumable)."""
-    from .cli import main as cli  # the same commands a user types
+    from ..cli import main as cli  # the same commands a user types
 
     if run is None:
         def run(index, argv):
