@@ -6,7 +6,7 @@ import sys
 import threading
 
 from .error_lines import Terminated
-from .tasks import TASK_OPTIONS, TASKS
+from .tasks import TASK_OPTIONS, TASKS, downstream_tasks
 
 DESCRIPTION = ("Pretrain Masked Autoencoders and measure them under the MAE paper's protocols "
                "(ImageNet linear probe, partial and full fine-tuning, COCO detection, ADE20K segmentation), "
@@ -42,12 +42,12 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .commands import pretrain
-    cfg = _load("pretrain", args, {"model.arch": args.arch, "schedule.epochs": args.epochs,
+    from .running import run_task
+    cfg = _load(TASKS["pretrain"].recipes, args, {"model.arch": args.arch, "schedule.epochs": args.epochs,
                                    "schedule.batch_size": args.batch_size, "model.img_size": args.img_size,
                                    "runtime.seed": args.seed, "data.subset": args.subset,
                                    "runtime.device": args.device})
-    pretrain(cfg, args.data, args.out, resume=args.resume)
+    run_task("pretrain", cfg, init="scratch", arch=None, data=args.data, out=args.out, resume=args.resume)
     return 0
 
 
@@ -122,7 +122,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .tasks import run_task
+    from .running import run_task
     cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset,
                                                  "data.strict": True if args.strict else None})
     run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=cmd_pretrain)
 
     run = sub.add_parser("run", help="run a downstream task on a checkpoint")
-    run.add_argument("--task", required=True, choices=TASKS)
+    run.add_argument("--task", required=True, choices=downstream_tasks())
     run.add_argument("--ckpt", required=True, help="PATH, supervised:PATH or scratch")
     run.add_argument("--arch", help="encoder for --ckpt scratch (inferred otherwise)")
     run.add_argument("--data", required=True, help="dataset root")
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", help="auto or a checkpoint path")
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
     for key, (flag, text) in TASK_OPTIONS.items():
-        users = ", ".join(t.name for t in TASKS.values() if key in t.options)
+        users = ", ".join(t.name for t in downstream_tasks().values() if key in t.options)
         run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}",
                          **({"action": "store_true"} if flag else {}))
     _recipe_opts(run)

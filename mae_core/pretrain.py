@@ -1,15 +1,14 @@
 """MAE pretraining on the shared engine (paper recipe: AdamW (0.9, 0.95), wd 0.05,
 lr = blr * batch / 256, warm-up + cosine per iteration, random-size crops)."""
 import json
-import time
 from pathlib import Path
 
 import torch
 from timm.optim import param_groups_weight_decay
 
-from .atomic import atomic_write
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo
+from .errors import MaeBenchError
 from .engine import adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from .images import center_tensor
 from .masking import NoiseSampler
@@ -41,15 +40,20 @@ def build_optimizer(model: torch.nn.Module, optim: dict, lr: float) -> torch.opt
     return adamw(param_groups_weight_decay(model, optim["weight_decay"]), lr=lr, betas=optim["betas"])
 
 
-def pretrain(cfg: dict, data: str, out: str, resume: str | None = None, device: str = "auto") -> dict:
-    """Pretrain an MAE as the resolved recipe `cfg` says; returns the last epoch's stats."""
+def run_pretrain(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None) -> dict:
+    """The `pretrain` task's runner (`mae-bench pretrain`): an MAE from scratch as the resolved recipe `cfg` says.
+    Returns the result record's parts; its metric is the last epoch's mean loss."""
+    if init != "scratch":
+        raise MaeBenchError(f"MAE pretraining starts from scratch, not from {init!r}")
+    if arch is not None and arch != cfg["model"]["arch"]:
+        raise MaeBenchError(f"the encoder is model.arch ({cfg['model']['arch']}), not {arch}")
     return run(cfg, lambda dist: _training(cfg, Path(data), Path(out), resume, dist), out=out, resume=resume,
-               device=device)
+               device=cfg["runtime"]["device"])
 
 
 def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
     """`epochs` passes over the images, the official warm-up + cosine per update; at the end (rank 0) the
-    reconstructions of the first images and RUN/summary.json."""
+    reconstructions of the first images and the result record's parts."""
     model_cfg, data_cfg, optim = cfg["model"], cfg["data"], cfg["optim"]
     schedule, runtime = cfg["schedule"], cfg["runtime"]
     enable_fast_paths(dist)
@@ -79,27 +83,28 @@ def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
         return epoch_loader(dataset, epoch, per_rank_batch, dist.rank, dist.world_size, runtime["seed"],
                             data_cfg["num_workers"], pin)
 
-    t0 = None
-
     def start(engine):
-        nonlocal t0
         if dist.is_main:
             print(f"pretraining {model_cfg['arch']} on {len(dataset)} images ({dataset.root}); effective batch "
                   f"{eff_batch}, lr {lr:.3g}, epochs {engine.start_epoch}->{schedule['epochs']}, device {dist.device}")
-        t0 = time.time()
 
     def finish(stats: dict) -> dict:
-        if dist.is_main:
-            pictures = torch.stack([center_tensor(dataset.open_image(i), model_cfg["img_size"])
-                                    for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
-            save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio,
-                                 seed=runtime["seed"])
-            summary = {"arch": model_cfg["arch"], "images": len(dataset), "epochs": schedule["epochs"],
-                       "effective_batch": eff_batch, "lr": lr, "final": stats, "wall_s": time.time() - t0,
-                       "recipe": cfg}
-            text = json.dumps(summary, indent=2, allow_nan=True)
-            atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
-        return stats
+        if not dist.is_main:
+            return stats
+        pictures = torch.stack([center_tensor(dataset.open_image(i), model_cfg["img_size"])
+                                for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
+        save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=runtime["seed"])
+        root = dataset.root.parent if dataset.root.name == "train" else dataset.root
+        return {"metrics": {"loss": stats["loss"] if "loss" in stats else _logged_loss(out)},
+                "init": {"kind": "scratch"}, "arch": model_cfg["arch"], "device": dist.device,
+                "dataset": {"name": root.name, "root": str(dataset.root), "split": "train",
+                            "subset": data_cfg["subset"], "images": len(dataset)}}
 
     return Training(model, optimizer, scheduler, schedule["epochs"] * updates, updates, loader, step, finish,
                     config=config, desc="pretrain", compile=runtime.get("compile", False), notes=[linear], start=start)
+
+
+def _logged_loss(out: Path) -> float:
+    """The last epoch's loss in RUN/log.jsonl: a resumed finished run trains nothing, so it reports this again."""
+    epochs = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("type") == "epoch"]
+    return epochs[-1]["loss"]

@@ -97,9 +97,11 @@ def validate(rec: dict, where: str = "result") -> dict:
     if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                 and math.isfinite(v) for v in metrics.values()):
         raise ResultError(f"{where}: `metrics` must map names to finite numbers")
-    outside = [k for k, v in metrics.items() if not 0 <= v <= 100]
+    # a loss (pretraining's metric) is any number >= 0; every other metric is a percentage
+    outside = [k for k, v in metrics.items() if not (0 <= v if k.endswith("loss") else 0 <= v <= 100)]
     if outside:
-        raise ResultError(f"{where}: metrics are percentages in [0, 100]; {', '.join(map(str, outside))} is not")
+        raise ResultError(f"{where}: metrics are percentages in [0, 100] (a loss >= 0); "
+                          f"{', '.join(map(str, outside))} is not")
     if not isinstance(rec["init"], dict) or rec["init"].get("kind") not in INIT_KINDS:
         raise ResultError(f"{where}: `init.kind` must be one of {', '.join(INIT_KINDS)}")
     for key, want, what in FIELD_TYPES:

@@ -463,9 +463,11 @@ def build_tables(results_dir, out_dir, tasks, *, reference: str | Path | None = 
     of every task (`benchmarks.tasks.TASKS.values()`: name, eval_data, table, table_title, table_metrics), which
     say the tables there are. With no result files, the tables hold the reference rows alone. Returns the files
     written."""
+    tasks = list(tasks)
     frame = load_frame(results_dir, warn)
+    frame = frame[frame["task"].isin([t.name for t in tasks])]  # only the tasks it has tables for (no pretraining)
     ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
-    tables = make_tables(frame, ref, list(tasks))
+    tables = make_tables(frame, ref, tasks)
     out = Path(out_dir)
     written, texts = [], []
     for t in tables:

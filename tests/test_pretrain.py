@@ -162,7 +162,7 @@ def test_bad_inputs_get_one_line_and_nonzero_exit(synth_root, tmp_path, capsys):
         assert code != 0 and len(errors) == 1 and "Traceback" not in err, err
         return errors[0]
 
-    assert "data folder not found" in run(*tiny_pretrain_args(tmp_path / "nope", tmp_path / "r1"))
+    assert "dataset path not found" in run(*tiny_pretrain_args(tmp_path / "nope", tmp_path / "r1"))
     (tmp_path / "empty").mkdir()
     assert "no images" in run(*tiny_pretrain_args(tmp_path / "empty", tmp_path / "r2"))
     bad = tmp_path / "bad"

@@ -389,7 +389,8 @@ def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, m
     def terminated(*args, **kwargs):  # SIGTERM during the first step
         calls.append(args)
         raise Terminated()
-    monkeypatch.setattr("benchmarks.orchestration.suite.pretrain", terminated)
+    import dataclasses
+    monkeypatch.setitem(TASKS, "pretrain", dataclasses.replace(TASKS["pretrain"], runner=terminated))
     with pytest.raises(Terminated):
         run_suite(load_recipe("suite", "tiny"), DataPaths.from_root(synth_root), tmp_path / "suite")
     assert len(calls) == 1

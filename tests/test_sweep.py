@@ -72,7 +72,8 @@ def test_sweep_runs_every_cell_and_builds_its_table_beside_the_paper(sweep_run):
 def test_sweep_rerun_skips_finished_cells(sweep_run, capsys):
     out, argv = sweep_run
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("result.json")}
-    assert len(stamps) == 4
+    assert len(stamps) == 6  # per cell: its pretraining (a task too) and two protocols
+    assert {p.parent.name for p in stamps} == {"pretrain", "in1k_finetune", "in1k_linear"}
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "2 cell(s), 2 done already" in text and "decoder_depth=1: done already" in text

@@ -16,17 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.commands import pretrain
 from benchmarks.config import load_recipe, parse_overrides
 from benchmarks.orchestration.suite import init_ckpts
 from transfer.synth import generate
-from benchmarks.tasks import TASKS, run_task
+from benchmarks.running import run_task
+from benchmarks.tasks import TASKS, downstream_tasks
 from mae_core.errors import MaeBenchError
 from results.record import read_result
 
 ARCH = "vit_tiny_patch16"
 VARIANTS = {"avg": {"model.global_pool": "avg"}}  # task@variant -> extra recipe overrides
-TASK_CHOICES = sorted(TASKS) + [f"{t}@{v}" for t in ("in1k_linear", "in1k_partial") for v in VARIANTS]
+TASK_CHOICES = sorted(downstream_tasks()) + [f"{t}@{v}" for t in ("in1k_linear", "in1k_partial") for v in VARIANTS]
 
 
 def _split(task: str) -> tuple[str, dict]:
@@ -48,7 +48,8 @@ def compare(out: Path, tasks: list[str], pretrain_epochs: int, pretrain_sets: li
     own = parse_overrides(list(task_sets))
     pre_cfg = load_recipe("pretrain", "smoke", {**size, **parse_overrides(pretrain_sets),
                                                 "schedule.epochs": pretrain_epochs, "runtime.seed": seed})
-    pretrain(pre_cfg, str(data / "imagenet" / "train"), str(out / "mae"), resume="auto")
+    run_task("pretrain", pre_cfg, init="scratch", arch=None, data=str(data / "imagenet" / "train"), out=str(out / "mae"),
+             resume="auto")
     sup_cfg = load_recipe(TASKS["in1k_finetune"].recipes, "supervised_smoke",
                           {**size, **own, "schedule.epochs": supervised_epochs})
     run_task("in1k_finetune", sup_cfg, init="scratch", arch=ARCH, data=str(data), out=str(out / "supervised"),

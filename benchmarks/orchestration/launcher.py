@@ -1,8 +1,9 @@
 """Where a sweep's jobs run: in this process (`local`), or as SLURM jobs through submitit (`slurm`; `submitit-local`
-is the same path on this machine, through submitit's local executor). A job is a list of steps, each an ordinary
-`mae-bench` command; under submitit every task (one per GPU) runs each step as `torchrun` would, with the env://
+is the same path on this machine, through submitit's local executor). A job is a list of steps, each what an ordinary
+`mae-bench` command does; under submitit every task (one per GPU) runs each step as `torchrun` would, with the env://
 variables torch.distributed reads (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK) taken from submitit's
-JobEnvironment, whose ranks are those the official MAE `submitit_pretrain.py` uses.
+JobEnvironment, whose ranks are those the official MAE `submitit_pretrain.py` uses. Steps are `steps.Step`; locally
+each is called in this process, under submitit each runs as a fresh process from its command line.
 """
 import os
 import re
@@ -11,34 +12,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
 from ..error_lines import Terminated
+from .steps import Step, run_steps, say
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
-
-
-def say(text: str) -> None:
-    """Print on rank 0 only (a job's other tasks run the same steps)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(text, flush=True)
-
-
-@dataclass
-class Step:
-    """One `mae-bench` command of a job (a command line, since a submitit task runs it as a fresh process)."""
-    name: str
-    argv: list[str]
-    done: Path | None  # exists once the step has finished
-    record: Path | None = None  # RUN folder holding result.json
-
-
-def set_args(sets: dict) -> list[str]:
-    """`--set key=value` arguments that the command parses back to the same values."""
-    return [a for k, v in sets.items() for a in ("--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}")]
 
 
 @dataclass
@@ -54,36 +36,14 @@ class Job:
         return all(p.exists() for p in self.done)
 
 
-def run_steps(steps: list[Step], label: str = "", run=None) -> None:
-    """Run each step's command (in this process, or through `run(index, argv) -> exit code`); a step whose `done`
-    file exists is skipped (resumable)."""
-    from ..cli import main as cli  # the same commands a user types
-
-    if run is None:
-        def run(index, argv):
-            return cli(argv)
-    for i, step in enumerate(steps):
-        head = f"{label}{step.name}"
-        if step.done is not None and step.done.exists():
-            say(f"{head}: done already ({step.done.parent})")
-            continue
-        say(f"{head} ...")
-        t0 = time.time()
-        code = run(i, step.argv)
-        if code in (130, 143):  # Ctrl-C or SIGTERM reached the step: stop the same way
-            raise Terminated() if code == 143 else KeyboardInterrupt()
-        if code:
-            raise MaeBenchError(f"step '{head}' failed (exit {code}): mae-bench {' '.join(step.argv)}")
-        say(f"{head}: finished in {time.time() - t0:.0f}s")
-
-
 class JobTask:
     """What a submitit job runs on each of its tasks (one per GPU): every step as a fresh process, as `torchrun`
     starts it, with the env:// variables from submitit's JobEnvironment (the official submitit_pretrain.py's
     ranks). A fresh process and port per step: a process group cannot be re-created in a process on one port."""
 
     def __init__(self, name: str, steps: list[Step]):
-        self.name, self.steps = name, steps
+        self.name = name
+        self.steps = [replace(s, call=None) for s in steps]  # pickled by submitit: the command lines only
 
     def __call__(self) -> str:
         import submitit
@@ -93,15 +53,19 @@ class JobTask:
                     "LOCAL_RANK": str(job.local_rank), "LOCAL_WORLD_SIZE": str(job.local_world_size)}
         os.environ.update(dist_env)  # for this process's own messages (rank 0 prints)
 
-        def run(index, argv):
+        def execute(index: int, step: Step) -> None:
             # each rank selects cuda:LOCAL_RANK itself, so CUDA_VISIBLE_DEVICES keeps all of the node's GPUs
             env = {**os.environ, **dist_env, "MASTER_PORT": str(job.master_port + index)}
             # the requeue signal is this process's to handle (checkpoint below), not the step's
-            self._child = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *argv], env=env,
+            self._child = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *step.argv], env=env,
                                            preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
-            return self._child.wait()
+            code = self._child.wait()
+            if code in (130, 143):  # Ctrl-C or SIGTERM reached the step: stop the same way
+                raise Terminated() if code == 143 else KeyboardInterrupt()
+            if code:
+                raise MaeBenchError(f"exit {code}: mae-bench {' '.join(step.argv)}")
 
-        run_steps(self.steps, f"{self.name}: ", run)
+        run_steps(self.steps, f"{self.name}: ", execute, kind="sweep ")
         return self.name
 
     def checkpoint(self, *args, **kwargs):
@@ -189,7 +153,7 @@ class Launcher:
                 say(f"{j.name}: done already")
         if self.kind == "local":
             for j in todo:
-                run_steps(j.steps, f"{j.name}: ")
+                run_steps(j.steps, f"{j.name}: ", kind="sweep ")
             return
         self._submit_and_wait(todo)
 

@@ -1,32 +1,21 @@
 """`mae-bench suite`: pretrain an MAE, train the supervised baseline, run every task for every init,
 build the tables and compare each metric with a checked-in baseline.
 
-The steps are what the ordinary commands (`pretrain`, `run`, `tables`) do, called in this process with the recipe
-each would load, so a suite run is exactly what a user would get typing them; a finished step (its result file
-exists) is skipped when the suite is run again into the same folder.
+The steps (`steps.Step`) are what the ordinary commands (`pretrain`, `run`, `tables`) do, called in this process with
+the recipe each would load, so a suite run is exactly what a user would get typing them; a finished step (its result
+file exists) is skipped when the suite is run again into the same folder.
 """
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 from results.record import read_result
 
-from ..commands import pretrain, tables
-from ..config import load_recipe
-from ..tasks import TASKS, get_task, primary_metrics, run_task
+from ..tasks import downstream_tasks, get_task, primary_metrics
+from .steps import Step, run_steps, tables_step, task_step
 
 BASELINE_DIR = Path(__file__).parents[1] / "baselines"
-
-
-@dataclass
-class Step:
-    name: str
-    run: Callable[[], object]
-    done: Path | None  # exists once the step has finished; None: run every time
-    record: Path | None = None  # RUN folder holding result.json, for the tables and the regression check
 
 
 @dataclass
@@ -66,32 +55,28 @@ def plan(cfg, data: DataPaths, out: Path) -> list[Step]:
     seeded = {**size, "runtime.seed": seed}
     sub = {"data.subset": cfg.subset} if cfg.subset else {}
     pre, sup = out / "pretrain", out / "supervised"
-    pre_cfg = load_recipe("pretrain", cfg.pretrain.recipe,
-                          {**size, **cfg.pretrain.sets, "model.arch": arch, "runtime.seed": seed, **sub})
-    steps = [Step("pretrain MAE", partial(pretrain, pre_cfg, str(data.imagenet / "train"), str(pre), resume="auto"),
-                  done=pre / "reconstructions.png")]
+    steps = [task_step("pretrain MAE", "pretrain", cfg.pretrain.recipe,
+                       {**size, **cfg.pretrain.sets, "model.arch": arch, "runtime.seed": seed, **sub},
+                       init="scratch", data=data.imagenet / "train", out=pre)]
     inits = init_ckpts(pre, sup)
     unknown = [i for i in cfg.inits if i not in inits]
     if unknown:
         raise MaeBenchError(f"suite: unknown init {unknown[0]!r}; choose from {', '.join(inits)}")
 
-    def task_step(name: str, task: str, recipe: str, sets: dict, init: str, run: Path, result=True) -> Step:
-        task_cfg = load_recipe(get_task(task).recipes, recipe, {**sets, **sub})
-        return Step(name, partial(run_task, task, task_cfg, init=init, arch=arch, data=str(data.for_task(task)),
-                                  out=str(run), resume="auto"),
-                    done=run / "result.json", record=run if result else None)
+    def step(name: str, task: str, recipe: str, sets: dict, init: str, run: Path, record=True) -> Step:
+        return task_step(name, task, recipe, {**sets, **sub}, init=init, data=data.for_task(task), out=run,
+                         arch=arch, record=record)
 
     if "supervised" in cfg.inits:  # an init, not a result: tables and the regression check see the task runs only
-        steps.append(task_step("supervised baseline", "in1k_finetune", cfg.supervised.recipe,
-                               {**seeded, **cfg.supervised.sets}, "scratch", sup, result=False))
-    for task in TASKS if cfg.tasks is None else cfg.tasks:
+        steps.append(step("supervised baseline", "in1k_finetune", cfg.supervised.recipe,
+                          {**seeded, **cfg.supervised.sets}, "scratch", sup, record=False))
+    for task in downstream_tasks() if cfg.tasks is None else cfg.tasks:
         spec = cfg.steps.get(task, cfg.default_step)
         own = seeded if get_task(task).classification else {"runtime.seed": seed}
         for init in cfg.inits:
-            steps.append(task_step(f"{task} {init}", task, spec.recipe, {**own, **spec.sets}, inits[init],
-                                   out / "runs" / task / init))
-    steps.append(Step("tables", partial(tables, load_recipe("tables", "base"), out / "runs", out / "tables"),
-                      done=None))  # always rebuilt: cheap and reflects every record
+            steps.append(step(f"{task} {init}", task, spec.recipe, {**own, **spec.sets}, inits[init],
+                              out / "runs" / task / init))
+    steps.append(tables_step(out / "runs", out / "tables"))
     return steps
 
 
@@ -109,18 +94,7 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg, data, out)
     t0 = time.time()
-    for i, step in enumerate(steps, 1):
-        head = f"[{i}/{len(steps)}] {step.name}"
-        if step.done is not None and step.done.exists():
-            print(f"{head}: done already ({step.done.parent})", flush=True)
-            continue
-        print(f"{head} ...  (suite time {time.time() - t0:.0f}s)", flush=True)
-        t1 = time.time()
-        try:
-            step.run()
-        except MaeBenchError as e:
-            raise MaeBenchError(f"suite step '{step.name}' failed: {e}") from e
-        print(f"{head}: finished in {time.time() - t1:.0f}s", flush=True)
+    run_steps(steps, kind="suite ")
     records = [read_result(s.record) for s in steps if s.record is not None]
     result = {"records": records, "regressions": [], "baseline": None, "seconds": time.time() - t0}
     path = baseline_path(cfg.baseline)
@@ -135,6 +109,6 @@ def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = 
         return result
     result["baseline"] = path
     # checked on the tasks and inits this suite runs (the demo runs two inits)
-    scoped = scope_baseline(load_baseline(path), TASKS if cfg.tasks is None else cfg.tasks, cfg.inits)
+    scoped = scope_baseline(load_baseline(path), downstream_tasks() if cfg.tasks is None else cfg.tasks, cfg.inits)
     result["regressions"] = find_regressions(records, scoped)
     return result

@@ -1,8 +1,9 @@
 """`mae-bench sweep`: one of the paper's ablations end to end. A sweep recipe (`benchmarks/recipes/sweep/<name>.py`)
 names a knob (a recipe key) and its values; each cell is an MAE pretraining with that value followed by the
 protocols the paper's table reports (stage `pretrain`), or one shared MAE and a task run per value (stage `task`,
-Figure 9's K). The scale (`paper`, `subset`, `smoke`) picks each step's recipe and overrides. Every step is the
-ordinary command (`pretrain`, `run`) with `--resume auto`; a cell whose result files exist is skipped. Then the
+Figure 9's K). The scale (`paper`, `subset`, `smoke`) picks each step's recipe and overrides. Every step is what the
+ordinary command (`pretrain`, `run`) does, with `--resume auto` (`steps.task_step`, as the suite's); a cell whose
+result files exist is skipped. Then the
 tables are built from the cells' results, the paper's numbers beside them.
 
 Layout of OUT: `sweep.py` (the resolved sweep recipe), `cells/<cell>/seed<s>/{pretrain,<task>}/`,
@@ -18,7 +19,8 @@ from mae_core.errors import MaeBenchError
 
 from ..commands import tables
 from ..config import load_recipe, recipe_text
-from .launcher import Job, Launcher, Step, set_args
+from .launcher import Job, Launcher
+from .steps import Step, task_step
 
 STAGES = ("pretrain", "task")
 SWEEP_TASKS = ("in1k_finetune", "in1k_linear", "in1k_partial")
@@ -149,9 +151,8 @@ def plan(cfg, scale: str, imagenet: Path, out: Path, world: int = 1, values=None
 
     def pretrain_step(folder: Path, knobs: dict, seed: int, where: str) -> Step:
         sets = step_sets("pretrain", pre_spec, {**pre_spec.sets, **knobs, "runtime.seed": seed}, world, where)
-        return Step("pretrain", ["pretrain", "--data", str(imagenet / "train"), "--out", str(folder), "--recipe",
-                                 _recipe(pre_spec), "--resume", "auto", *set_args(sets)],
-                    done=folder / "reconstructions.png")
+        return task_step("pretrain", "pretrain", _recipe(pre_spec), sets, init="scratch", data=imagenet / "train",
+                         out=folder)
 
     shared = []
     if cfg.stage == "task":
@@ -173,10 +174,8 @@ def plan(cfg, scale: str, imagenet: Path, out: Path, world: int = 1, values=None
                 spec = _spec(cfg, scale, task)
                 own = knobs if cfg.stage == "task" else {}
                 sets = step_sets(task, spec, {**spec.sets, **own, "runtime.seed": seed}, world, f"{label}, {task}")
-                run = folder / task
-                steps.append(Step(task, ["run", "--task", task, "--recipe", _recipe(spec), "--ckpt", str(ckpt),
-                                         "--data", str(imagenet), "--out", str(run), "--resume", "auto",
-                                         *set_args(sets)], done=run / "result.json", record=run))
+                steps.append(task_step(task, task, _recipe(spec), sets, init=str(ckpt), data=imagenet,
+                                       out=folder / task))
             jobs.append(Job(label, steps, [s.done for s in steps if s.record], out / "slurm" / name / f"seed{seed}"))
     return [p for p in (shared, jobs) if p]
 

@@ -1,5 +1,5 @@
-"""The task registry: every `mae-bench run --task T` is a `Task` registered by one module, and everything else (the
-CLI, the suite, the tables, the regression keys) reads it from here.
+"""The task registry: every task (`mae-bench pretrain`, `mae-bench run --task T`) is a `Task` registered by one
+module, and everything else (the CLI, the suite, sweeps, the tables, the regression keys) reads it from here.
 
 A task module calls `register_task` (or uses it as a decorator on its runner, as timm's `register_model`). The
 modules of this package register the paper's tasks, one module per family; the modules named in the environment
@@ -9,14 +9,10 @@ variable MAE_BENCH_TASKS (comma-separated, importable) register a user's own. Ru
 import importlib
 import os
 import pkgutil
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mae_core.errors import MaeBenchError
-from results.record import collect_env, make_record, now_iso, sha256_file, write_result
 
 DATA_LAYOUTS = ("imagenet", "coco", "ade20k")  # the roots `mae-bench data synth` writes and the suite takes
 # Task-only `mae-bench run` options: name -> (a flag without a value, what it does). A task lists those it takes
@@ -42,6 +38,9 @@ class Task:
     recipes: str = ""  # recipe folder: a name under benchmarks/recipes, or a path (default: the task's name)
     options: tuple[str, ...] = ()  # the TASK_OPTIONS it takes
     classification: bool = False  # the suite sets its model.img_size to the suite's (others keep their recipe's)
+    # Pretraining makes the encoder the other tasks measure (`mae-bench pretrain`, the first step of a suite or a
+    # sweep cell): never run per init, not a `run --task` choice, no table, no regression key.
+    pretraining: bool = False
     # Its table: "in1k" joins the ImageNet protocol table (paper Table 3 layout: rows protocol x init); any other
     # name (default: the task's) is a table of rows init and columns metric x arch, showing `table_metrics`
     # (default: the primary metrics) under `table_title`.
@@ -92,9 +91,14 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def downstream_tasks() -> dict[str, Task]:
+    """The tasks that measure an encoder (all but pretraining), in registration order."""
+    return {name: t for name, t in TASKS.items() if not t.pretraining}
+
+
 def primary_metrics() -> dict[str, tuple[str, ...]]:
     """Task -> its primary metrics (what a suite baseline keeps)."""
-    return {t.name: t.metrics for t in TASKS.values()}
+    return {t.name: t.metrics for t in downstream_tasks().values()}
 
 
 def _discover() -> None:
@@ -102,60 +106,6 @@ def _discover() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
     for module in filter(None, (m.strip() for m in os.environ.get("MAE_BENCH_TASKS", "").split(","))):
         importlib.import_module(module)
-
-
-def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str, resume: str | None,
-             options: dict | None = None) -> dict | None:
-    """Run a task as the recipe says and write RUN/result.json (rank 0); returns the record.
-    `options` holds the task's TASK_OPTIONS (None / False = not given)."""
-    from ..running.run_folder import claim  # mmengine: not for `mae-bench --help`
-
-    spec = get_task(task)
-    options = {k: v for k, v in (options or {}).items() if v not in (None, False)}
-    for key in options:
-        if key not in spec.options:
-            users = ", ".join(t.name for t in TASKS.values() if key in t.options) or "no task"
-            raise MaeBenchError(f"--{key.replace('_', '-')} applies to {users}, not {task}")
-    if options.get("eval_only") and not options.get("weights"):
-        raise MaeBenchError("--eval-only needs --weights (a trained model such as RUN/model_final.pth)")
-    if options.get("weights") and not options.get("eval_only"):
-        raise MaeBenchError("--weights is for --eval-only; to start training from an encoder use --ckpt")
-    if not Path(data).exists():
-        raise MaeBenchError(f"dataset path not found: {data}")
-    cfg.task = task
-    main = int(os.environ.get("RANK", "0")) == 0
-    with claim(out, cfg, main):
-        rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
-                              options=options)
-    if rec is not None:
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
-        print(f"{task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {out}/result.json")
-        if rec["dataset"].get("skipped_samples"):
-            print(f"warning: {rec['dataset']['skipped_samples']} training samples were unreadable images and were "
-                  "skipped (--strict makes that an error)", file=sys.stderr)
-    return rec
-
-
-def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, options) -> dict | None:
-    from ..config import resolved
-
-    plain = resolved(cfg)
-    started, t0 = now_iso(), time.time()
-    res = task.run(plain, init=init, arch=arch, data=data, out=out, resume=resume, **options)
-    if not main:
-        return None
-    info = res["init"]
-    ckpt = info.get("ckpt")
-    protocol = plain.get("protocol", task.name)
-    extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
-    rec = make_record(task=task.name, protocol=protocol, arch=res["arch"],
-                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None,
-                            **({"pretrain": info["pretrain"]} if info.get("pretrain") else {})},
-                      dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,
-                      finished=now_iso(), wall_s=time.time() - t0, env=collect_env(res.get("device", "cpu")),
-                      **extra)
-    write_result(out, rec)
-    return rec
 
 
 _discover()
