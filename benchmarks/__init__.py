@@ -1,1 +1,3 @@
-"""The CLI, task registry, recipes, synthetic data and speed benchmarks."""
+"""The benchmark around the library: the command line (`cli`), the task registry (`tasks`), running and recording
+one task (`running`), recipes (`config`, `recipe_checks`, `recipes/`), orchestration of many steps (`orchestration`:
+the suite, sweeps, launchers), the tables command and the demo."""

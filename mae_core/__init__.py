@@ -1,1 +1,1 @@
-"""MAE itself: model, masking, losses, checkpoint I/O, reconstruction pictures."""
+"""MAE itself: model, masking, loss, pretraining, the shared engine and runner, checkpoint files, images."""

@@ -15,8 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from .record import write_bytes_atomic  # noqa: E402
-from .reference import is_unverified  # noqa: E402
-from .tables import UNVERIFIED_MARK  # noqa: E402
+from .reference import UNVERIFIED_MARK, is_unverified  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -15,6 +15,9 @@ OPTIONAL_COLUMNS = ("variant", "setting")
 UNVERIFIED = "recalled (verify)"
 
 
+UNVERIFIED_MARK = "†"  # beside a reference number with no checked source
+
+
 def is_unverified(verified: str) -> bool:
     """A row with no checked source: its `verified` column is empty or says "recalled (verify)"."""
     text = "" if verified is None else str(verified)

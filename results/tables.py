@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .frame import PAPER_DEFAULTS, PRETRAIN_AXES, arch_label, load_frame, runs_table
-from .reference import REFERENCE_CSV, is_unverified, load_reference
+from .reference import REFERENCE_CSV, UNVERIFIED_MARK, is_unverified, load_reference
 from .render import latex_table, markdown_cell, markdown_table, write_text_atomic
 
 PROTOCOL_ORDER = {"linear": 0, "partial": 1, "finetune": 2}
@@ -36,7 +36,6 @@ AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "dec
               "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
               "mask_tokens_in_encoder": "mask tokens in encoder", "augment": "augmentation",
               "pretrain_epochs": "pretraining epochs"}
-UNVERIFIED_MARK = "†"
 CELL_FIELDS = ["column", "metric", "arch", "value", "std", "n", "kind", "verified", "files", "sha256", "dataset",
                "split", "subset", "notes"]
 LEGEND = ("Measured rows (source `measured`) are means over runs of one setting: `mean ± std (n=runs)`; their data "

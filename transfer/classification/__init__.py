@@ -1,0 +1,1 @@
+"""ImageNet classification protocols: linear probe, partial and full fine-tuning, and the k-NN probe."""
