@@ -99,13 +99,6 @@ def epoch_cosine_schedule(optimizer, epochs: int, updates_per_epoch: int, warmup
     return cosine_schedule(optimizer, epochs * updates_per_epoch, int(round(warmup_epochs * updates_per_epoch)), min_lr)
 
 
-def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, min_lr: float = 0.0) -> float:
-    """The schedule in closed form (what `cosine_schedule` must equal)."""
-    if update < warmup:
-        return base_lr * update / warmup
-    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
-
-
 class JsonlLogger:
     """Append-only JSON lines, flushed per line (rank 0 only)."""
 

@@ -60,14 +60,6 @@ def collect_env(device: str = "cpu") -> dict:
             "python": platform.python_version(), "git_sha": git_sha()}
 
 
-def init_record(kind: str, ckpt: str | None) -> dict:
-    """The record's `init` block: kind, checkpoint path and its sha256."""
-    if kind not in INIT_KINDS:
-        raise ResultError(f"init kind must be one of {INIT_KINDS}, got {kind!r}")
-    sha = sha256_file(ckpt) if ckpt and Path(ckpt).is_file() else None
-    return {"kind": kind, "ckpt": str(ckpt) if ckpt else None, "sha256": sha}
-
-
 def make_record(*, task: str, protocol: str, arch: str, init: dict, dataset: dict, metrics: dict,
                 recipe: dict, started: str, finished: str, wall_s: float, env: dict | None = None, **extra) -> dict:
     """Assemble a record in the schema of docs/DESIGN.md (Result record)."""

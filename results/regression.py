@@ -145,11 +145,6 @@ def find_regressions(measured, baseline: dict | str | Path, *, missing_ok: bool 
     return out
 
 
-def report(regressions: list[Regression]) -> str:
-    """One line per regression (empty string when there are none)."""
-    return "\n".join(f"regression: {r}" for r in regressions)
-
-
 def make_baseline(measured, tolerance: float | dict, metrics: dict | None, sigmas: float | None = None) -> dict:
     """A baseline from measured runs: each setting's mean value with `tolerance` (a number, or a dict
     metric -> number). With `sigmas`, each setting's tolerance comes from its own seed spread instead

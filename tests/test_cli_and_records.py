@@ -12,7 +12,7 @@ from benchmarks.config import load_recipe, resolved, save_recipe
 from mae_core.checkpoint import save_checkpoint
 from mae_core.weights import encoder_state_dict
 from mae_core.visualize import reconstruct
-from results.record import ResultError, init_record, make_record, read_result, sha256_file, write_result
+from results.record import ResultError, make_record, read_result, sha256_file, write_result
 from tests.conftest import tiny_mae
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_reconstruction_unnormalises_norm_pix_predictions():
 def _record(tmp_path, **over):
     ckpt = tmp_path / "c.pth"
     ckpt.write_bytes(b"weights")
-    rec = dict(task="in1k_linear", protocol="linear", arch="vit_tiny_patch16", init=init_record("mae", str(ckpt)),
+    rec = dict(task="in1k_linear", protocol="linear", arch="vit_tiny_patch16", init={"kind": "mae", "ckpt": str(ckpt), "sha256": sha256_file(ckpt)},
                dataset={"name": "synthetic", "root": "/d", "split": "val", "subset": None},
                metrics={"top1": 51.5, "top5": 90.0}, recipe={"epochs": 1}, started="a", finished="b", wall_s=1.5)
     rec.update(over)
@@ -134,8 +134,8 @@ def test_result_record_round_trip(tmp_path):
 
 
 def test_result_record_rejects_bad_input(tmp_path):
-    with pytest.raises(ResultError, match="init kind"):
-        init_record("imagenet", None)
+    with pytest.raises(ResultError, match="init.kind"):
+        _record(tmp_path, init={"kind": "imagenet", "ckpt": None, "sha256": None})
     with pytest.raises(ResultError, match="metrics"):
         _record(tmp_path, metrics={"top1": "high"})
     (tmp_path / "r").mkdir()

@@ -205,7 +205,7 @@ def test_evaluator_scores_ground_truth_100_and_shuffled_boxes_near_0(synth_root)
 def test_detectron2_export_names_and_loads_strictly(tmp_path, tiny):
     from mae_core.checkpoint import save_checkpoint
     from transfer.detection.export import export_detectron2
-    from transfer.detection.model import build_vit, vit_from_init
+    from transfer.detection.model import build_vitdet_vit, vit_from_init
     mae = tiny()
     ckpt = tmp_path / "mae.pth"
     save_checkpoint(ckpt, mae.state_dict(), config={})
@@ -222,7 +222,7 @@ def test_detectron2_export_names_and_loads_strictly(tmp_path, tiny):
         expected = {f"backbone.net.{k}" for k in ours.state_dict() if ".rel_pos_" not in k}
         assert set(sd) == expected  # no matching heuristics needed
         assert sd["backbone.net.pos_embed"].shape == (1, 1 + 4, 192)  # kept at its pretraining grid
-        vit = build_vit(m, "vit_tiny_patch16").eval()
+        vit = build_vitdet_vit(m, "vit_tiny_patch16").eval()
         missing, unexpected = vit.load_state_dict({k[len("backbone.net."):]: v for k, v in sd.items()}, strict=False)
         assert not unexpected and all(".rel_pos_" in k for k in missing)
         x = torch.randn(1, 3, 64, 64)

@@ -12,7 +12,7 @@ from torchvision.ops import roi_align
 
 from transfer.detection.data import CocoInstances
 from transfer.detection.masks import InstanceMasks, crop_polygons
-from transfer.detection.model import RPN, build_detector, build_vit, fast_rcnn_loss, param_groups, vit_from_init
+from transfer.detection.model import RPN, build_detector, build_vitdet_vit, fast_rcnn_loss, param_groups, vit_from_init
 
 M = dict(img_size=128, pretrain_img_size=64, drop_path=0.0, window_size=4, use_rel_pos=True, fpn_channels=16,
          anchor_sizes=(16, 32, 64, 128, 256), head_channels=16, box_convs=1, box_fc=32, mask_convs=1,
@@ -22,7 +22,7 @@ M = dict(img_size=128, pretrain_img_size=64, drop_path=0.0, window_size=4, use_r
 
 def _detector(**kw):
     m = {**M, **kw}
-    return build_detector(m, build_vit(m, "vit_tiny_patch16"), num_classes=3)
+    return build_detector(m, build_vitdet_vit(m, "vit_tiny_patch16"), num_classes=3)
 
 
 def d2_level(box: torch.Tensor) -> int:

@@ -11,13 +11,20 @@ import torch
 from benchmarks.cli import main
 from mae_core.checkpoint import read_checkpoint
 from mae_core.data import PretrainImages
-from mae_core.engine import Engine, TrainingDiverged, cosine_lr_formula, epoch_cosine_schedule, scaled_lr
+from mae_core.engine import Engine, TrainingDiverged, epoch_cosine_schedule, scaled_lr
 from mae_core.errors import MaeBenchError
 from mae_core.pretrain import build_optimizer
 from mae_core.distributed import DistInfo
 from tests.conftest import tiny_mae, tiny_pretrain_args
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, min_lr: float = 0.0) -> float:
+    """The official MAE schedule in closed form (util/lr_sched.py): linear warm-up, then half-cycle cosine."""
+    if update < warmup:
+        return base_lr * update / warmup
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (update - warmup) / (total - warmup)))
 
 
 def _weights(path):

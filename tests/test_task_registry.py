@@ -88,7 +88,7 @@ def test_register_task_checks_its_facts(monkeypatch):
         return {}
     assert register_task("extra", data="coco", metrics=("AP",), eval_data="COCO val2017")(runner) is runner
     task = tasks.TASKS["extra"]
-    assert (task.recipes, task.table, task.table_metrics) == ("extra", "extra", ("AP",)) and task.run({}) == {}
+    assert (task.recipes, task.table, task.table_metrics) == ("extra", "extra", ("AP",)) and task.load_runner()({}) == {}
     with pytest.raises(ValueError, match="registered already"):
         register_task("extra", runner, data="coco", metrics=("AP",), eval_data="COCO val2017")
     with pytest.raises(ValueError, match="data 'cityscapes'"):

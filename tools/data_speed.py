@@ -207,7 +207,7 @@ def _plain(cfg) -> dict:
     return dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
 
 
-def run(cfg) -> dict:
+def measure(cfg) -> dict:
     """Measure the recipe's decoders; returns settings, machine, rows and loads."""
     from mae_core.threads import available_cores
 
@@ -287,7 +287,7 @@ def render(res: dict) -> str:
 def report(cfg) -> int:
     """Run, print the table, and write the section into `out` when set."""
     from .speed import write_section
-    res = run(cfg)
+    res = measure(cfg)
     body = render(res)
     print(body)
     if res["load_warning"]:

@@ -48,7 +48,7 @@ def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, opt
 
     plain = resolved(cfg)
     started, t0 = now_iso(), time.time()
-    res = task.run(plain, init=init, arch=arch, data=data, out=out, resume=resume, **options)
+    res = task.load_runner()(plain, init=init, arch=arch, data=data, out=out, resume=resume, **options)
     if not main:
         return None
     info = res["init"]

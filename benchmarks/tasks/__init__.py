@@ -63,12 +63,12 @@ class Task:
         if not self.metrics:
             raise ValueError(f"task {self.name}: give its primary metrics")
 
-    def run(self, cfg: dict, **kwargs) -> dict:
-        runner = self.runner
-        if isinstance(runner, str):
-            module, _, function = runner.partition(":")
-            runner = getattr(importlib.import_module(module), function)
-        return runner(cfg, **kwargs)
+    def load_runner(self) -> Callable:
+        """The runner function (a "module:function" runner is imported now)."""
+        if isinstance(self.runner, str):
+            module, _, function = self.runner.partition(":")
+            return getattr(importlib.import_module(module), function)
+        return self.runner
 
 
 TASKS: dict[str, Task] = {}  # name -> Task, in registration order

@@ -60,7 +60,7 @@ def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
     return {**sd, "patch_embed.proj.weight": kernel.to(w.dtype), "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
 
 
-def build_vit(model_cfg: dict, arch: str) -> ViT:
+def build_vitdet_vit(model_cfg: dict, arch: str) -> ViT:
     """The ViTDet ViT of `arch` as the recipe's `model` section configures it (patch 16 for every arch)."""
     spec = arch_spec(arch)
     if model_cfg["pretrain_img_size"] % VITDET_PATCH:
@@ -79,7 +79,7 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
     enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
     size = vitdet_pretrain_size(enc.patch_embed.patch_size[0], model_cfg["pretrain_img_size"])
-    vit = build_vit({**model_cfg, "pretrain_img_size": size}, info["arch"])
+    vit = build_vitdet_vit({**model_cfg, "pretrain_img_size": size}, info["arch"])
     sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, model_cfg["pretrain_img_size"])
     expected = vit.state_dict()
     check_fit(expected, sd, info["ckpt"] or info["arch"], "the ViTDet backbone",
