@@ -13,7 +13,13 @@ def pretrain(cfg, data: str, out: str, resume: str | None = None) -> dict | None
 
     main = int(os.environ.get("RANK", "0")) == 0
     plain = resolved(cfg)
-    with claim(out, cfg, main):
+    identity = None
+    if main:
+        from .config import recipe_text
+        from .identity import run_identity
+        identity = run_identity(task="pretrain", recipe=recipe_text(cfg), init=None, arch=plain["model"]["arch"],
+                                data=data, layout=None, out=out)
+    with claim(out, cfg, main, identity):
         stats = run(plain, data, out, resume=resume, device=plain["runtime"]["device"])
     if main:
         print(f"done: final loss {stats.get('loss', float('nan')):.4f}; checkpoints, log.jsonl and "
