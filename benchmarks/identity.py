@@ -44,7 +44,7 @@ def _walk_files(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, in
     seen, found = {top, *exclude}, []
     for folder, dirs, files in os.walk(root, followlinks=True):
         keep = []
-        for name in dirs:
+        for name in sorted(dirs):
             real = os.path.realpath(os.path.join(folder, name))
             if name != CACHE_DIR and real not in seen and os.path.commonpath([top, real]) == top:
                 seen.add(real)

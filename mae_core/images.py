@@ -14,10 +14,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def walk_images(root: str | Path) -> list[str]:
+def walk_images(root: str | Path, others: list | None = None) -> list[str]:
     """Image files under `root`, recursively, sorted. Folder links are followed only into folders inside `root`
     not visited yet, so a link loop or a link out of `root` (e.g. `cls/up -> ..`, which would file other classes'
-    images under this one) neither repeats nor relabels images; each skipped link is named in a warning."""
+    images under this one) neither repeats nor relabels images; each skipped link is named in a warning.
+    Files of other extensions (but hidden ones, such as .DS_Store) are appended to `others` when given."""
     top = os.path.realpath(root)
     seen, found, skipped = {top}, [], []
     for folder, dirs, files in os.walk(root, followlinks=True):  # os.walk, not rglob: no stat per file
@@ -30,7 +31,11 @@ def walk_images(root: str | Path) -> list[str]:
                 seen.add(real)
                 keep.append(name)
         dirs[:] = keep
-        found += [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        for f in files:
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(os.path.join(folder, f))
+            elif others is not None and not f.startswith("."):
+                others.append(os.path.join(folder, f))
     if skipped:
         print(f"warning: not following {len(skipped)} folder link(s) that loop or leave {root}: "
               f"{', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}", file=sys.stderr)
@@ -44,10 +49,19 @@ def list_images(root: str | Path) -> list[Path]:
         raise MaeBenchError(f"image folder not found: {root}")
     if root.is_file():
         return [root]
-    files = [Path(p) for p in walk_images(root) if os.path.isfile(p)]
+    others = []
+    files = [Path(p) for p in walk_images(root, others) if os.path.isfile(p)]
     if not files:
         raise MaeBenchError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    warn_other_extensions(others, root)
     return files
+
+
+def warn_other_extensions(others: list, where) -> None:
+    """One stderr line for files left out because their extension is not an image's."""
+    if others:
+        print(f"warning: {len(others)} files with other extensions ignored under {where} (e.g. "
+              f"{os.path.basename(others[0])}; read: {' '.join(IMAGE_EXTENSIONS)})", file=sys.stderr)
 
 
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")

@@ -43,3 +43,83 @@ def test_float_images_in_0_1_scale_to_8_bits_and_others_are_refused(tmp_path):
     Image.fromarray(np.full((4, 4), 70000, dtype=np.int32)).save(tmp_path / "i32.tif")
     with pytest.raises(MaeBenchError, match="not 16-bit"):
         open_rgb(tmp_path / "i32.tif")
+
+
+def _imagenet_copy(synth_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synth_root / "imagenet", root / "imagenet")
+    return root / "imagenet"
+
+
+def _knn(data, out):
+    from benchmarks.cli import main
+    return main(["run", "--task", "knn", "--recipe", "smoke", "--ckpt", "scratch", "--arch", "vit_tiny_patch16",
+                 "--data", str(data), "--out", str(out), "--set", "model.img_size=32", "--set", "schedule.batch_size=8",
+                 "--set", "runtime.device='cpu'", "--set", "knn.k=5"])
+
+
+def test_validation_copies_of_training_images_are_counted_and_recorded(synth_root, tmp_path, capsys):
+    import hashlib
+    import shutil
+    from results.record import read_result
+    root = _imagenet_copy(synth_root, tmp_path)
+    train = sorted((root / "train").rglob("*.png"))
+    for i, src in enumerate(train[:3]):  # three training images copied into val under new names
+        shutil.copy(src, root / "val" / src.parent.name / f"copy{i}.png")
+    (root / "val" / train[5].parent.name / "link.png").symlink_to(train[5])  # and one linked
+    out = tmp_path / "run"
+    assert _knn(root, out) == 0
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in train}
+    want = sum(hashlib.sha256(p.read_bytes()).hexdigest() in digests for p in (root / "val").rglob("*.png"))
+    ds = read_result(out)["dataset"]
+    assert want == 4 and ds["val_duplicates_of_train"] == want
+    assert f"warning: {want} of 12 validation images are byte-identical to training images" in capsys.readouterr().err
+    assert (root / ".mae-bench-cache" / "sha256.json").is_file()  # next to the data: the next run hashes nothing
+
+
+def test_file_hashes_are_cached_by_size_and_mtime(tmp_path):
+    import os
+    from mae_core.file_cache import FileCache
+    from transfer.leakage import find_duplicates
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"y" * 10)  # the same size, other content
+    cache = FileCache(tmp_path / "cache", "sha256")
+    (tmp_path / "cache").mkdir()
+    assert find_duplicates([a], [b], cache) == []
+    cache.save()
+    cache = FileCache(tmp_path / "cache", "sha256")
+    cache.put(b, cache.get(a))  # a cached hash is trusted while size and mtime hold: no file is read again
+    assert find_duplicates([a], [b], cache) == [(str(b), str(a))]
+    os.utime(b, ns=(1, 1))  # touched: read again
+    assert find_duplicates([a], [b], cache) == []
+
+
+def test_a_validation_split_linked_to_training_is_refused(synth_root, tmp_path, capsys):
+    import shutil
+    root = _imagenet_copy(synth_root, tmp_path)
+    shutil.rmtree(root / "val")
+    (root / "val").symlink_to(root / "train")
+    out = tmp_path / "run"
+    assert _knn(root, out) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("mae-bench: error:")]
+    assert len(lines) == 1 and "is the training split" in lines[0] and "(a link to it)" in lines[0]
+    assert "Traceback" not in err and not (out / "result.json").exists()
+
+
+def test_files_of_other_extensions_are_counted_and_reported_once(synth_root, tmp_path, capsys):
+    from results.record import read_result
+    root = _imagenet_copy(synth_root, tmp_path)
+    for split in ("train", "val"):
+        cls = sorted((root / split).iterdir())[0]
+        src = sorted(cls.glob("*.png"))[0]
+        (cls / "photo.heic").write_bytes(src.read_bytes())  # a real image under an extension not read
+        (cls / ".DS_Store").write_bytes(b"")  # hidden files are not counted
+    out = tmp_path / "run"
+    assert _knn(root, out) == 0
+    ds = read_result(out)["dataset"]
+    assert ds["ignored_files"] == {"train": 1, "val": 1} and ds["train_images"] == 24 and ds["val_images"] == 8
+    err = capsys.readouterr().err
+    assert err.count("files with other extensions ignored") == 1 and "warning: 2 files" in err
