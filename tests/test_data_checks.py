@@ -123,3 +123,53 @@ def test_files_of_other_extensions_are_counted_and_reported_once(synth_root, tmp
     assert ds["ignored_files"] == {"train": 1, "val": 1} and ds["train_images"] == 24 and ds["val_images"] == 8
     err = capsys.readouterr().err
     assert err.count("files with other extensions ignored") == 1 and "warning: 2 files" in err
+
+
+def test_coco_annotations_that_cannot_be_scored_are_counted_warned_and_recorded(synth_root, tmp_path, capsys):
+    import json
+    import shutil
+    from mae_core.distributed import DistInfo
+    from transfer.detection.data import CocoInstances
+    from transfer.detection.train import _split_facts
+    root = tmp_path / "coco"
+    shutil.copytree(synth_root / "coco", root)
+    path = root / "annotations" / "instances_val2017.json"
+    data = json.loads(path.read_text())
+    extra = dict(data["annotations"][0], id=10_000, image_id=999_999)  # names no image
+    data["annotations"].append(extra)
+    for a in data["annotations"][:2]:  # two boxes right of their 32 px images
+        a["bbox"] = [40.0, 1.0, 5.0, 5.0]
+    path.write_text(json.dumps(data))
+    train = CocoInstances(root, "train2017", train=True, img_size=32)
+    first = root / "train2017" / train.coco.imgs[train.ids[0]]["file_name"]
+    shutil.copy(root / "val2017" / data["images"][3]["file_name"], first)  # a validation image in train
+    val = CocoInstances(root, "val2017", train=False, img_size=32)
+    images = {im["id"]: im for im in data["images"]}
+    outside = sum(1 for a in data["annotations"] if a["image_id"] in images
+                  and a["bbox"][0] >= images[a["image_id"]]["width"])
+    assert val.issues == {"annotations_without_image": 1, "boxes_outside_image": outside} and outside == 2
+    facts = _split_facts(train, val, root, tmp_path / "run", DistInfo())
+    assert facts["annotation_issues"]["val"] == val.issues
+    assert facts["annotation_issues"]["train"] == {"annotations_without_image": 0, "boxes_outside_image": 0}
+    err = capsys.readouterr().err
+    assert "warning: COCO val2017: 1 annotations without image, 2 boxes outside image" in err
+    assert facts["val_duplicates_of_train"] == 1 and "1 of 8 validation images are byte-identical" in err
+
+
+def test_label_map_ids_come_from_a_histogram_cached_by_size_and_mtime(tmp_path):
+    from mae_core.file_cache import FileCache
+    from transfer.segmentation.data import label_ids
+    a = np.zeros((6, 6), np.uint8)
+    a[0, :3] = 7
+    a[5, 5] = 255
+    Image.fromarray(a).save(tmp_path / "l.png")
+    (tmp_path / "c").mkdir()
+    cache = FileCache(tmp_path / "c", "label_ids")
+    want = [[int(v), int(n)] for v, n in zip(*np.unique(a, return_counts=True))]
+    assert label_ids(tmp_path / "l.png", cache) == want == [[0, 32], [7, 3], [255, 1]]
+    cache.save()
+    cache = FileCache(tmp_path / "c", "label_ids")
+    cache.put(tmp_path / "l.png", [[9, 1]])  # a cached entry is what the next run reads, not the file
+    assert label_ids(tmp_path / "l.png", cache) == [[9, 1]]
+    Image.fromarray((a.astype(np.uint16) * 100)).save(tmp_path / "l.png")  # rewritten as 16 bits: read again
+    assert label_ids(tmp_path / "l.png", cache) == [[0, 32], [700, 3], [25500, 1]]
