@@ -63,7 +63,7 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
 def _datasets(cfg: dict, root: Path, train: bool):
     data_cfg, model_cfg, runtime = cfg["data"], cfg["model"], cfg["runtime"]
     common = dict(img_size=model_cfg["img_size"], strict=data_cfg["strict"], seed=runtime["seed"])
-    if train:
+    if train and data_cfg["train_split"] != data_cfg["val_split"]:  # the same name: asked for (memorisation tests)
         check_distinct_splits(root / data_cfg["train_split"], root / data_cfg["val_split"])
     val_set = CocoInstances(root, data_cfg["val_split"], train=False, subset=data_cfg["val_subset"], **common)
     if not train:
