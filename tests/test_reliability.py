@@ -459,9 +459,11 @@ def _coco_args(d, o):
     return det_args(d, o)
 
 
-def _ade_args(d, o):
+def _ade_args(d, o):  # two updates of one image: a run this short samples few training label maps
+    sets = ["model.img_size=32", "schedule.iters=2", "schedule.batch_size=1", "schedule.eval_interval=2",
+            "schedule.warmup_iters=1"]
     return ["run", "--task", "ade20k_seg", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(d),
-            "--out", str(o), "--recipe", "smoke", "--set", "model.img_size=32"]
+            "--out", str(o), "--recipe", "smoke", *[a for s in sets for a in ("--set", s)]]
 
 
 def _all_crowd(data):
