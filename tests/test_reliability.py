@@ -414,3 +414,101 @@ def test_a_missing_key_inside_a_runner_is_named_as_a_key_error(monkeypatch, caps
                  str(tmp_path), "--out", str(tmp_path / "run"), "--recipe", "smoke"])
     err = capsys.readouterr().err
     assert code == 1 and "mae-bench: error: KeyError: no_such_key (run with --debug" in err and "Traceback" not in err
+
+
+def _coco_json(root, split, change):
+    import json
+    path = root / "coco" / "annotations" / f"instances_{split}.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _ade_dir(root, kind, split):
+    return root / "ade20k" / "ADEChallengeData2016" / kind / split
+
+
+def _relabel(root, split, fn, index=0):
+    import numpy as np
+    from PIL import Image
+    for i, path in enumerate(sorted(_ade_dir(root, "annotations", split).glob("*.png"))):
+        if index is None or i == index:
+            Image.fromarray(fn(np.array(Image.open(path)))).save(path)
+
+
+def _relink(folder, target):
+    import shutil
+    shutil.rmtree(folder)
+    folder.symlink_to(target)
+
+
+def _set_pixel(value, dtype):
+    def fn(a):
+        a = a.astype(dtype)
+        a[1, 1] = value
+        return a
+    return fn
+
+
+def _knn_args(d, o):
+    return ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data",
+            str(d), "--out", str(o), "--set", "model.img_size=32", "--set", "runtime.device='cpu'", "--set", "knn.k=5"]
+
+
+def _coco_args(d, o):
+    from tests.test_detection_train import det_args
+    return det_args(d, o)
+
+
+def _ade_args(d, o):  # two updates of one image: a run this short samples few training label maps
+    sets = ["model.img_size=32", "schedule.iters=2", "schedule.batch_size=1", "schedule.eval_interval=2",
+            "schedule.warmup_iters=1"]
+    return ["run", "--task", "ade20k_seg", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(d),
+            "--out", str(o), "--recipe", "smoke", *[a for s in sets for a in ("--set", s)]]
+
+
+def _all_crowd(data):
+    for a in data["annotations"]:
+        a["iscrowd"] = 1
+
+
+def _repeat_first_id(data):
+    data["images"][1]["id"] = data["images"][0]["id"]
+
+
+# Data that would give wrong numbers, found once the run has started but before any training:
+# (name, layout copied, corrupt(root), argv(root, out), a phrase the one error line must hold)
+BAD_DATA = [
+    ("imagenet val linked to train", "imagenet",
+     lambda r: _relink(r / "imagenet" / "val", r / "imagenet" / "train"), _knn_args, "is the training split"),
+    ("coco val all crowd", "coco", lambda r: _coco_json(r, "val2017", _all_crowd), _coco_args,
+     "no non-crowd annotation"),
+    ("coco duplicate image ids", "coco", lambda r: _coco_json(r, "val2017", _repeat_first_id), _coco_args,
+     "repeats the id 1 of images[0]"),
+    ("coco val2017 linked to train2017", "coco", lambda r: _relink(r / "coco" / "val2017", r / "coco" / "train2017"),
+     _coco_args, "is the training split"),
+    ("ade20k training label id 200", "ade20k", lambda r: _relabel(r, "training", _set_pixel(200, "uint8"), 5),
+     _ade_args, "synth_train_000005.png has class id 200"),
+    ("ade20k 16-bit training label 300", "ade20k", lambda r: _relabel(r, "training", _set_pixel(300, "uint16"), 2),
+     _ade_args, "has class id 300"),
+    ("ade20k all-ignore validation", "ade20k", lambda r: _relabel(r, "validation", lambda a: a * 0, None),
+     _ade_args, "nothing to score"),
+    ("ade20k validation images linked to training", "ade20k",
+     lambda r: _relink(_ade_dir(r, "images", "validation"), _ade_dir(r, "images", "training")), _ade_args,
+     "is the training split"),
+]
+
+
+@pytest.mark.parametrize("name,layout,corrupt,argv,phrase", BAD_DATA, ids=[c[0] for c in BAD_DATA])
+def test_bad_data_is_one_line_before_training(name, layout, corrupt, argv, phrase, synth_root, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(synth_root / layout, root / layout)
+    corrupt(root)
+    out = tmp_path / "run"
+    code = main(argv(root, out))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("mae-bench: error:")]
+    assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
+    assert phrase in lines[0], lines[0]
+    assert not (out / "result.json").exists() and not list(out.glob("checkpoint*")) and not (out / "model_final.pth").exists()

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from mae_core.errors import MaeBenchError
-from results.record import collect_env, make_record, now_iso, sha256_file, write_result
+from results.record import collect_env, make_record, now_iso, write_result
 
 from ..tasks import TASKS, Task, get_task
 
@@ -31,7 +31,8 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         raise MaeBenchError(f"dataset path not found: {data}")
     cfg.task = task
     main = int(os.environ.get("RANK", "0")) == 0
-    with claim(out, cfg, main):
+    identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
+    with claim(out, cfg, main, identity):
         rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
                               options=options)
     if rec is not None:
@@ -43,8 +44,19 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
     return rec
 
 
+def _identity(spec: Task, cfg, *, init, arch, data, out, options) -> dict:
+    """The run's identity (task, recipe, init, data), which `claim` checks against the run folder's."""
+    from ..config import recipe_text
+    from .identity import run_identity
+    # pretraining reads a plain image folder (or a root's train/), not a task layout
+    layout = None if spec.pretraining else spec.data
+    return run_identity(task=spec.name, recipe=recipe_text(cfg), init=None if spec.pretraining else init,
+                        arch=arch, data=data, layout=layout, out=out, options=options)
+
+
 def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, options) -> dict | None:
     from ..config import resolved
+    from .identity import checkpoint_sha256  # hashed once per run: the identity has hashed it already
 
     plain = resolved(cfg)
     started, t0 = now_iso(), time.time()
@@ -56,7 +68,7 @@ def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, opt
     protocol = plain.get("protocol", task.name)
     extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
     rec = make_record(task=task.name, protocol=protocol, arch=res["arch"],
-                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha256_file(ckpt) if ckpt else None,
+                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": checkpoint_sha256(ckpt) if ckpt else None,
                             **({"pretrain": info["pretrain"]} if info.get("pretrain") else {})},
                       dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,
                       finished=now_iso(), wall_s=time.time() - t0, env=collect_env(res.get("device", "cpu")),

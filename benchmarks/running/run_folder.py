@@ -1,5 +1,6 @@
 """One run per folder: an advisory lock, leftovers of killed writers removed, a finished run's provenance kept."""
 import fcntl
+import json
 import os
 import socket
 from contextlib import contextmanager
@@ -7,10 +8,18 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 
+from mae_core.atomic import write_bytes_atomic
+
 from ..config import recipe_text, save_recipe
+from .identity import IDENTITY_FILE, check_identity
 
 LOCK = ".lock"
-OUTPUTS = ("result.json", "model_final.pth", "checkpoint-last.pth", "checkpoint-best.pth")
+OUTPUTS = ("result.json", "model_final.pth")  # and checkpoint-*.pth: a finished or resumable run
+
+
+def has_outputs(out: Path) -> bool:
+    """Whether RUN holds a finished or resumable run (a result, a final model or a checkpoint)."""
+    return any((out / name).exists() for name in OUTPUTS) or any(out.glob("checkpoint-*.pth"))
 
 
 def _take_lock(out: Path):
@@ -38,16 +47,30 @@ def remove_stale_temps(out: Path) -> list[Path]:
 
 def _check_same_recipe(out: Path, text: str) -> None:
     saved = out / "recipe.py"
-    if not saved.is_file() or not any((out / name).exists() for name in OUTPUTS):
+    if not saved.is_file() or not has_outputs(out):
         return
     if saved.read_text() != text:
         raise MaeBenchError(f"{out} holds a run made with another recipe ({saved}); choose another --out, "
                             "or repeat that run's settings to continue it")
 
 
+def _stored_identity(out: Path) -> dict | None:
+    """RUN/identity.json of the finished or resumable run RUN holds (None: no such run, or one made before runs
+    stored their identity, which is then taken over unchecked)."""
+    path = out / IDENTITY_FILE
+    if not has_outputs(out) or not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MaeBenchError(f"cannot read {path} ({e}); it says which run {out} holds: choose another --out") from None
+    return stored if isinstance(stored, dict) else None
+
+
 @contextmanager
-def claim(out: str | Path, cfg, main: bool = True):
-    """Hold RUN for this run: lock it, clean stale temp files, refuse another recipe's outputs, write recipe.py.
+def claim(out: str | Path, cfg, main: bool = True, identity: dict | None = None):
+    """Hold RUN for this run: lock it, clean stale temp files, refuse the outputs of another recipe or of another
+    identity (`benchmarks.running.identity`: task, init, data), write recipe.py and identity.json.
     Only the main process claims; other ranks of a DDP run write nothing here."""
     if not main:
         yield
@@ -60,7 +83,11 @@ def claim(out: str | Path, cfg, main: bool = True):
     try:
         remove_stale_temps(out)
         _check_same_recipe(out, recipe_text(cfg))
+        if identity is not None:
+            check_identity(out, _stored_identity(out), identity)
         save_recipe(cfg, out)
+        if identity is not None:
+            write_bytes_atomic(out / IDENTITY_FILE, (json.dumps(identity, indent=1) + "\n").encode())
         yield
     finally:
         os.close(fd)  # releases the flock; the file stays (harmless, and reused by the next run)

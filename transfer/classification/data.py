@@ -11,8 +11,9 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from mae_core.errors import MaeBenchError
-from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb, walk_images
+from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb, walk_images, warn_other_extensions
 from transfer.data_root import DataLayout
+from transfer.leakage import check_distinct_splits, count_leakage
 
 IMAGENET_LAYOUT = DataLayout("imagenet", markers=("train",), under=("imagenet",))  # with train/ and val/
 resolve_root = IMAGENET_LAYOUT.resolve  # (the ImageFolder root; dataset name)
@@ -72,12 +73,16 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         split_dir = Path(root) / split
         if not split_dir.is_dir():
             raise MaeBenchError(f"dataset split not found: {split_dir}")
+        if split == "val":
+            check_distinct_splits(Path(root) / "train", split_dir)
         self.root, self.split, self.transform, self.strict = Path(root), split, transform, strict
         self.classes = _class_dirs(split_dir)
         if not self.classes:
             raise MaeBenchError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        per_class = [walk_images(split_dir / c) for c in self.classes]
+        others = []  # files of other extensions: counted (`other_files`), reported by the task
+        per_class = [walk_images(split_dir / c, others) for c in self.classes]
+        self.other_files = others
         empty = [c for c, files in zip(self.classes, per_class) if not files]
         if empty:
             raise MaeBenchError(f"no images in {len(empty)} class folder(s) of {split_dir}: {', '.join(empty[:5])}"
@@ -123,6 +128,27 @@ def check_same_classes(a: ImageFolderDataset, b: ImageFolderDataset) -> None:
     parts = [f"only in {ds.split}: {', '.join(names[:5])}{'...' if len(names) > 5 else ''}"
              for ds, names in ((a, only_a), (b, only_b)) if names]
     raise MaeBenchError(f"class folders differ between {a.root / a.split} and {b.root / b.split} ({'; '.join(parts)})")
+
+
+def ignored_files(*splits: ImageFolderDataset) -> dict:
+    """{split: files of other extensions ignored} for the result record (splits without any left out), with one
+    stderr warning for all of them on the main process."""
+    counts = {ds.split: len(ds.other_files) for ds in splits if ds.other_files}
+    if counts and int(os.environ.get("RANK", "0")) == 0:
+        warn_other_extensions([f for ds in splits for f in ds.other_files], splits[0].root)
+    return counts
+
+
+def check_splits(train_set: ImageFolderDataset, val_set: ImageFolderDataset, run_dir=None) -> dict:
+    """The dataset record's fields on what the splits hold besides images to score: files of other extensions
+    ignored (`ignored_files`) and validation images byte-identical to training ones (`val_duplicates_of_train`,
+    `transfer.leakage`). A validation folder that is the training folder has been refused already."""
+    fields = {"val_duplicates_of_train": count_leakage([p for p, _ in train_set.samples],
+                                                       [p for p, _ in val_set.samples], train_set.root, run_dir)}
+    ignored = ignored_files(train_set, val_set)
+    if ignored:
+        fields["ignored_files"] = ignored
+    return fields
 
 
 def drop_bad(batch) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -19,7 +19,7 @@ from mae_core.errors import MaeBenchError
 from mae_core.runner import run
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root
+from .data import ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root
 
 
 def nearest(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -84,10 +84,10 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
     """Extract features of train/ and val/ with the frozen encoder and score val/ by k-NN over train/."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise MaeBenchError("knn runs in one process (start it without torchrun)")
-    return run(cfg, lambda dist: _knn(cfg, init, arch, data, dist), out=out)  # trains nothing
+    return run(cfg, lambda dist: _knn(cfg, init, arch, data, dist, out), out=out)  # trains nothing
 
 
-def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo) -> dict:
+def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo, out=None) -> dict:
     data_cfg, model_cfg, knn = cfg["data"], cfg["model"], cfg["knn"]
     root, name = resolve_root(data)
     size = model_cfg["img_size"]
@@ -97,6 +97,7 @@ def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo) -> d
             for split, subset in (("train", "subset"), ("val", "val_subset"))}
     check_same_classes(sets["train"], sets["val"])
     check_k(knn["k"], len(sets["train"]))
+    split_facts = check_splits(sets["train"], sets["val"], out)
     model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=model_cfg["global_pool"])
     model.to(dist.device)
     bs, workers = cfg["schedule"]["batch_size"], data_cfg["num_workers"]
@@ -111,4 +112,4 @@ def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo) -> d
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,
             "dataset": {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
                         "num_classes": n_cls, "train_images": len(tr_y), "val_images": len(va_y),
-                        "skipped_samples": tr_bad + va_bad}}
+                        "skipped_samples": tr_bad + va_bad, **split_facts}}

@@ -22,7 +22,8 @@ from mae_core.runner import Training, run
 from mae_core.errors import MaeBenchError
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, drop_bad, eval_transform, resolve_root, train_transform
+from .data import (ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root,
+                   train_transform)
 from .evaluate import evaluate_classifier
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
@@ -258,6 +259,7 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
     data_cfg, schedule, runtime, model_cfg = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["model"]
     root, name = resolve_root(data)
     train_set, val_set = build_datasets(cfg, root)
+    split_facts = check_splits(train_set, val_set, out)
     model, info = build_classifier(cfg, init, arch, train_set.num_classes, protocol)
     model.to(dist.device)
     linear = select_cpu_linear(model, runtime, dist.device, out, resume)
@@ -296,7 +298,7 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
                 "dataset": {"name": name, "root": str(root), "split": "val",
                             "subset": data_cfg["subset"], "num_classes": train_set.num_classes,
                             "train_images": len(train_set), "val_images": scored, "val_skipped": len(val_set) - scored,
-                            "skipped_samples": step.skipped}}
+                            "skipped_samples": step.skipped, **split_facts}}
 
     # with cached features the optimiser step differentiates through the head alone
     return Training(reported, optimizer, scheduler, schedule["epochs"] * updates, updates, sources.train_loader, step,

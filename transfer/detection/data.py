@@ -41,6 +41,13 @@ def load_coco(path: Path) -> COCO:
                 or not isinstance(im["file_name"], str)), None)
     if bad is not None:
         raise MaeBenchError(f"{path}: images[{bad}] needs an integer 'id' and a string 'file_name'")
+    first = {}
+    for i, im in enumerate(data["images"]):
+        if im["id"] in first:  # pycocotools keeps one image per id: the other is never scored, its boxes merged
+            raise MaeBenchError(f"{path}: images[{i}] repeats the id {im['id']} of images[{first[im['id']]}]; "
+                                "pycocotools indexes one image per id, so one of them would be scored with the "
+                                "other's annotations and the other not at all")
+        first[im["id"]] = i
     if not data["categories"] or not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
         raise MaeBenchError(f"{path}: 'categories' is empty or an entry lacks 'id'")
     data["annotations"] = [a for a in data["annotations"] if isinstance(a, dict) and "image_id" in a]
@@ -116,6 +123,30 @@ class CocoInstances(torch.utils.data.Dataset):
             self.anns[img_id] = anns
         if not self.ids:
             raise MaeBenchError(f"no usable images in {self.img_dir} ({self._skip_text()})")
+        self.issues = self._issues()
+        if not train and not any(not a.get("iscrowd", 0) for i in self.ids for a in self.coco.imgToAnns.get(i, [])):
+            raise MaeBenchError(f"COCO {split} has no non-crowd annotation on its {len(self.ids)} images: nothing "
+                                "to score (COCOeval ignores crowd regions)")
+
+    def _issues(self) -> dict:
+        """Counts of annotations pycocotools scores without complaint but that cannot be right: those whose
+        image_id names no image (never scored) and boxes entirely outside their image (never matched)."""
+        orphans = sum(1 for a in self.coco.dataset["annotations"] if a["image_id"] not in self.coco.imgs)
+        outside = 0
+        for img_id in self.ids:
+            info = self.coco.imgs[img_id]
+            w, h = info.get("width"), info.get("height")
+            if not isinstance(w, (int, float)) or not isinstance(h, (int, float)):
+                continue
+            for a in self.coco.imgToAnns.get(img_id, []):
+                b = a.get("bbox")
+                if (isinstance(b, (list, tuple)) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)
+                        and (b[0] >= w or b[1] >= h or b[0] + b[2] <= 0 or b[1] + b[3] <= 0)):
+                    outside += 1
+        return {"annotations_without_image": orphans, "boxes_outside_image": outside}
+
+    def issue_text(self) -> str:
+        return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.issues.items() if v)
 
     def _skip(self, kind: str, message: str) -> None:
         if self.strict:

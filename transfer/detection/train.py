@@ -1,4 +1,5 @@
 """`coco_det`: ViTDet Mask R-CNN training and COCO evaluation on the shared engine."""
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
 from mae_core.hooks import PeriodicEval
 from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
+from transfer.leakage import check_distinct_splits, count_leakage
 
 from .data import CocoInstances, collate, resolve_root
 from .evaluate import RESULTS_FILE, coco_eval, predict, write_results
@@ -61,6 +63,8 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
 def _datasets(cfg: dict, root: Path, train: bool):
     data_cfg, model_cfg, runtime = cfg["data"], cfg["model"], cfg["runtime"]
     common = dict(img_size=model_cfg["img_size"], strict=data_cfg["strict"], seed=runtime["seed"])
+    if train and data_cfg["train_split"] != data_cfg["val_split"]:  # the same name: asked for (memorisation tests)
+        check_distinct_splits(root / data_cfg["train_split"], root / data_cfg["val_split"])
     val_set = CocoInstances(root, data_cfg["val_split"], train=False, subset=data_cfg["val_subset"], **common)
     if not train:
         return None, val_set
@@ -69,6 +73,22 @@ def _datasets(cfg: dict, root: Path, train: bool):
     if train_set.cat_ids != val_set.cat_ids:
         raise MaeBenchError(f"{data_cfg['train_split']} and {data_cfg['val_split']} have different categories")
     return train_set, val_set
+
+
+def _split_facts(train_set, val_set, root: Path, out: Path, dist: DistInfo) -> dict:
+    """The dataset record's annotation issues per split (`CocoInstances.issues`, warned about once) and the validation
+    images byte-identical to training images (`transfer.leakage`)."""
+    sets = {"val": val_set, **({"train": train_set} if train_set is not None else {})}
+    facts = {"annotation_issues": {split: ds.issues for split, ds in sets.items()}}
+    for split, ds in sets.items():
+        if ds.issue_text() and dist.is_main:
+            print(f"warning: COCO {ds.split}: {ds.issue_text()} (recorded in result.json's "
+                  "dataset.annotation_issues)", file=sys.stderr)
+    if train_set is not None:
+        facts["val_duplicates_of_train"] = count_leakage(
+            [train_set.img_dir / train_set.coco.imgs[i]["file_name"] for i in train_set.ids],
+            [val_set.img_dir / val_set.coco.imgs[i]["file_name"] for i in val_set.ids], root, out)
+    return facts
 
 
 class CocoEvaluator:
@@ -155,7 +175,7 @@ def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | Non
     evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
     dataset = {"name": name, "root": str(root), "split": data_cfg["val_split"], "subset": data_cfg["subset"],
                "val_subset": data_cfg["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
-               "skipped": {"val": val_set.skipped}}
+               "skipped": {"val": val_set.skipped}, **_split_facts(train_set, val_set, root, out, dist)}
 
     def result(metrics: dict) -> dict:
         return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}

@@ -17,8 +17,10 @@ from PIL import Image
 
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
+from mae_core.file_cache import FileCache, cache_dir
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
 from transfer.data_root import DataLayout
+from transfer.leakage import check_distinct_splits
 
 from .metrics import IGNORE_INDEX
 
@@ -70,11 +72,37 @@ def list_pairs(root: Path, split: str, subset: int | None = None) -> list[tuple[
     return [(images[n], labels[n]) for n in names]
 
 
-def check_pairs(pairs: list[tuple[Path, Path]], num_classes: int, read_labels: bool, skip_bad_images: bool) -> None:
+def label_ids(path: Path, cache: FileCache | None = None) -> list[list[int]]:
+    """[[id, pixels], ...] of the ids a label map holds, from PIL's histogram (cheap: no array is built for 8-bit
+    maps), cached by the file's size and mtime."""
+    ids = cache.get(path) if cache is not None else None
+    if ids is not None:
+        return ids
+    try:
+        with Image.open(path) as im:
+            if im.mode not in LABEL_MODES:
+                raise MaeBenchError(f"label map {path} has mode {im.mode}; expected a single-channel PNG of class ids")
+            if im.mode in ("L", "P"):
+                hist = im.histogram()
+                ids = [[i, n] for i, n in enumerate(hist) if n]
+            else:
+                values, counts = np.unique(np.asarray(im), return_counts=True)
+                ids = [[int(v), int(n)] for v, n in zip(values, counts)]
+    except (OSError, SyntaxError, ValueError) as e:
+        raise MaeBenchError(f"cannot decode label map {path}: {e}") from None
+    if cache is not None:
+        cache.put(path, ids)
+    return ids
+
+
+def check_pairs(pairs: list[tuple[Path, Path]], num_classes: int, read_labels: bool, skip_bad_images: bool,
+                cache: FileCache | None = None) -> int:
     """Fail in seconds, before any training, on a broken split: every image and label map must open with the
-    same size and the label maps be single-channel (headers only); with `read_labels` (the evaluation split,
-    read only after training otherwise) every label id is checked too. Unreadable images are left to the
-    training loop to skip and count when `skip_bad_images`."""
+    same size and the label maps be single-channel; with `read_labels` every label map's ids are checked (a class
+    id above the class count, 255 aside, is an error naming the first such file; histograms, cached in `cache`).
+    Returns the number of labelled pixels (ids 1..num_classes). Unreadable images are left to the training loop
+    to skip and count when `skip_bad_images`."""
+    labelled = 0
     for img_path, ann_path in pairs:
         try:
             with Image.open(ann_path) as ann:
@@ -94,7 +122,13 @@ def check_pairs(pairs: list[tuple[Path, Path]], num_classes: int, read_labels: b
             raise MaeBenchError(f"image {img_path} is {img_size[0]}x{img_size[1]} but its label map is "
                                 f"{ann_size[0]}x{ann_size[1]}")
         if read_labels:
-            read_label(ann_path, num_classes)
+            ids = label_ids(ann_path, cache)
+            bad = [i for i, _ in ids if i > num_classes and i != IGNORE_INDEX]
+            if bad:
+                raise MaeBenchError(f"label map {ann_path} has class id {max(bad)} but the set has {num_classes} "
+                                    "classes")
+            labelled += sum(n for i, n in ids if 1 <= i <= num_classes)
+    return labelled
 
 
 def reduce_zero_label(label: np.ndarray) -> np.ndarray:
@@ -210,12 +244,22 @@ class ADE20KDataset(torch.utils.data.Dataset):
     Evaluation items: (image resized into `scale`, label at its own size, name)."""
 
     def __init__(self, root: Path, split: str, data_cfg: dict, num_classes: int, train: bool, subset=None,
-                 crop: int = 512):
+                 crop: int = 512, run_dir=None):
         self.root, self.split, self.data_cfg, self.num_classes, self.train = root, split, data_cfg, num_classes, train
         self.crop = crop
+        if split == "val":
+            for kind in ("images", "annotations"):
+                check_distinct_splits(root / kind / SPLITS["train"], root / kind / SPLITS["val"])
         self.pairs = list_pairs(root, split, subset)
         self.strict = data_cfg["strict"]
-        check_pairs(self.pairs, num_classes, read_labels=not train, skip_bad_images=train and not self.strict)
+        # every label map of both splits is checked up front (a short run may never sample a bad training one)
+        cache = FileCache(cache_dir(root, run_dir), "label_ids")
+        labelled = check_pairs(self.pairs, num_classes, read_labels=True, skip_bad_images=train and not self.strict,
+                               cache=cache)
+        cache.save()
+        if not train and not labelled:
+            raise MaeBenchError(f"every pixel of the {len(self.pairs)} validation label maps in "
+                                f"{root / 'annotations' / SPLITS[split]} is 0 (other) or 255 (ignored): nothing to score")
 
     def __len__(self):
         return len(self.pairs)

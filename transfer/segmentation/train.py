@@ -16,6 +16,7 @@ from mae_core.hooks import Counter, PeriodicEval
 from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
+from transfer.leakage import count_leakage
 from transfer.encoder import init_encoder
 
 from .backbone import ViTBackbone
@@ -70,7 +71,8 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
     data_cfg = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
-    val_set = ADE20KDataset(root, "val", data_cfg, num_classes, train=False, subset=data_cfg["val_subset"])
+    val_set = ADE20KDataset(root, "val", data_cfg, num_classes, train=False, subset=data_cfg["val_subset"],
+                            run_dir=out)
     preds_dir = out / "preds" if save_preds else None  # every process writes the maps of its own shard
     dataset = {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
                "val_subset": data_cfg["val_subset"], "num_classes": num_classes, "val_images": len(val_set)}
@@ -81,8 +83,10 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
                                  num_workers=data_cfg["num_workers"])
         return _result(res, info, dataset, out, dist)
     train_set = ADE20KDataset(root, "train", data_cfg, num_classes, train=True, subset=data_cfg["subset"],
-                              crop=cfg["model"]["img_size"])
+                              crop=cfg["model"]["img_size"], run_dir=out)
     dataset["train_images"] = len(train_set)
+    dataset["val_duplicates_of_train"] = count_leakage([p for p, _ in train_set.pairs], [p for p, _ in val_set.pairs],
+                                                       root, out)
     return _training(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dataset, dist)
 
 
