@@ -48,6 +48,29 @@ BAD_INPUTS = [
 ]
 
 
+def _suite_with_baseline(d, o, t, content: str) -> list[str]:
+    """The tiny suite checked against a baseline file holding `content` (written into the test's tmp folder)."""
+    (t / "baseline.json").write_text(content)
+    return ["suite", "--name", "tiny", "--data-root", str(d), "--out", str(o), "--set", f"baseline={t / 'baseline.json'}"]
+
+
+_ENTRY = '{"metric": "top1", "value": 10.0, "tolerance": 1.0}'
+BAD_INPUTS += [  # regression baselines that would compare nothing or read wrong: refused before the suite's steps
+    ("empty baseline", lambda d, o, t: _suite_with_baseline(d, o, t, "{}"), "compares nothing"),
+    ("comment-only baseline", lambda d, o, t: _suite_with_baseline(d, o, t, '{"_comment": "x"}'), "compares nothing"),
+    ("baseline of another init", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/dino/vit_micro_patch8/top1": %s}' % _ENTRY), "compares nothing"),
+    ("wrong-case task in baseline", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"KNN/mae/vit_micro_patch8/top1": %s}' % _ENTRY), "unknown task 'KNN'"),
+    ("higher_is_better a string", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/mae/vit_micro_patch8/top1": %s}' % _ENTRY.replace("}", ', "higher_is_better": "no"}')),
+     "higher_is_better must be"),
+    ("duplicate baseline key", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/mae/vit_micro_patch8/top1": %s, "knn/mae/vit_micro_patch8/top1": %s}' % (_ENTRY, _ENTRY)),
+     "appears twice"),
+]
+
+
 @pytest.mark.parametrize("name,argv,phrase", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_line_before_any_work(name, argv, phrase, synth_root, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
