@@ -303,8 +303,18 @@ def _on_sigterm(signum, frame):
 _COMPUTE = ("pretrain", "run", "visualize", "bench", "suite", "demo")
 
 
+# commands that read the task registry: a MAE_BENCH_TASKS module that failed to load stops them (one line)
+_NEEDS_TASKS = ("run", "suite", "demo", "sweep", "baseline", "tables")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .tasks import DISCOVERY_ERRORS
+    for line in DISCOVERY_ERRORS:  # before parsing: `--help` exits inside it and still shows the warning
+        print(f"mae-bench: warning: {line}", file=sys.stderr)
     args = build_parser().parse_args(argv)
+    if DISCOVERY_ERRORS and args.command in _NEEDS_TASKS:
+        print(f"mae-bench: error: {DISCOVERY_ERRORS[0]}", file=sys.stderr)
+        return 1
     if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
         signal.signal(signal.SIGTERM, _on_sigterm)
     if args.command in _COMPUTE:
