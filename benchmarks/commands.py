@@ -11,8 +11,11 @@ def pretrain(cfg, data: str, out: str, resume: str | None = None) -> dict | None
     """MAE pretraining into the run folder `out`; returns the final stats (rank 0)."""
     from mae_core.pretrain import pretrain as run
 
+    from mae_core.distributed import check_device
+
     main = int(os.environ.get("RANK", "0")) == 0
     plain = resolved(cfg)
+    check_device(plain["runtime"]["device"])  # before the run folder is claimed (recipe.py written)
     with claim(out, cfg, main):
         stats = run(plain, data, out, resume=resume, device=plain["runtime"]["device"])
     if main:

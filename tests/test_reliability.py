@@ -71,6 +71,35 @@ BAD_INPUTS += [  # regression baselines that would compare nothing or read wrong
 ]
 
 
+
+def _knn(d, o, *extra) -> list[str]:
+    return ["run", "--task", "knn", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(d / "imagenet"),
+            "--out", str(o), "--recipe", "smoke", "--set", "runtime.device=cpu", *extra]
+
+
+def _truncated_ckpt(t: Path) -> str:
+    """A tiny MAE checkpoint cut in half (an interrupted copy)."""
+    from mae_core.checkpoint import save_checkpoint
+    save_checkpoint(t / "whole.pth", tiny_mae(img_size=32).state_dict())
+    data = (t / "whole.pth").read_bytes()
+    (t / "cut.pth").write_bytes(data[:len(data) // 2])
+    return str(t / "cut.pth")
+
+
+BAD_INPUTS += [  # issue 23 item 13: cryptic errors or a recipe.py left behind
+    ("out on a read-only path", lambda d, o, t: tiny_pretrain_args(d, Path("/sys/mae-bench-test-run"), 1),
+     "cannot write the run folder"),
+    ("pretrain on a CUDA device that is not there", lambda d, o, t: [*tiny_pretrain_args(d, o, 1), "--set",
+                                                                     "runtime.device=cuda:99"], "runtime.device=cuda:99"),
+    ("knn on a CUDA device that is not there", lambda d, o, t: _knn(d, o, "--set", "runtime.device=cuda:99"),
+     "runtime.device=cuda:99"),
+    ("a recipe section set to None", lambda d, o, t: _knn(d, o, "--set", "knn=None"), "knn is a section"),
+    ("knn.k above the training set (found after the folder is claimed)",
+     lambda d, o, t: _knn(d, o, "--set", "knn.k=1000"), "knn.k must be an integer in [1, 24]"),
+    ("truncated checkpoint", lambda d, o, t: [*_knn(d, o)[:4], _truncated_ckpt(t), *_knn(d, o)[5:]], "truncated"),
+]
+
+
 @pytest.mark.parametrize("name,argv,phrase", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_line_before_any_work(name, argv, phrase, synth_root, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
@@ -436,3 +465,15 @@ def test_a_missing_key_inside_a_runner_is_named_as_a_key_error(monkeypatch, caps
                  str(tmp_path), "--out", str(tmp_path / "run"), "--recipe", "smoke"])
     err = capsys.readouterr().err
     assert code == 1 and "mae-bench: error: KeyError: no_such_key (run with --debug" in err and "Traceback" not in err
+
+
+def test_a_read_only_file_system_under_out_is_one_line(synth_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = main(tiny_pretrain_args(synth_root, tmp_path / "run", 1))
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the run folder" in err and "Read-only file system" in err, err
+    assert "Traceback" not in err and "OSError" not in err
