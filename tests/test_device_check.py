@@ -27,8 +27,8 @@ def test_tiny_mode_runs_every_part_and_replaces_its_own_section(dc, tmp_path, ca
     for name, _, _ in dc.PARTS:  # every part has a row
         assert f"| {name}" in text, name
     assert "gloo, world 1, all_reduce of 4 MiB correct" in text
-    assert re.search(r"loader alone [\d.]+ img/s with 1 workers, compute alone [\d.]+ img/s: \*\*(loading|compute)-bound",
-                     text)
+    bound = r"loader alone [\d.]+ img/s with 1 workers, compute alone [\d.]+ img/s: \*\*(loading|compute)-bound"
+    assert re.search(bound, text)
     assert "GFLOP/step (FlopCounterMode, fwd + bwd)" in text
     # a second write of the same device replaces its section, atomically; other sections stay
     other = dc.MARK.format("Other GPU") + "\nother\n" + dc.END.format("Other GPU") + "\n"

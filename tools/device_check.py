@@ -28,7 +28,6 @@ references' published speeds as ratios. `--tiny` runs the same code paths on CPU
 import argparse
 import contextlib
 import datetime
-import os
 import platform
 import re
 import sys
@@ -124,8 +123,8 @@ def pretrain_step(c: Check, arch: str, compiled: bool) -> dict:
     opt = build_optimizer(model, cfg["optim"], lr=1e-4)
     autocast, _ = c.autocast(cfg["runtime"]["amp"])
     net = model
-    out = {"arch": m["arch"], "batch": batch, "img_size": m["img_size"], "amp": cfg["runtime"]["amp"] if c.cuda else "fp32",
-           "compile": compiled}
+    out = {"arch": m["arch"], "batch": batch, "img_size": m["img_size"],
+           "amp": cfg["runtime"]["amp"] if c.cuda else "fp32", "compile": compiled}
     if compiled:
         if not c.cuda:
             return {**out, "skipped": "torch.compile is not timed on CPU (tiny mode: compile time would dominate)"}
@@ -350,7 +349,8 @@ def detection(c: Check) -> dict:
         model(images)
     out["eval"] = {**c.timed(evaluate, 1), "batch": 1, "note": f"fp32, image {list(images[0].shape[1:])}"}
     one = collate([train_set[0]])  # detectron2's published figures are at one image per GPU: the same here
-    out["train_1"] = {**c.timed(lambda: step_on(one), 1), "batch": 1, "note": "one image per GPU, as detectron2's figures"}
+    out["train_1"] = {**c.timed(lambda: step_on(one), 1), "batch": 1,
+                      "note": "one image per GPU, as detectron2's figures"}
     return out
 
 
@@ -385,7 +385,8 @@ def segmentation(c: Check) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
     amp = cfg["runtime"]["amp"] if c.cuda else "fp32"
-    out = {"arch": arch, "batch": batch, "crop": crop, "train": {**c.timed(step, batch), "note": f"{amp}, {crop} px crops"}}
+    out = {"arch": arch, "batch": batch, "crop": crop,
+           "train": {**c.timed(step, batch), "note": f"{amp}, {crop} px crops"}}
     img = val_set[0][0].unsqueeze(0).to(c.dev)
     t = cfg["test"]
 
@@ -426,8 +427,9 @@ def _f(v, spec=".1f", none="—"):
 
 def report(gpu: str, env: dict, results: dict) -> str:
     lines = [MARK.format(gpu), f"## Device check: {gpu}", "",
-             f"{env['when']} · torch {env['torch']} · CUDA {env['cuda']} · {env['host']} · `python tools/device_check.py"
-             f"{' --tiny' if env['tiny'] else ''}` ({env['wall_s']:.0f} s). Dense bf16 peak used for MFU: "
+             f"{env['when']} · torch {env['torch']} · CUDA {env['cuda']} · {env['host']} · "
+             f"`python tools/device_check.py{' --tiny' if env['tiny'] else ''}` ({env['wall_s']:.0f} s). "
+             "Dense bf16 peak used for MFU: "
              f"{_f(env['peak_tflops'], '.0f')} TFLOP/s. Each time is the mean of the timed steps after warm-up.", ""]
     lines += ["| part | model | batch | img/s | step (s) | peak mem (GB) | notes |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -475,7 +477,8 @@ def comparisons(gpu: str, results: dict) -> list[str]:
         ref, one, ev = REFERENCES["vitdet_b"], det["train_1"], det["eval"]
         out.append(f"- ViTDet-B at one image per GPU: training {one['step_s']:.3f} s/im on one {gpu} vs "
                    f"{ref['train_s']} on an A100: x{one['step_s'] / ref['train_s']:.2f}; peak memory "
-                   f"{_f(one['peak_gb'], '.1f')} GB vs {ref['mem_gb']} GB: x{(one['peak_gb'] or 0) / ref['mem_gb']:.2f}; "
+                   f"{_f(one['peak_gb'], '.1f')} GB vs {ref['mem_gb']} GB: "
+                   f"x{(one['peak_gb'] or 0) / ref['mem_gb']:.2f}; "
                    f"inference {ev['step_s']:.3f} s/im vs {ref['infer_s']}: x{ev['step_s'] / ref['infer_s']:.2f} "
                    f"({ref['source']}; ours on synthetic scenes with few instances, theirs on COCO).")
     pre = next((r for n, r in results.items() if n.startswith("pretrain ViT-L") and "img_s" in r), None)
@@ -485,7 +488,9 @@ def comparisons(gpu: str, results: dict) -> list[str]:
         hours = ref["epochs"] * ref["images"] / pre["img_s"] / 3600
         out.append(f"- MAE ViT-L pretraining: {pre['img_s']:.0f} img/s on one {gpu} (compile "
                    f"{'on' if pre['compile'] else 'off'}) vs {theirs:.0f} img/s per V100 implied by {ref['source']}: "
-                   f"x{pre['img_s'] / theirs:.1f} per GPU (theirs: fp16 on V100s, data loading included); 800 epochs of ImageNet-1K would take {hours:.0f} h on this "
+                   f"x{pre['img_s'] / theirs:.1f} per GPU (theirs: fp16 on V100s, data loading included); "
+                   "800 epochs of "
+                   f"ImageNet-1K would take {hours:.0f} h on this "
                    f"one GPU, {hours / 8:.1f} h on 8 (compute only, data loading aside).")
     return [*out, ""]
 
@@ -517,7 +522,8 @@ PARTS = [  # (name, function, args); a part that fails is reported and the other
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"), help="results file to write the section to")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"),
+                   help="results file to write the section to")
     p.add_argument("--tiny", action="store_true", help="tiny models, one step each, on CPU (what the tests run)")
     p.add_argument("--device", default=None, help="default: cuda (cpu with --tiny)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per part (default 10; 1 with --tiny)")
@@ -548,10 +554,11 @@ def main(argv=None) -> int:
             finally:
                 if c.cuda:
                     torch.cuda.empty_cache()
-            print(f"[{time.time() - t0:5.0f}s] {name}: {'FAILED ' + results[name]['error'] if 'error' in results[name] else 'ok'}"
-                  f" ({time.time() - t1:.1f}s)", flush=True)
-    env = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "torch": torch.__version__,
-           "cuda": torch.version.cuda if device.startswith("cuda") else "none", "host": platform.node() or "host",
+            status = f"FAILED {results[name]['error']}" if "error" in results[name] else "ok"
+            print(f"[{time.time() - t0:5.0f}s] {name}: {status} ({time.time() - t1:.1f}s)", flush=True)
+    env = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "torch": torch.__version__, "cuda": torch.version.cuda if device.startswith("cuda") else "none",
+           "host": platform.node() or "host",
            "tiny": args.tiny, "wall_s": time.time() - t0,
            "peak_tflops": peak_tflops(gpu) if device.startswith("cuda") else None}
     write_section(Path(args.out), gpu, report(gpu, env, results))
