@@ -46,7 +46,7 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
-def _check_key(cfg: dict, dotted: str) -> None:
+def _check_key(cfg: dict, dotted: str, value=None) -> None:
     node = cfg
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -55,6 +55,9 @@ def _check_key(cfg: dict, dotted: str) -> None:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "nothing (not a section)"
             raise MaeBenchError(f"unknown recipe key {dotted!r}: {where} has {known}")
         node = node[part]
+    if isinstance(node, dict) and not isinstance(value, dict):  # `--set knn=None` would remove the whole section
+        raise MaeBenchError(f"--set {dotted}={value!r}: {dotted} is a section ({', '.join(sorted(node))}); set one of "
+                            f"its keys, e.g. {dotted}.{next(iter(node), 'key')}=...")
 
 
 def load_recipe(family: str, name: str, overrides: list[str] | dict | None = None) -> Config:
@@ -66,8 +69,8 @@ def load_recipe(family: str, name: str, overrides: list[str] | dict | None = Non
         raise MaeBenchError(f"cannot read recipe {path}: {e}".splitlines()[0]) from None
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     plain = cfg.to_dict()
-    for key in sets:
-        _check_key(plain, key)
+    for key, value in sets.items():
+        _check_key(plain, key, value)
     check_types(plain, sets)
     cfg.merge_from_dict(sets)
     check_ranges(cfg.to_dict())

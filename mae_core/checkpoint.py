@@ -1,6 +1,7 @@
 """Checkpoint files: atomic saving of plain data, safe reading (never unpickles code; torch, safetensors and HF
 ViTMAE folders), and the one strict-load check. What the weights in a file are: `mae_core.weights`."""
 import argparse
+import json
 import os
 import pickle
 import re
@@ -67,6 +68,29 @@ def _is_safetensors(path: str) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
 
 
+def truncated(path: str) -> bool:
+    """Whether a file is cut short: a zip (torch's format) without a complete end-of-central-directory record, a
+    safetensors file shorter than its header says (a legacy pickle file cut short is caught by its reader's EOF)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+        if head.startswith(b"PK\x03\x04"):
+            f.seek(max(0, size - (22 + 65535)))  # the record is 22 bytes plus a comment of at most 64 KiB
+            tail = f.read()
+            at = tail.rfind(b"PK\x05\x06")
+            return at < 0 or len(tail) - at < 22
+        if _is_safetensors(path) and head[8:9] == b"{":  # else not a safetensors file at all
+            n = int.from_bytes(head[:8], "little")
+            f.seek(8)
+            try:
+                header = json.loads(f.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return size < 8 + n
+            return size < 8 + n + end
+    return False
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc)
     if "WeightsUnpickler error:" in text:
@@ -90,6 +114,11 @@ def read_checkpoint(path) -> dict:
     bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
     try:
         safetensors_file = _is_safetensors(path)
+        if os.path.getsize(path) == 0:
+            raise MaeBenchError(f"{bad} (the file is empty)")
+        if truncated(path):  # say so, rather than the zip reader's "failed finding central directory"
+            raise MaeBenchError(f"cannot read checkpoint {path}: the file is truncated ({os.path.getsize(path)} "
+                                "bytes; an interrupted copy or download?)")
     except OSError as exc:
         raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if safetensors_file:
@@ -104,11 +133,15 @@ def read_checkpoint(path) -> dict:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found and found.group(1).endswith("."):  # a GLOBAL whose name the end of the file cut off
+            raise MaeBenchError(f"cannot read checkpoint {path}: the file is truncated ({_reason(exc)})") from None
         if found:
             name = re.sub(r"^(posix|nt)\.", "os.", found.group(1))
             raise MaeBenchError(f"refusing to load {path}: it pickles `{name}`, which is not on the allow-list") from None
         raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
     except Exception as exc:
+        if isinstance(exc, EOFError) or re.search(r"truncated|Ran out of input|unexpected EOF", str(exc), re.I):
+            raise MaeBenchError(f"cannot read checkpoint {path}: the file is truncated ({_reason(exc)})") from None
         raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
     if not isinstance(ckpt, dict):
         raise MaeBenchError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict of weights")

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import MaeBenchError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -22,9 +24,24 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a CUDA device this machine does not have, in one line (the driver's own error is a traceback deep in
+    the first `.to()`): `cuda` without a GPU, `cuda:N` past the last one, or fewer GPUs than torchrun's local rank."""
+    if not device or not str(device).startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise MaeBenchError(f"runtime.device={device}, but torch sees no CUDA device (torch.cuda.is_available() is "
+                            "False); use runtime.device=auto or cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else int(os.environ.get("LOCAL_RANK", "0"))
+    if index >= torch.cuda.device_count():
+        raise MaeBenchError(f"runtime.device={device} (local rank {os.environ.get('LOCAL_RANK', '0')}): this machine "
+                            f"has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment (nccl on GPU, gloo on CPU);
     a single process otherwise. `device`: auto | cpu | cuda."""
+    check_device(device)
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

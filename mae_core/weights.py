@@ -16,9 +16,10 @@ _NON_ENCODER = ("decoder_", "mask_token", "encoder_mask_token", "head.", "fc_nor
 
 
 def extract_state_dict(ckpt: dict, source: str = "checkpoint") -> dict:
-    """The tensors under "model", "state_dict" or "model_ema", or the dict itself; `module.` prefixes stripped."""
-    for key in ("model", "state_dict", "model_ema"):
-        if isinstance(ckpt.get(key), dict):
+    """The tensors under the first of "model", "state_dict" or "model_ema" that holds any, or the dict itself;
+    `module.` prefixes stripped."""
+    for key in ("model", "state_dict", "model_ema"):  # an empty "model" ({} beside "state_dict") is passed over
+        if isinstance(ckpt.get(key), dict) and any(isinstance(v, torch.Tensor) for v in ckpt[key].values()):
             candidate = ckpt[key]
             break
     else:

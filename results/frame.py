@@ -28,7 +28,7 @@ PAPER_DEFAULTS = {"mask_ratio": 0.75, "mask_strategy": "random", "decoder_depth"
                   "norm_pix_loss": False, "mask_tokens_in_encoder": False, "augment": "rrc", "pretrain_epochs": 800}
 
 RUN_COLUMNS = ["file", "task", "protocol", "arch", "init", "ckpt", "sha256", "blocks", "blocks_part", "dataset",
-               "split", "subset", "images", "data", *PRETRAIN_AXES, "finished", "wall_s"]
+               "root", "split", "subset", "images", "data", *PRETRAIN_AXES, "finished", "wall_s"]
 COLUMNS = [*RUN_COLUMNS, "metric", "value"]
 
 ARCH_NAMES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L", "huge": "H"}
@@ -91,6 +91,22 @@ def data_label(dataset: str, split, images, subset) -> str:
     return " · ".join(parts)
 
 
+def _norm_root(root):
+    return str(Path(root)) if isinstance(root, str) and root else None
+
+
+def label_roots(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where runs that share a data label were evaluated on different dataset roots (the record's `dataset.root`),
+    the root joins their label, so a table pools only runs of the same evaluation data."""
+    if frame.empty:
+        return frame
+    roots = frame.groupby("data", sort=False)["root"].agg(lambda r: r.fillna("?").nunique())
+    mixed = frame["data"].map(roots) > 1
+    frame = frame.copy()
+    frame.loc[mixed, "data"] = frame.loc[mixed, "data"] + " · " + frame.loc[mixed, "root"].fillna("root not recorded")
+    return frame
+
+
 def run_row(path: Path, rec: dict, root: Path | None = None) -> dict:
     """One record flattened to the frame's run columns."""
     init, ds = rec["init"], rec["dataset"] if isinstance(rec["dataset"], dict) else {}
@@ -103,7 +119,7 @@ def run_row(path: Path, rec: dict, root: Path | None = None) -> dict:
            "init": init["kind"], "ckpt": init.get("ckpt"), "sha256": init.get("sha256"),
            "blocks": rec.get("blocks"),
            "blocks_part": rec.get("blocks_part") if rec.get("blocks") is not None else None,
-           "dataset": ds.get("name"), "split": ds.get("split"), "subset": ds.get("subset"), "images": images,
+           "dataset": ds.get("name"), "root": _norm_root(ds.get("root")), "split": ds.get("split"), "subset": ds.get("subset"), "images": images,
            "finished": rec.get("finished"), "wall_s": rec.get("wall_s")}
     row["data"] = data_label(row["dataset"], row["split"], images, row["subset"])
     for col, (section, key) in PRETRAIN_AXES.items():
@@ -125,8 +141,9 @@ def records_frame(records: list[tuple[Path, dict]], root: str | Path | None = No
 
 
 def load_frame(results_dir: str | Path, warn=None) -> pd.DataFrame:
-    """`records_frame(load_records(results_dir))`, file paths relative to `results_dir`."""
-    return records_frame(load_records(results_dir, warn), root=results_dir)
+    """`records_frame(load_records(results_dir))`, file paths relative to `results_dir`, runs of different dataset
+    roots told apart in their data label (`label_roots`)."""
+    return label_roots(records_frame(load_records(results_dir, warn), root=results_dir))
 
 
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -116,14 +116,29 @@ def write_result(run_dir: str | os.PathLike, rec: dict) -> Path:
     return write_json_atomic(Path(run_dir) / RESULT_FILE, rec)
 
 
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def unique_keys(pairs: list) -> dict:
+    """`json` object hook: an object naming one key twice is refused (json keeps the last one silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
 def read_json(path: str | os.PathLike, what: str):
-    """A JSON file's content; a missing or unreadable file is a one-line ResultError naming `what`."""
+    """A JSON file's content; a missing or unreadable file, or an object with a duplicate key, is a one-line
+    ResultError naming `what`."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=unique_keys)
     except FileNotFoundError:
         raise ResultError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError and DuplicateKeyError included
         raise ResultError(f"cannot read {what} {path}: {e}") from None
 
 

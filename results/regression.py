@@ -11,10 +11,11 @@ fine-tuning (`-mlp` for the MLP-only variant). Examples: `in1k_linear/mae/vit_ti
 Duplicate runs of one setting are compared by their mean.
 
 Baseline file: a JSON object `{"<setting key>": {"metric": "top1", "value": 52.0, "tolerance": 2.0}, ...}`
-(optional per entry: `"higher_is_better": false`; other fields such as `runs` and `data` are informational;
+(optional per entry: `"higher_is_better": false`, a JSON bool; other fields such as `runs` and `data` are informational;
 top-level keys starting with `_` are comments). A metric regressed when value < baseline - tolerance (or
 value > baseline + tolerance for a lower-is-better metric); a baseline setting with no measured value is
-reported as missing. Pure Python + pandas; no torch.
+reported as missing. A duplicate key is refused, and so is a baseline that compares nothing for the runs at hand (no
+setting of their tasks and inits): a check that compared nothing would pass. Pure Python + pandas; no torch.
 """
 import math
 from dataclasses import dataclass
@@ -52,6 +53,19 @@ def scope_baseline(baseline: dict, tasks=None, inits=None) -> dict:
     those, and a setting inside the scope that it did not run still counts as missing."""
     return {k: v for k, v in baseline.items()
             if (tasks is None or key_task_init(k)[0] in tasks) and (inits is None or key_task_init(k)[1] in inits)}
+
+
+def checked_scope(baseline: dict, tasks, inits, known_tasks, where: str = "baseline") -> dict:
+    """`scope_baseline`, refusing a key of a task that is not registered (a wrong-case name would be skipped
+    silently) and a scope with nothing in it (the check would pass having compared nothing)."""
+    for key in baseline:
+        if key_task_init(key)[0] not in known_tasks:
+            raise ResultError(f"{where}: {key}: unknown task {key_task_init(key)[0]!r} (tasks: {', '.join(known_tasks)})")
+    scoped = scope_baseline(baseline, tasks, inits)
+    if not scoped:
+        raise ResultError(f"{where} compares nothing: none of its {len(baseline)} settings is of the tasks "
+                          f"({', '.join(tasks)}) and inits ({', '.join(inits)}) run here")
+    return scoped
 
 
 def _as_frame(measured) -> pd.DataFrame:
@@ -109,12 +123,17 @@ def validate_baseline(baseline: dict, where: str = "baseline") -> dict:
     for key, entry in baseline.items():
         if key.startswith("_"):
             continue
+        if len(key.split("/")) < 4:
+            raise ResultError(f"{where}: {key}: not a setting key (<task>/.../<init>/<arch>/<metric>)")
         if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
             raise ResultError(f"{where}: {key}: needs an object with metric, value and tolerance")
         if not _number(entry.get("value")) or not _number(entry.get("tolerance")) or entry["tolerance"] < 0:
             raise ResultError(f"{where}: {key}: value and tolerance must be finite numbers (tolerance >= 0)")
         if not key.endswith("/" + entry["metric"]):
             raise ResultError(f"{where}: {key}: the key's last part must be its metric {entry['metric']!r}")
+        if not isinstance(entry.get("higher_is_better", True), bool):  # "no" would read as true
+            raise ResultError(f"{where}: {key}: higher_is_better must be true or false, got "
+                              f"{entry['higher_is_better']!r}")
         out[key] = entry
     return out
 
@@ -127,9 +146,15 @@ def load_baseline(path: str | Path) -> dict:
 def find_regressions(measured, baseline: dict | str | Path, *, missing_ok: bool = False) -> list[Regression]:
     """Every baseline metric the measured runs fall short of by more than its tolerance, in key order.
     `measured`: records, (path, record) pairs or a records frame; `baseline`: a dict or a baseline file.
-    Settings with no measured value count as regressions (value None) unless `missing_ok`."""
+    Settings with no measured value count as regressions (value None) unless `missing_ok`. A baseline with no
+    setting (`{}`, comments only) is refused: the check would pass having compared nothing."""
     base = load_baseline(baseline) if isinstance(baseline, (str, Path)) else validate_baseline(baseline)
+    if not base:
+        raise ResultError(f"baseline {baseline if isinstance(baseline, (str, Path)) else ''} compares nothing: "
+                          "it holds no setting".replace("  ", " "))
     values = measured_values(measured)
+    if missing_ok and not set(base) & set(values.index):
+        raise ResultError(f"the baseline compares nothing: none of its {len(base)} settings was measured")
     out = []
     for key in sorted(base):
         entry = base[key]

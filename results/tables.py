@@ -11,7 +11,8 @@ Tables (each as Markdown, CSV and LaTeX):
 - `table2_wallclock`: the paper's Table 2 (reference rows; `mae-bench bench pretrain` measures ours).
 A measured cell is the mean ± std (n=runs) over the runs of one setting; its provenance (result files, checkpoint
 sha256, dataset, split, subset) is in the CSV and, per row id, under the Markdown table. The `data` column says what
-was measured (dataset/split · images · full set or subset N), so subset numbers never pass for paper-scale ones.
+was measured (dataset/split · images · full set or subset N, and the dataset root where runs of one label differ in
+it), so subset numbers never pass for paper-scale ones and runs of different data are never pooled.
 Pure pandas + matplotlib (Agg); no torch.
 """
 import re

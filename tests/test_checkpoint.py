@@ -203,10 +203,30 @@ def test_corrupt_files(mae, tmp_path):
     (tmp_path / "rand.pth").write_bytes(os.urandom(4096))
     (tmp_path / "empty.pth").write_bytes(b"")
     (tmp_path / "rand.safetensors").write_bytes(os.urandom(100))
-    for name in ("half.pth", "rand.pth", "empty.pth", "rand.safetensors"):
+    for name in ("rand.pth", "empty.pth", "rand.safetensors"):
         with pytest.raises(MaeBenchError) as e:
             read_checkpoint(tmp_path / name)
         _one_line(e, f"cannot read checkpoint {tmp_path / name}", "not a PyTorch or safetensors file")
+    # a file cut short says so, in every format, wherever it was cut
+    from safetensors.torch import save_file
+    save_file(mae.state_dict(), tmp_path / "ok.safetensors")
+    torch.save(mae.state_dict(), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    for name in ("ok.pth", "ok.safetensors", "legacy.pth"):
+        data = (tmp_path / name).read_bytes()
+        for cut in (12, 200, len(data) // 2, len(data) - 20, len(data) - 1):
+            (tmp_path / f"cut-{name}").write_bytes(data[:cut])
+            with pytest.raises(MaeBenchError) as e:
+                read_checkpoint(tmp_path / f"cut-{name}")
+            _one_line(e, f"cannot read checkpoint {tmp_path / f'cut-{name}'}", "truncated")
+        assert read_checkpoint(tmp_path / name)  # the whole file reads
+
+
+def test_an_empty_model_entry_beside_the_state_dict_is_passed_over(mae):
+    sd = mae.state_dict()
+    assert extract_state_dict({"model": {}, "state_dict": sd}).keys() == sd.keys()
+    assert extract_state_dict({"model": {"step": 3}, "model_ema": sd}).keys() == sd.keys()
+    with pytest.raises(MaeBenchError, match="holds no weights"):
+        extract_state_dict({"model": {}, "state_dict": {}})
 
 
 @pytest.mark.parametrize("how", ["torch", "pickle2", "pickle4"])

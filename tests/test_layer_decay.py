@@ -56,7 +56,7 @@ def ref_detection(model, weight_decay, layer_decay, depth, weight_decay_norm=0.0
     return list(groups.values())
 
 
-def ref_segmentation(model, weight_decay, layer_decay, no_decay_names=("pos_embed", "cls_token")):
+def ref_segmentation(model, weight_decay, layer_decay, no_decay_names=()):  # mmseg 1.2.2 decays pos_embed, cls_token
     depth = model.backbone.depth
 
     def backbone_layer_id(name):

@@ -404,3 +404,29 @@ def test_paper_recipe_equals_mmseg_mae_config():
                                                             tuple(train["RandomResize"].ratio_range))
     assert d["cat_max_ratio"] == train["RandomCrop"].cat_max_ratio and d["flip_prob"] == train["RandomFlip"].prob
     assert tuple(d["test_scale"]) == tuple({p.type: p for p in cfg.test_pipeline}["Resize"].scale)
+
+
+def test_param_groups_equal_mmseg_layer_decay_constructor(built):
+    """Every parameter's lr scale and weight decay as mmseg's own LayerDecayOptimizerConstructor (the config's
+    `optim_wrapper`) builds them for its EncoderDecoder. mmseg 1.2.2 exempts `pos_embed` / `cls_token` by comparing
+    the full name (`backbone.pos_embed`) with the bare one, which never matches: it decays them, and so do we."""
+    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    from transfer.segmentation.export import segmenter_to_mmseg
+    ours, theirs, cfg = built
+    wrapper_cfg = copy.deepcopy(mae_config().optim_wrapper)
+    paramwise = wrapper_cfg.pop("paramwise_cfg")
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(type=wrapper_cfg.pop("constructor"),
+                                                        optim_wrapper_cfg=wrapper_cfg, paramwise_cfg=paramwise))
+    wrapper = constructor(theirs)
+    mmseg_rule = {name: (g["lr_scale"], g["weight_decay"]) for g in wrapper.optimizer.param_groups
+                  for name in g["param_names"]}
+    o = cfg["optim"]
+    groups = ours.param_groups(o["weight_decay"], o["layer_decay"])
+    names = {id(p): n for n, p in ours.named_parameters()}
+    our_rule = segmenter_to_mmseg({names[id(p)]: (g["lr_scale"], g["weight_decay"])
+                                   for g in groups for p in g["params"]})
+    assert set(our_rule) == set(mmseg_rule) == {n for n, p in theirs.named_parameters() if p.requires_grad}
+    for name, (scale, wd) in mmseg_rule.items():
+        assert our_rule[name][0] == pytest.approx(scale, rel=1e-12) and our_rule[name][1] == wd, name
+    # the two tokens are decayed at the stem's scale (the point where mmseg's rule differs from its intent)
+    assert mmseg_rule["backbone.pos_embed"] == mmseg_rule["backbone.cls_token"] == (0.65 ** 13, 0.05)

@@ -165,3 +165,36 @@ def test_scope_baseline_keeps_the_tasks_and_inits_asked_for():
     assert list(scope_baseline(base, tasks=["in1k_linear", "coco_det"], inits=["scratch"])) == [
         "coco_det/scratch/vit_micro_patch8/bbox_AP"]
     assert scope_baseline(base) == base
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{}", "compares nothing"),
+    (json.dumps({"_comment": "a baseline with no settings"}), "compares nothing"),
+    (json.dumps({"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 1.0, "tolerance": 1.0,
+                                                           "higher_is_better": "no"}}), "higher_is_better must be"),
+    ('{"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 1.0, "tolerance": 1.0}, '
+     '"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "value": 99.0, "tolerance": 1.0}}', "appears twice"),
+    ('{"in1k_linear/mae/vit_tiny_patch16/top1": {"metric": "top1", "metric": "top5", "value": 1, "tolerance": 1}}',
+     "appears twice"),
+])
+def test_baselines_that_compare_nothing_or_read_wrong_are_refused(tmp_path, content, message):
+    path = tmp_path / "ci.json"
+    path.write_text(content)
+    with pytest.raises(ResultError, match=message):
+        find_regressions(_runs(), path)
+
+
+def test_a_baseline_scope_with_nothing_of_the_runs_or_an_unknown_task_is_refused():
+    from results.regression import checked_scope
+    entry = {"metric": "top1", "value": 1.0, "tolerance": 1.0}
+    tasks = ["in1k_linear", "knn"]
+    # a wrong-case task name would be skipped by the scope: it is named instead
+    with pytest.raises(ResultError, match="unknown task 'IN1K_linear'"):
+        checked_scope({"IN1K_linear/mae/vit_tiny_patch16/top1": entry}, tasks, ["mae"], tasks)
+    with pytest.raises(ResultError, match="compares nothing"):  # only another init's settings
+        checked_scope({"knn/supervised/vit_tiny_patch16/top1": entry}, tasks, ["mae", "scratch"], tasks)
+    assert list(checked_scope({"knn/mae/vit_tiny_patch16/top1": entry, "knn/supervised/vit_tiny_patch16/top1": entry},
+                              tasks, ["mae"], tasks)) == ["knn/mae/vit_tiny_patch16/top1"]
+    # missing settings allowed: a baseline none of whose settings was measured compares nothing
+    with pytest.raises(ResultError, match="compares nothing"):
+        find_regressions(_runs(), {"knn/mae/vit_tiny_patch16/top1": entry}, missing_ok=True)

@@ -48,6 +48,58 @@ BAD_INPUTS = [
 ]
 
 
+def _suite_with_baseline(d, o, t, content: str) -> list[str]:
+    """The tiny suite checked against a baseline file holding `content` (written into the test's tmp folder)."""
+    (t / "baseline.json").write_text(content)
+    return ["suite", "--name", "tiny", "--data-root", str(d), "--out", str(o), "--set", f"baseline={t / 'baseline.json'}"]
+
+
+_ENTRY = '{"metric": "top1", "value": 10.0, "tolerance": 1.0}'
+BAD_INPUTS += [  # regression baselines that would compare nothing or read wrong: refused before the suite's steps
+    ("empty baseline", lambda d, o, t: _suite_with_baseline(d, o, t, "{}"), "compares nothing"),
+    ("comment-only baseline", lambda d, o, t: _suite_with_baseline(d, o, t, '{"_comment": "x"}'), "compares nothing"),
+    ("baseline of another init", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/dino/vit_micro_patch8/top1": %s}' % _ENTRY), "compares nothing"),
+    ("wrong-case task in baseline", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"KNN/mae/vit_micro_patch8/top1": %s}' % _ENTRY), "unknown task 'KNN'"),
+    ("higher_is_better a string", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/mae/vit_micro_patch8/top1": %s}' % _ENTRY.replace("}", ', "higher_is_better": "no"}')),
+     "higher_is_better must be"),
+    ("duplicate baseline key", lambda d, o, t: _suite_with_baseline(
+        d, o, t, '{"knn/mae/vit_micro_patch8/top1": %s, "knn/mae/vit_micro_patch8/top1": %s}' % (_ENTRY, _ENTRY)),
+     "appears twice"),
+]
+
+
+
+def _knn(d, o, *extra) -> list[str]:
+    return ["run", "--task", "knn", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(d / "imagenet"),
+            "--out", str(o), "--recipe", "smoke", "--set", "runtime.device=cpu", *extra]
+
+
+def _truncated_ckpt(t: Path) -> str:
+    """A tiny MAE checkpoint cut in half (an interrupted copy)."""
+    from mae_core.checkpoint import save_checkpoint
+    save_checkpoint(t / "whole.pth", tiny_mae(img_size=32).state_dict())
+    data = (t / "whole.pth").read_bytes()
+    (t / "cut.pth").write_bytes(data[:len(data) // 2])
+    return str(t / "cut.pth")
+
+
+BAD_INPUTS += [  # issue 23 item 13: cryptic errors or a recipe.py left behind
+    ("out on a read-only path", lambda d, o, t: tiny_pretrain_args(d, Path("/sys/mae-bench-test-run"), 1),
+     "cannot write the run folder"),
+    ("pretrain on a CUDA device that is not there", lambda d, o, t: [*tiny_pretrain_args(d, o, 1), "--set",
+                                                                     "runtime.device=cuda:99"], "runtime.device=cuda:99"),
+    ("knn on a CUDA device that is not there", lambda d, o, t: _knn(d, o, "--set", "runtime.device=cuda:99"),
+     "runtime.device=cuda:99"),
+    ("a recipe section set to None", lambda d, o, t: _knn(d, o, "--set", "knn=None"), "knn is a section"),
+    ("knn.k above the training set (found after the folder is claimed)",
+     lambda d, o, t: _knn(d, o, "--set", "knn.k=1000"), "knn.k must be an integer in [1, 24]"),
+    ("truncated checkpoint", lambda d, o, t: [*_knn(d, o)[:4], _truncated_ckpt(t), *_knn(d, o)[5:]], "truncated"),
+]
+
+
 @pytest.mark.parametrize("name,argv,phrase", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_line_before_any_work(name, argv, phrase, synth_root, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
@@ -512,3 +564,15 @@ def test_bad_data_is_one_line_before_training(name, layout, corrupt, argv, phras
     assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
     assert phrase in lines[0], lines[0]
     assert not (out / "result.json").exists() and not list(out.glob("checkpoint*")) and not (out / "model_final.pth").exists()
+
+
+def test_a_read_only_file_system_under_out_is_one_line(synth_root, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = main(tiny_pretrain_args(synth_root, tmp_path / "run", 1))
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the run folder" in err and "Read-only file system" in err, err
+    assert "Traceback" not in err and "OSError" not in err

@@ -5,7 +5,7 @@ import shutil
 
 from benchmarks.cli import main
 from benchmarks.running.identity import IDENTITY_FILE, difference, listing_fingerprint
-from benchmarks.run_folder import LOCK
+from benchmarks.running.run_folder import LOCK
 from results.record import sha256_file
 from tests.conftest import tiny_pretrain_args
 from tests.test_classification import run_args

@@ -137,7 +137,11 @@ def test_layer_decay_follows_mmseg_rule():
     scale = {id(p): (g["lr_scale"], g["weight_decay"]) for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert scale[id(named["backbone.vit.patch_embed.proj.weight"])] == (0.5 ** 13, 0.05)
-    assert scale[id(named["backbone.vit.pos_embed"])] == (0.5 ** 13, 0.0)
+    assert scale[id(named["backbone.vit.pos_embed"])] == (0.5 ** 13, 0.05)  # decayed, as mmseg 1.2.2 does
+    assert scale[id(named["backbone.vit.cls_token"])] == (0.5 ** 13, 0.05)
+    intended = {id(p): g["weight_decay"] for g in model.param_groups(0.05, 0.5, ("pos_embed", "cls_token"))
+                for p in g["params"]}
+    assert intended[id(named["backbone.vit.pos_embed"])] == intended[id(named["backbone.vit.cls_token"])] == 0.0
     assert scale[id(named["backbone.vit.blocks.0.attn.qkv.weight"])] == (0.5 ** 12, 0.05)
     assert scale[id(named["backbone.vit.blocks.11.mlp.fc1.bias"])] == (0.5, 0.0)
     assert scale[id(named["decode_head.conv_seg.weight"])] == (1.0, 0.05)

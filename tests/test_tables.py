@@ -424,3 +424,24 @@ def test_results_tables_and_regression_import_without_torch(tmp_path):
             f"main(['tables', '--results', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}, '--set', "
             "'plots=False']); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
+
+
+def test_runs_of_different_dataset_roots_are_not_pooled(tmp_path):
+    """Three roots that all call themselves imagenet/val: three cells, each naming its root, not one mean of 50 ± 43."""
+    roots = ["/data/a/imagenet", "/data/b/imagenet", "/data/c/imagenet"]
+    runs = {f"r{i}": record("in1k_linear", "mae", {"top1": v, "top5": 90.0}, dataset={**IN1K_DATA, "root": root})
+            for i, (root, v) in enumerate(zip(roots, [0.0, 75.0, 75.0]))}
+    runs["r2_again"] = record("in1k_linear", "mae", {"top1": 85.0, "top5": 90.0},
+                              dataset={**IN1K_DATA, "root": roots[2] + "/"})  # the same folder, spelt with a slash
+    build_tables(write_runs(tmp_path / "r", runs), tmp_path / "out", TASKS.values(), plots=False, echo=False,
+                 show_reference=False)
+    cells = list(csv.DictReader(io.StringIO((tmp_path / "out" / "in1k.csv").read_text())))
+    top1 = {c["data"]: (float(c["value"]), c["n"]) for c in cells if c["metric"] == "top1"}
+    assert top1 == {f"{DATA} · {roots[0]}": (0.0, "1"), f"{DATA} · {roots[1]}": (75.0, "1"),
+                    f"{DATA} · {roots[2]}": (80.0, "2")}
+    # one root: the label stays as it was
+    same = record("in1k_linear", "mae", {"top1": 10.0, "top5": 90.0}, dataset={**IN1K_DATA, "root": roots[0]})
+    build_tables(write_runs(tmp_path / "one", {"a": runs["r0"], "b": same}), tmp_path / "out1", TASKS.values(),
+                 plots=False, echo=False, show_reference=False)
+    cells = list(csv.DictReader(io.StringIO((tmp_path / "out1" / "in1k.csv").read_text())))
+    assert {(c["data"], float(c["value"]), c["n"]) for c in cells if c["metric"] == "top1"} == {(DATA, 5.0, "2")}

@@ -95,3 +95,32 @@ def test_register_task_checks_its_facts(monkeypatch):
         Task("city", runner, data="cityscapes", metrics=("mIoU",), eval_data="Cityscapes val")
     with pytest.raises(ValueError, match="unknown options"):
         Task("city", runner, data="ade20k", metrics=("mIoU",), eval_data="ADE20K val", options=("fast",))
+
+
+BROKEN_PLUGINS = {  # module text -> a phrase of the one line that names it
+    "raises": ("raise RuntimeError('plugin failed at import')\n", "plugin failed at import"),
+    "syntax": ("def broken(:\n", "SyntaxError"),
+    "twice": ("from benchmarks.tasks import register_task\nregister_task('knn', lambda cfg, **kw: None)\n",
+              "registered already"),
+    "absent": (None, "No module named"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_PLUGINS))
+def test_a_broken_task_module_is_one_line_and_help_still_works(kind, tmp_path):
+    text, phrase = BROKEN_PLUGINS[kind]
+    name = f"broken_{kind}"
+    if text is not None:
+        (tmp_path / f"{name}.py").write_text(text)
+    env = {**os.environ, "MAE_BENCH_TASKS": name, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    helped = run("--help")
+    assert helped.returncode == 0 and "usage:" in helped.stdout, helped.stderr
+    assert helped.stderr.count("mae-bench: warning:") == 1 and f"'{name}'" in helped.stderr and phrase in helped.stderr
+    ran = run("tables", "--results", str(tmp_path), "--out", str(tmp_path / "tables"))
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("mae-bench: error:")]
+    assert ran.returncode == 1 and len(errors) == 1 and f"'{name}'" in errors[0] and phrase in errors[0], ran.stderr
+    assert "Traceback" not in ran.stderr and not (tmp_path / "tables").exists()

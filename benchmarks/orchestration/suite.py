@@ -87,28 +87,39 @@ def baseline_path(name: str | None) -> Path | None:
     return BASELINE_DIR / name if path.name == name else path  # a bare file name lives in benchmarks/baselines/
 
 
+def _scoped_baseline(cfg, path: Path) -> dict:
+    """The baseline's settings of the tasks and inits this suite runs; refused when that is none of them, or when a
+    key names a task that is not registered."""
+    from results.regression import checked_scope, load_baseline
+    return checked_scope(load_baseline(path), list(downstream_tasks()) if cfg.tasks is None else list(cfg.tasks),
+                         list(cfg.inits), list(TASKS), f"baseline {path}")
+
+
 def run_suite(cfg, data: DataPaths, out: str | Path, *, update_baseline: bool = False, tolerance: float = 5.0) -> dict:
     """Run every step (skipping finished ones), then the regression check. Returns
     {"records": [...], "regressions": [...], "baseline": path or None, "seconds": float}."""
     out = Path(out)
+    path = baseline_path(cfg.baseline)
+    scoped = None
+    if path is not None and not update_baseline and path.exists():  # a bad baseline is refused before any work
+        scoped = _scoped_baseline(cfg, path)
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg, data, out)
     t0 = time.time()
     run_steps(steps, kind="suite ")
     records = [read_result(s.record) for s in steps if s.record is not None]
     result = {"records": records, "regressions": [], "baseline": None, "seconds": time.time() - t0}
-    path = baseline_path(cfg.baseline)
     if path is None:
         return result
-    from results.regression import find_regressions, load_baseline, scope_baseline, write_baseline
+    from results.regression import find_regressions, write_baseline
     if update_baseline:
         write_baseline(records, path, tolerance=tolerance, metrics=primary_metrics())
         print(f"wrote baseline {path} ({len(records)} runs, tolerance {tolerance} points)")
-    elif not path.exists():
+        scoped = _scoped_baseline(cfg, path)
+    elif scoped is None:
         print(f"no baseline at {path}: nothing compared (--update-baseline writes one)")
         return result
     result["baseline"] = path
-    # checked on the tasks and inits this suite runs (the demo runs two inits)
-    scoped = scope_baseline(load_baseline(path), downstream_tasks() if cfg.tasks is None else cfg.tasks, cfg.inits)
+    # checked on the tasks and inits this suite runs (the demo runs two inits; `scoped` was read before the steps)
     result["regressions"] = find_regressions(records, scoped)
     return result

@@ -30,6 +30,10 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
     if not Path(data).exists():
         raise MaeBenchError(f"dataset path not found: {data}")
     cfg.task = task
+    device = (cfg.get("runtime") or {}).get("device")
+    if str(device).startswith("cuda"):  # before the run folder is claimed (recipe.py written)
+        from mae_core.distributed import check_device
+        check_device(device)
     main = int(os.environ.get("RANK", "0")) == 0
     identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
     with claim(out, cfg, main, identity):

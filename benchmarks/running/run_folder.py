@@ -78,16 +78,39 @@ def claim(out: str | Path, cfg, main: bool = True, identity: dict | None = None)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MaeBenchError(f"--out {out} is a file; give a folder for the run")
-    out.mkdir(parents=True, exist_ok=True)
-    fd = _take_lock(out)
+    created = not out.exists()
+    fresh = created or not any(out.iterdir())
     try:
-        remove_stale_temps(out)
-        _check_same_recipe(out, recipe_text(cfg))
-        if identity is not None:
-            check_identity(out, _stored_identity(out), identity)
-        save_recipe(cfg, out)
-        if identity is not None:
-            write_bytes_atomic(out / IDENTITY_FILE, (json.dumps(identity, indent=1) + "\n").encode())
+        out.mkdir(parents=True, exist_ok=True)
+        fd = _take_lock(out)
+    except OSError as e:  # a read-only file system, no permission
+        raise MaeBenchError(f"cannot write the run folder --out {out}: {e.strerror or e}") from None
+    try:
+        try:
+            remove_stale_temps(out)
+            _check_same_recipe(out, recipe_text(cfg))
+            if identity is not None:
+                check_identity(out, _stored_identity(out), identity)
+            save_recipe(cfg, out)
+            if identity is not None:
+                write_bytes_atomic(out / IDENTITY_FILE, (json.dumps(identity, indent=1) + "\n").encode())
+        except OSError as e:
+            raise MaeBenchError(f"cannot write the run folder --out {out}: {e.strerror or e}") from None
         yield
+    except BaseException:
+        if fresh:
+            _forget_unstarted(out, created)
+        raise
     finally:
         os.close(fd)  # releases the flock; the file stays (harmless, and reused by the next run)
+
+
+def _forget_unstarted(out: Path, created: bool) -> None:
+    """A run into an empty folder that failed before writing anything but recipe.py (bad input found late, no GPU)
+    leaves the folder as it found it: a recipe.py alone would look like a run."""
+    if {p.name for p in out.iterdir()} <= {"recipe.py", IDENTITY_FILE, LOCK}:
+        (out / "recipe.py").unlink(missing_ok=True)
+        (out / IDENTITY_FILE).unlink(missing_ok=True)
+        if created:
+            (out / LOCK).unlink(missing_ok=True)
+            out.rmdir()

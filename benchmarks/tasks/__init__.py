@@ -101,11 +101,20 @@ def primary_metrics() -> dict[str, tuple[str, ...]]:
     return {t.name: t.metrics for t in downstream_tasks().values()}
 
 
+# one line per MAE_BENCH_TASKS module that failed to import or register: `mae-bench --help` still works (with a
+# warning), commands that need the tasks stop with the line (benchmarks.cli)
+DISCOVERY_ERRORS: list[str] = []
+
+
 def _discover() -> None:
-    for module in pkgutil.iter_modules(__path__):  # sorted by name
+    for module in pkgutil.iter_modules(__path__):  # sorted by name; a broken built-in task is a bug: it raises
         importlib.import_module(f"{__name__}.{module.name}")
     for module in filter(None, (m.strip() for m in os.environ.get("MAE_BENCH_TASKS", "").split(","))):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # user code: a missing module, a syntax error, a raise, a task registered twice
+            what = f"{type(e).__name__}: {e}".splitlines()[0]
+            DISCOVERY_ERRORS.append(f"MAE_BENCH_TASKS module {module!r} could not be loaded ({what})")
 
 
 _discover()

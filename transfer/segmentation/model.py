@@ -58,9 +58,12 @@ class Segmenter(nn.Module):
         logits = F.interpolate(self(x)[0], size=x.shape[2:], mode="bilinear", align_corners=False)
         return logits[:, :, :h, :w]
 
-    def param_groups(self, weight_decay: float, layer_decay: float, no_decay_names=("pos_embed", "cls_token")) -> list[dict]:
+    def param_groups(self, weight_decay: float, layer_decay: float, no_decay_names=()) -> list[dict]:
         """AdamW groups with mmseg's LearningRateDecayOptimizerConstructor rule (= MAE's): lr_scale
-        decay^(depth + 1 - layer_id); no weight decay on 1-D parameters, biases and `no_decay_names`."""
+        decay^(depth + 1 - layer_id); no weight decay on 1-D parameters, biases and `no_decay_names`.
+        mmseg 1.2.2 means to exempt pos_embed and cls_token but compares the full name (`backbone.pos_embed`)
+        with the bare one, so it decays both; the paper's ADE20K numbers come from that code, so we decay them too
+        (`no_decay_names=("pos_embed", "cls_token")` gives the intended rule)."""
         depth = self.backbone.depth
 
         def decay(name: str, p: nn.Parameter) -> float:
