@@ -12,7 +12,7 @@ from pathlib import Path
 from mae_core.errors import MaeBenchError
 from results.record import read_result
 
-from ..tasks import downstream_tasks, get_task, primary_metrics
+from ..tasks import TASKS, downstream_tasks, get_task, primary_metrics
 from .steps import Step, run_steps, tables_step, task_step
 
 BASELINE_DIR = Path(__file__).parents[1] / "baselines"
