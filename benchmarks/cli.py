@@ -160,6 +160,16 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import json
+    from results.compare import compare_paths
+    sides = [side.split(",") if "," in side else side for side in (args.a, args.b)]
+    rows, text = compare_paths(*sides, metrics=args.metric, resamples=args.resamples, seed=args.seed,
+                               level=args.level)
+    print(json.dumps(rows, indent=2) if args.json else text)
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .commands import tables
     tables(_load("tables", args), args.results, args.out)
@@ -219,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--out", required=True, help="output folder")
     _recipe_opts(tables)
     tables.set_defaults(func=cmd_tables)
+
+    cmp = sub.add_parser("compare", help="two runs (or seed groups) on the same evaluation images: the metric "
+                         "difference with its paired bootstrap interval, McNemar's exact p for top-1")
+    cmp.add_argument("a", metavar="RUN_A", help="a run folder, a folder of seed runs, or several paths joined by commas")
+    cmp.add_argument("b", metavar="RUN_B", help="the same for the other side")
+    cmp.add_argument("--metric", action="append", help="compare only this metric (repeatable; default: all the "
+                     "runs' per-image evidence gives: top1 top5, mIoU, bbox_AP segm_AP)")
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    cmp.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    cmp.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    cmp.set_defaults(func=cmd_compare)
 
     vis = sub.add_parser("visualize", help="Figure 2 style reconstructions from an MAE checkpoint")
     vis.add_argument("--ckpt", required=True, help="MAE checkpoint with its decoder")
