@@ -1,0 +1,141 @@
+"""`mae-bench compare` end to end on tiny runs: the per-image evidence each run writes reproduces its own metric,
+the paired numbers agree with an independent count, and runs on other images are refused in one line."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from results.compare import load_run
+from results.evidence import read_predictions, read_seg_counts
+from results.record import make_record, read_result, write_result
+
+from .test_classification import run_args as cls_args
+from .test_segmentation import TINY as SEG_TINY
+
+
+@pytest.fixture(scope="module")
+def cls_runs(synth_root, mae_ckpt, tmp_path_factory):
+    """Linear probes of the tiny MAE (cached features) and of a scratch encoder (images), 1 epoch each, and k-NN."""
+    root = tmp_path_factory.mktemp("cmp")
+    assert main(cls_args("in1k_linear", mae_ckpt, synth_root, root / "mae", epochs=1,
+                         extra=["runtime.cache_features=True", "data.augment='none'"])) == 0
+    assert main(cls_args("in1k_linear", "scratch", synth_root, root / "scratch", epochs=1,
+                         extra=["runtime.cache_features=False"], arch="vit_tiny_patch16")) == 0
+    assert main(["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(mae_ckpt), "--data", str(synth_root),
+                 "--out", str(root / "knn"), "--set", "model.img_size=32", "--set", "schedule.batch_size=8",
+                 "--set", "runtime.device='cpu'"]) == 0
+    return root
+
+
+def test_predictions_name_every_val_image_and_reproduce_top1(cls_runs, synth_root):
+    val = synth_root / "imagenet" / "val"
+    files = sorted(p.relative_to(val).as_posix() for p in val.rglob("*") if p.is_file())
+    for name in ("mae", "scratch", "knn"):
+        rec = read_result(cls_runs / name)
+        ids, labels, top5 = read_predictions(cls_runs / name)
+        assert ids == files  # image id: the path under the split folder
+        classes = sorted(p.name for p in val.iterdir())
+        assert [classes[y] for y in labels] == [f.split("/")[0] for f in ids]
+        assert 100.0 * float((top5[:, 0] == labels).sum()) / len(ids) == rec["metrics"]["top1"]  # bit for bit
+        assert 100.0 * float((top5 == labels[:, None]).any(1).sum()) / len(ids) == rec["metrics"]["top5"]
+        load_run(cls_runs / name)  # the loader's own check agrees
+
+
+def test_compare_prints_the_paired_numbers_and_mcnemar(cls_runs, capsys):
+    a, b = cls_runs / "mae", cls_runs / "scratch"
+    assert main(["compare", str(a), str(b), "--json", "--resamples", "500"]) == 0
+    rows = {r["metric"]: r for r in json.loads(capsys.readouterr().out)}
+    ra, rb = read_result(a)["metrics"], read_result(b)["metrics"]
+    top1 = rows["top1"]
+    assert (top1["a"], top1["b"]) == (ra["top1"], rb["top1"]) and top1["diff"] == pytest.approx(ra["top1"] - rb["top1"])
+    assert top1["low"] <= top1["high"] and top1["resamples"] == 500 and top1["images"] == 8
+    _, la, pa = read_predictions(a)
+    _, lb, pb = read_predictions(b)
+    ok_a, ok_b = pa[:, 0] == la, pb[:, 0] == lb
+    assert (top1["mcnemar"]["only_a"], top1["mcnemar"]["only_b"]) == (int((ok_a & ~ok_b).sum()),
+                                                                         int((~ok_a & ok_b).sum()))
+    assert "top5" in rows and "mcnemar" not in rows["top5"]
+    assert main(["compare", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert "top-1" in text and "McNemar" in text and "95% interval" in text
+
+
+def test_compare_refuses_other_images_or_tasks_in_one_line(cls_runs, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(cls_runs / "mae", other)
+    rows = list(csv.reader(open(other / "predictions.csv")))
+    rows[1][0] = "elsewhere/x.png"
+    with open(other / "predictions.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    assert main(["compare", str(cls_runs / "mae"), str(other)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "different evaluation images" in err and len(err.splitlines()) == 1
+    assert main(["compare", str(cls_runs / "mae"), str(cls_runs / "knn")]) == 1
+    assert "compare runs of one task" in capsys.readouterr().err
+
+
+def test_seed_group_side(cls_runs, tmp_path, capsys):
+    """A folder of several runs is a seed group: the A value is the mean of its runs' metrics."""
+    group = tmp_path / "group"
+    for i, name in enumerate(("mae", "scratch")):
+        shutil.copytree(cls_runs / name, group / f"seed_{i}")
+    assert main(["compare", str(group), str(cls_runs / "scratch"), "--json", "--resamples", "200"]) == 0
+    top1 = json.loads(capsys.readouterr().out)[0]
+    want = (read_result(cls_runs / "mae")["metrics"]["top1"] + read_result(cls_runs / "scratch")["metrics"]["top1"]) / 2
+    assert top1["a"] == pytest.approx(want) and top1["runs_a"] == 2 and "mcnemar" not in top1
+
+
+def seg_run(data, out, seed):
+    sets = [*SEG_TINY, "schedule.iters=2", "schedule.eval_interval=2", "model.img_size=32", "data.scale=(128,32)",
+            "data.test_scale=(128,32)", f"runtime.seed={seed}"]
+    return main(["run", "--task", "ade20k_seg", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data", str(data),
+                 "--out", str(out), "--recipe", "smoke", *[a for s in sets for a in ("--set", s)]])
+
+
+def test_segmentation_counts_sum_to_the_runs_metrics_and_compare(synth_root, tmp_path, capsys):
+    for seed in (0, 1):
+        assert seg_run(synth_root, tmp_path / f"s{seed}", seed) == 0
+    rec = read_result(tmp_path / "s0")
+    ids, counts = read_seg_counts(tmp_path / "s0", rec["dataset"]["num_classes"])
+    assert len(ids) == rec["dataset"]["val_images"]
+    # the summed per-image areas are the confusion matrix's diagonal, column and row sums: the run's numbers,
+    # bit for bit (mmsegmentation's IoU = I / (P + L - I), Acc = I / L, aAcc = sum I / sum L)
+    tp, pred, gt = counts.sum(0).T.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert 100.0 * float(np.nanmean(tp / (gt + pred - tp))) == rec["metrics"]["mIoU"]
+        assert 100.0 * float(np.nanmean(tp / gt)) == rec["metrics"]["mAcc"]
+    assert float(100.0 * tp.sum() / gt.sum()) == rec["metrics"]["aAcc"]
+    assert load_run(tmp_path / "s0").scorers["mIoU"].full() == rec["metrics"]["mIoU"]  # bit for bit
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "s0"), str(tmp_path / "s1"), "--json", "--resamples", "200"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["metric"] == "mIoU" and row["low"] <= row["high"]
+
+
+def test_detection_compare_on_written_detections(synth_root, tmp_path, capsys):
+    """Hand-written detection runs: the ground truth itself (AP 100) against the boxes shifted by a few pixels."""
+    from transfer.detection.coco_file import load_coco
+    from transfer.detection.evaluate import coco_eval
+    ann = synth_root / "coco" / "annotations" / "instances_val2017.json"
+    gt = load_coco(ann)
+    ids = sorted(gt.imgs)
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in gt.dataset["annotations"] if not a.get("iscrowd")]
+    shifted = [{**d, "bbox": [d["bbox"][0] + 3, d["bbox"][1] + 2, *d["bbox"][2:]]} for d in perfect]
+    for name, dets in (("perfect", perfect), ("shifted", shifted)):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "coco_instances_results.json").write_text(json.dumps(dets))
+        (out / "coco_eval.json").write_text(json.dumps({"annotation_file": str(ann), "image_ids": ids}))
+        metrics = coco_eval(gt, dets, ids, ("bbox",))
+        write_result(out, make_record(task="coco_det", protocol="coco_det", arch="vit_tiny_patch16",
+                                      init={"kind": "scratch", "ckpt": None, "sha256": None},
+                                      dataset={"name": "synth", "root": str(synth_root), "split": "val2017"},
+                                      metrics=metrics, recipe={}, started="", finished="", wall_s=0.0))
+    assert main(["compare", str(tmp_path / "perfect"), str(tmp_path / "shifted"), "--json", "--resamples", "100"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["metric"] == "bbox_AP" and row["a"] == pytest.approx(100.0)
+    assert row["diff"] > 0 and row["low"] <= row["diff"] <= row["high"]
