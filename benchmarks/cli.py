@@ -172,7 +172,8 @@ def cmd_compare(args) -> int:
 
 def cmd_tables(args) -> int:
     from .commands import tables
-    tables(_load("tables", args), args.results, args.out)
+    tables(_load("tables", args), args.results, args.out, ci=args.ci, baseline=args.baseline,
+           versus={"resamples": args.resamples, "seed": args.seed})
     return 0
 
 
@@ -227,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="build the paper's tables from result files")
     tables.add_argument("--results", required=True, help="folder searched for result.json files")
     tables.add_argument("--out", required=True, help="output folder")
+    tables.add_argument("--ci", nargs="?", type=float, const=0.95, metavar="LEVEL",
+                        help="show each seed group's Student t interval of its mean (default level 0.95)")
+    tables.add_argument("--baseline", metavar="TABLE:ROW", help="mark every other row of TABLE with its difference "
+                        "to ROW (its id, e.g. m1, or label) and the paired bootstrap interval, e.g. in1k:m1")
+    tables.add_argument("--resamples", type=int, default=1000, help="--baseline: bootstrap resamples (default 1000)")
+    tables.add_argument("--seed", type=int, default=0, help="--baseline: bootstrap seed (default 0)")
     _recipe_opts(tables)
     tables.set_defaults(func=cmd_tables)
 

@@ -21,12 +21,13 @@ def pretrain(cfg, data: str, out: str, resume: str | None = None) -> dict | None
     return stats
 
 
-def tables(cfg, results: str | Path, out: str | Path) -> list[Path]:
-    """The paper's tables from every result.json under `results`, one table per registered task beside them."""
+def tables(cfg, results: str | Path, out: str | Path, **options) -> list[Path]:
+    """The paper's tables from every result.json under `results`, one table per registered task beside them;
+    `options`: build_tables' ci, baseline and versus."""
     from results.tables import build_tables  # pandas only: works without torch
 
     from .tasks import TASKS
     written = build_tables(results, out, TASKS.values(), reference=cfg.reference, decimals=cfg.decimals,
-                           show_reference=cfg.show_reference, plots=cfg.plots)  # prints the tables (Markdown)
+                           show_reference=cfg.show_reference, plots=cfg.plots, **options)  # prints the tables (Markdown)
     print(f"wrote {len(written)} files to {out}")
     return written

@@ -139,3 +139,24 @@ def test_detection_compare_on_written_detections(synth_root, tmp_path, capsys):
     row = json.loads(capsys.readouterr().out)[0]
     assert row["metric"] == "bbox_AP" and row["a"] == pytest.approx(100.0)
     assert row["diff"] > 0 and row["low"] <= row["diff"] <= row["high"]
+
+
+def test_tables_baseline_marks_each_row_with_its_paired_interval(cls_runs, tmp_path, capsys):
+    import pandas as pd
+    results = tmp_path / "results"
+    shutil.copytree(cls_runs / "scratch", results / "scratch")
+    for seed in (0, 1):  # a seed group of two (identical) MAE runs: mean ± std (n=2) and its t interval
+        shutil.copytree(cls_runs / "mae", results / "mae" / f"seed_{seed}")
+    assert main(["tables", "--results", str(results), "--out", str(tmp_path / "t"), "--set", "plots=False",
+                 "--set", "show_reference=False", "--baseline", "in1k:scratch", "--ci", "--resamples", "300"]) == 0
+    md = (tmp_path / "t" / "in1k.md").read_text()
+    assert "(baseline)" in md and "Δ " in md and "(n=2) [" in md
+    cells = pd.read_csv(tmp_path / "t" / "in1k.csv")
+    mae = cells[cells["method"] == "MAE"].iloc[0]
+    ra, rb = read_result(cls_runs / "mae")["metrics"]["top1"], read_result(cls_runs / "scratch")["metrics"]["top1"]
+    assert mae["diff"] == pytest.approx(ra - rb) and mae["diff_low"] <= mae["diff_high"]
+    assert mae["ci_low"] == pytest.approx(ra) and mae["ci_high"] == pytest.approx(ra)  # std 0: a zero-width interval
+    capsys.readouterr()
+    assert main(["tables", "--results", str(results), "--out", str(tmp_path / "u"), "--set", "plots=False",
+                 "--baseline", "in1k:nothing"]) == 1
+    assert "no measured row 'nothing'" in capsys.readouterr().err
