@@ -121,12 +121,35 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1,2` -> [0, 1, 2]: distinct non-negative integers."""
+    if text is None:
+        return None
+    from mae_core.errors import MaeBenchError
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise MaeBenchError(f"--seeds takes distinct non-negative integers joined by commas, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
 def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from mae_core.errors import MaeBenchError
     from .tasks import run_task
-    cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset,
-                                                 "data.strict": True if args.strict else None})
-    run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
-             options={key: getattr(args, key) for key in TASK_OPTIONS})
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.resume not in (None, "auto"):
+        raise MaeBenchError("--seeds runs several replicates: resume them with --resume auto, not one checkpoint")
+    # one replicate per seed, in RUN/seed_S with runtime.seed = S (a seed group for `tables` and `compare`)
+    for seed in seeds or [None]:
+        cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset, "runtime.seed": seed,
+                                                     "data.strict": True if args.strict else None})
+        out = args.out if seed is None else str(Path(args.out) / f"seed_{seed}")
+        run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=out, resume=args.resume,
+                 options={key: getattr(args, key) for key in TASK_OPTIONS})
     return 0
 
 
@@ -218,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset", type=int)
     run.add_argument("--resume", help="auto or a checkpoint path")
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
+    run.add_argument("--seeds", metavar="S,S,...", help="replicates: one run per seed in OUT/seed_S (runtime.seed = S); "
+                     "tables show their mean ± std (n), compare takes OUT as a seed group")
     for key, (flag, text) in TASK_OPTIONS.items():
         users = ", ".join(t.name for t in TASKS.values() if key in t.options)
         run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}",

@@ -160,3 +160,21 @@ def test_tables_baseline_marks_each_row_with_its_paired_interval(cls_runs, tmp_p
     assert main(["tables", "--results", str(results), "--out", str(tmp_path / "u"), "--set", "plots=False",
                  "--baseline", "in1k:nothing"]) == 1
     assert "no measured row 'nothing'" in capsys.readouterr().err
+
+
+def test_run_seeds_writes_one_replicate_per_seed(cls_runs, synth_root, mae_ckpt, tmp_path, capsys):
+    out = tmp_path / "group"
+    argv = cls_args("in1k_linear", mae_ckpt, synth_root, out, epochs=1,
+                    extra=["runtime.cache_features=True", "data.augment='none'"])
+    assert main([*argv, "--seeds", "0,3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed_0", "seed_3"]
+    for seed in (0, 3):
+        assert read_result(out / f"seed_{seed}")["recipe"]["runtime"]["seed"] == seed
+    # seed 0 is the plain run (runtime.seed defaults to 0), bit for bit
+    assert (out / "seed_0" / "predictions.csv").read_bytes() == (cls_runs / "mae" / "predictions.csv").read_bytes()
+    assert read_result(out / "seed_0")["metrics"] == read_result(cls_runs / "mae")["metrics"]
+    capsys.readouterr()
+    assert main(["compare", str(out), str(cls_runs / "scratch"), "--json", "--resamples", "100"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["runs_a"] == 2
+    assert main([*argv, "--seeds", "0,0"]) == 1
+    assert "--seeds takes distinct" in capsys.readouterr().err
