@@ -178,3 +178,24 @@ def test_run_seeds_writes_one_replicate_per_seed(cls_runs, synth_root, mae_ckpt,
     assert json.loads(capsys.readouterr().out)[0]["runs_a"] == 2
     assert main([*argv, "--seeds", "0,0"]) == 1
     assert "--seeds takes distinct" in capsys.readouterr().err
+
+
+def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
+    import socket
+    import torch
+    import torch.multiprocessing as mp
+    from mae_core.distributed import DistInfo
+    from transfer.classification.evaluate import evaluate_classifier
+
+    from .ddp_eval_worker import two_rank_eval  # a small module: each spawned process imports it
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(7, 6, generator=g), torch.randint(0, 6, (7,), generator=g)  # 4 + 3 images
+    one = evaluate_classifier(lambda b: b, [(logits, labels, torch.arange(7))], DistInfo(), keep=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(two_rank_eval, args=(port, logits, labels, str(tmp_path / "rows.pt")), nprocs=2)
+    two = torch.load(tmp_path / "rows.pt", weights_only=True)
+    rows = two["rows"][two["rows"][:, 0].argsort()]
+    assert torch.equal(rows, one["rows"]) and two["top1"] == one["top1"]
+    assert torch.equal(one["rows"][:, 2], logits.argmax(1)) and torch.equal(one["rows"][:, 1], labels)
