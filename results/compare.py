@@ -173,8 +173,8 @@ def report(rows: list[dict], a: list[Run], b: list[Run], given_a, given_b) -> st
     """The comparison as a few lines of text."""
     rec = a[0].record
     ds = rec["dataset"]
-    what = "/".join(str(x) for x in _what(a[0]) if x is not None and x != rec["task"]) or rec["task"]
-    lines = [f"{rec['task']}{'' if what == rec['task'] else ' (' + what + ')'} on {rows[0]['images']} images "
+    what = "/".join(str(x) for x in _what(a[0])[1:] if x is not None and str(x) not in rec["task"])
+    lines = [f"{rec['task']}{' (' + what + ')' if what else ''} on {rows[0]['images']} images "
              f"({ds.get('name')}/{ds.get('split')})",
              f"A = {_side_text(a, given_a)}", f"B = {_side_text(b, given_b)}"]
     pct = f"{100 * rows[0]['level']:g}%"

@@ -464,7 +464,9 @@ def add_seed_intervals(table: Table, level: float) -> None:
         hi.append(float(c["value"]) + half)
     table.cells = cells.assign(ci_low=pd.Series(lo, dtype=object, index=cells.index),
                                ci_high=pd.Series(hi, dtype=object, index=cells.index))
-    table.notes.append(f"[low, high]: the {100 * level:g}% Student t interval of a cell's mean over its runs (seeds).")
+    if any(v is not None for v in lo):
+        table.notes.append(f"[low, high]: the {100 * level:g}% Student t interval of a cell's mean over its runs "
+                           "(seeds).")
 
 
 # ---- the command ------------------------------------------------------------------------
