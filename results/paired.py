@@ -73,20 +73,21 @@ class SegMetric:
 
 
 class CocoAP:
-    """COCO AP (percent; `stat` 0 = AP over IoU .50:.95) of `detections` (detectron2's results) on `img_ids`.
+    """COCO AP (percent, IoU .50:.95, all areas, 100 detections: COCOeval's stats[0]) of `detections`
+    (detectron2's results) on `img_ids`.
 
     COCOeval matches detections to ground truth per (image, category) (`evaluateImg`); only `accumulate`
     pools images. So the images are evaluated once, and a resample re-runs `accumulate` on the per-image
     records listed in resample order. Giving a resample to COCOeval as `params.imgIds` would be wrong:
     `evaluate` takes np.unique of the ids, so an image drawn twice would count once. Here each resample
     position gets its own id (0..n-1, in `params.imgIds` and in the evaluated parameters), so an image drawn
-    twice is two images, as if its ground truth and detections were copied under a fresh id."""
+    twice is two images, as if its ground truth and detections were copied under a fresh id. A resample
+    accumulates only the area range and detection limit AP needs ("all", 100), a twelfth of the work."""
 
-    def __init__(self, coco_gt, detections: list[dict], img_ids, iou_type: str = "bbox", stat: int = 0):
+    def __init__(self, coco_gt, detections: list[dict], img_ids, iou_type: str = "bbox"):
         from pycocotools.cocoeval import COCOeval
         self.img_ids = sorted(int(i) for i in img_ids)
         self.ids = [str(i) for i in self.img_ids]
-        self.stat = stat
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             dets = coco_gt.loadRes([dict(d) for d in detections]) if detections else None
             self.ev = COCOeval(coco_gt, dets, iou_type)
@@ -99,16 +100,19 @@ class CocoAP:
         if self.empty:
             return 0.0  # nothing detected: COCOeval's AP is 0 wherever ground truth exists (coco_eval)
         ev, n = self.ev, len(self.img_ids)
-        k, a = len(ev._paramsEval.catIds) if ev._paramsEval.useCats else 1, len(ev._paramsEval.areaRng)
+        pe = ev._paramsEval
+        k, a = len(pe.catIds) if pe.useCats else 1, len(pe.areaRng)
+        area = pe.areaRngLbl.index("all")
         rep = copy.copy(ev)
-        rep.evalImgs = [ev.evalImgs[(kk * a + aa) * n + i] for kk in range(k) for aa in range(a) for i in positions]
-        fresh = list(range(len(positions)))  # one id per resample position (see the class docstring)
-        rep.params, rep._paramsEval = copy.copy(ev.params), copy.copy(ev._paramsEval)
-        rep.params.imgIds = rep._paramsEval.imgIds = fresh
+        rep.evalImgs = [ev.evalImgs[(kk * a + area) * n + i] for kk in range(k) for i in positions]
+        rep.params, rep._paramsEval = copy.copy(ev.params), copy.copy(pe)
+        for p in (rep.params, rep._paramsEval):
+            p.imgIds = list(range(len(positions)))  # one id per resample position (see the class docstring)
+            p.areaRng, p.areaRngLbl, p.maxDets = [pe.areaRng[area]], ["all"], [pe.maxDets[-1]]
         with contextlib.redirect_stdout(io.StringIO()):
             rep.accumulate()
-            rep.summarize()
-        return 100.0 * float(rep.stats[self.stat])
+        s = rep.eval["precision"][:, :, :, 0, 0]  # COCOeval.summarize's stats[0]: the mean over defined entries
+        return 100.0 * float(np.mean(s[s > -1])) if (s > -1).any() else -100.0
 
     def full(self) -> float:
         return self._score(range(len(self.img_ids)))
