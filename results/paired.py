@@ -24,9 +24,8 @@ SEED = 0
 
 def weights(idx: np.ndarray, n: int) -> np.ndarray:
     """[b, n] multiplicities of each image in each resample row of `idx`."""
-    w = np.zeros((len(idx), n), dtype=np.float64)
-    np.add.at(w, (np.arange(len(idx))[:, None], idx), 1.0)
-    return w
+    flat = (np.arange(len(idx))[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=len(idx) * n).reshape(len(idx), n).astype(np.float64)
 
 
 class TopK:
