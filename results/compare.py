@@ -108,8 +108,8 @@ def _read_json(path: Path):
 
 
 def load_side(paths) -> list[Run]:
-    runs = [load_run(r) for p in ([paths] if isinstance(paths, (str, Path)) else paths) for r in run_folders(p)]
-    return runs
+    """Every run a side names (a path or a list of paths), loaded."""
+    return [load_run(r) for p in ([paths] if isinstance(paths, (str, Path)) else paths) for r in run_folders(p)]
 
 
 def _what(run: Run) -> tuple:
@@ -117,7 +117,7 @@ def _what(run: Run) -> tuple:
     return rec["task"], rec["protocol"], rec.get("blocks")
 
 
-def check_comparable(a: list[Run], b: list[Run], name_a: str = "A", name_b: str = "B") -> None:
+def check_comparable(a: list[Run], b: list[Run]) -> None:
     """One line and no comparison unless every run is the same task and scored the same images (and labels)."""
     first = a[0]
     for run in (*a, *b):
