@@ -180,6 +180,24 @@ def test_run_seeds_writes_one_replicate_per_seed(cls_runs, synth_root, mae_ckpt,
     assert "--seeds takes distinct" in capsys.readouterr().err
 
 
+def two_rank_eval(rank, port, logits, labels, out):
+    """One of two gloo processes: its ShardSampler share (rank, rank + 2, ...) through evaluate_classifier."""
+    import torch
+    import torch.distributed as tdist
+    from mae_core.distributed import DistInfo
+    from transfer.classification.evaluate import evaluate_classifier
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        mine = list(range(rank, len(labels), 2))
+        batches = [(logits[mine[i:i + 2]], labels[mine[i:i + 2]], torch.tensor(mine[i:i + 2]))
+                   for i in range(0, len(mine), 2)]
+        res = evaluate_classifier(lambda b: b, batches, DistInfo(rank, 2), keep=True)
+        if rank == 0:
+            torch.save({"rows": res["rows"], "top1": res["top1"]}, out)
+    finally:
+        tdist.destroy_process_group()
+
+
 def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
     import socket
     import torch
@@ -187,14 +205,14 @@ def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
     from mae_core.distributed import DistInfo
     from transfer.classification.evaluate import evaluate_classifier
 
-    from .ddp_eval_worker import two_rank_eval  # a small module: each spawned process imports it
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(7, 6, generator=g), torch.randint(0, 6, (7,), generator=g)  # 4 + 3 images
     one = evaluate_classifier(lambda b: b, [(logits, labels, torch.arange(7))], DistInfo(), keep=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(two_rank_eval, args=(port, logits, labels, str(tmp_path / "rows.pt")), nprocs=2)
+    mp.start_processes(two_rank_eval, args=(port, logits, labels, str(tmp_path / "rows.pt")), nprocs=2,
+                       start_method="fork")  # fork: the children inherit the imported torch
     two = torch.load(tmp_path / "rows.pt", weights_only=True)
     rows = two["rows"][two["rows"][:, 0].argsort()]
     assert torch.equal(rows, one["rows"]) and two["top1"] == one["top1"]
