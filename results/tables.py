@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .frame import PAPER_DEFAULTS, PRETRAIN_AXES, arch_label, load_frame, runs_table
+from .record import ResultError
 from .reference import REFERENCE_CSV, is_unverified, load_reference
 from .render import latex_table, markdown_cell, markdown_table, write_text_atomic
 
@@ -497,6 +498,8 @@ def build_tables(results_dir, out_dir, tasks, *, reference: str | Path | None = 
     frame = load_frame(results_dir, warn)
     ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
     tables = make_tables(frame, ref, list(tasks))
+    if ci is not None and not 0 < ci < 1:
+        raise ResultError(f"--ci takes a level in (0, 1), e.g. 0.95; got {ci}")
     if ci:
         for t in tables:
             add_seed_intervals(t, ci)

@@ -34,6 +34,8 @@ def mark_baseline(tables: list, spec: str, results_dir, resamples: int = RESAMPL
     """Add `diff`, `diff_low`, `diff_high` and the shown `versus` text to the cells of the table `spec` names
     ("TABLE:ROW"), each against the baseline row's cell of the same column; a cell whose runs cannot be paired
     with the baseline's (other images, no per-image evidence) says why in the table's notes."""
+    if resamples < 1 or not 0 < level < 1:
+        raise MaeBenchError(f"--resamples must be >= 1 and the level in (0, 1), got {resamples} and {level}")
     name, sep, row = spec.partition(":")
     table = next((t for t in tables if t.name == name), None)
     if not sep or table is None:
