@@ -96,12 +96,30 @@ def cmd_demo(args) -> int:
 
 
 def cmd_suite(args) -> int:
+    from pathlib import Path
+
+    from mae_core.errors import MaeBenchError
     from .suite import DataPaths, run_suite
-    cfg = _load("suite", args, {"subset": args.subset})
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.update_baseline:
+        raise MaeBenchError("--update-baseline takes one suite run; `mae-bench baseline OUT/seed_*` makes a baseline "
+                            "from the seeds' spread")
     data = DataPaths.from_root(args.data_root, imagenet=args.imagenet, coco=args.coco, ade20k=args.ade20k)
-    result = run_suite(cfg, data, args.out, update_baseline=args.update_baseline, tolerance=args.tolerance)
-    print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {args.out}/tables")
-    return _report_regressions(result)
+    cfgs = [(_load("suite", args, {"subset": args.subset, "seed": seed}),  # every seed's recipe before any work
+             args.out if seed is None else str(Path(args.out) / f"seed_{seed}")) for seed in seeds or [None]]
+    code = 0
+    for cfg, out in cfgs:  # one whole suite per seed, in OUT/seed_S with the suite's seed = S
+        result = run_suite(cfg, data, out, update_baseline=args.update_baseline, tolerance=args.tolerance)
+        print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {out}/tables")
+        code = max(code, _report_regressions(result))
+    if seeds:
+        from results.render import write_text_atomic
+        from .seed_table import markdown, seed_rows
+        table = markdown(seed_rows([Path(out) / "runs" for _, out in cfgs]))
+        write_text_atomic(Path(args.out) / "seed_table.md", table + "\n")
+        print(f"{table}\nseed table of {len(seeds)} seeds in {args.out}/seed_table.md; `mae-bench compare` pairs any "
+              "two settings over the seeds (OUT/seed_*/runs/TASK/INIT joined by commas)")
+    return code
 
 
 def cmd_sweep(args) -> int:
@@ -302,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--subset", type=int, help="N images per task (deterministic), for real-data CI")
     suite.add_argument("--update-baseline", action="store_true",
                        help="write the suite's baseline file from this run instead of comparing")
+    suite.add_argument("--seeds", metavar="S,S,...", help="one whole suite per seed in OUT/seed_S (the suite's seed = "
+                       "S), each checked against the baseline, and OUT/seed_table.md: mean ± std (n) per setting")
     suite.add_argument("--tolerance", type=float, default=5.0,
                        help="with --update-baseline: allowed drop per metric, in points (default 5)")
     suite.set_defaults(func=cmd_suite)

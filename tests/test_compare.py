@@ -218,3 +218,22 @@ def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
     assert torch.equal(rows, one["rows"]) and two["top1"] == one["top1"]
     assert torch.equal(one["rows"][:, 2], logits.argmax(1)) and torch.equal(one["rows"][:, 1], labels)
 
+
+
+def test_suite_seeds_runs_one_suite_per_seed_and_a_seed_table(synth_root, tmp_path, capsys):
+    out = tmp_path / "suite"
+    argv = ["suite", "--name", "tiny", "--data-root", str(synth_root), "--out", str(out),
+            "--set", "tasks=['knn']", "--set", "inits=['mae', 'scratch']"]
+    assert main([*argv, "--seeds", "0,1"]) == 0
+    recs = [read_result(out / f"seed_{seed}" / "runs" / "knn" / "mae") for seed in (0, 1)]
+    assert [r["recipe"]["runtime"]["seed"] for r in recs] == [0, 1]
+    assert recs[0]["init"]["sha256"] != recs[1]["init"]["sha256"]  # each seed pretrained its own MAE
+    table = (out / "seed_table.md").read_text()
+    assert "(n=2)" in table and "knn" in table
+    capsys.readouterr()
+    mae = ",".join(str(out / f"seed_{s}" / "runs" / "knn" / "mae") for s in (0, 1))
+    scratch = ",".join(str(out / f"seed_{s}" / "runs" / "knn" / "scratch") for s in (0, 1))
+    assert main(["compare", mae, scratch, "--json", "--resamples", "100"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["runs_a"] == row["runs_b"] == 2
+    assert main([*argv, "--seeds", "0,1", "--update-baseline"]) == 1
