@@ -5,7 +5,7 @@ Each run's per-image evidence (results.evidence) becomes a scorer: `full()` is t
 and `resampled(idx)` the metric on each row of `idx` ([b, n] image positions drawn with replacement), computed on
 the multiset of images the row names (an image drawn twice counts twice). `paired_bootstrap` draws one image
 resample per replicate and scores both sides on it: the pairing is what cancels the images' difficulty
-(Efron & Tibshirani 1993, An Introduction to the Bootstrap, sec. 13; Koehn 2004, Statistical Significance Tests
+(Efron & Tibshirani 1993, An Introduction to the Bootstrap, ch. 13; Koehn 2004, Statistical Significance Tests
 for Machine Translation Evaluation). For seed groups each replicate first resamples each side's seeds, then the
 images (README: Statistics). numpy / scipy / pycocotools, no torch.
 """
