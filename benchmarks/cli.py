@@ -97,12 +97,26 @@ def cmd_demo(args) -> int:
 
 
 def cmd_suite(args) -> int:
+    from pathlib import Path
+
+    from mae_core.errors import MaeBenchError
     from .orchestration.suite import DataPaths, run_suite
-    cfg = _load("suite", args, {"subset": args.subset})
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.update_baseline:
+        raise MaeBenchError("--update-baseline takes one suite run; `mae-bench baseline OUT/seed_*` makes a baseline "
+                            "from the seeds' spread")
     data = DataPaths.from_root(args.data_root, imagenet=args.imagenet, coco=args.coco, ade20k=args.ade20k)
-    result = run_suite(cfg, data, args.out, update_baseline=args.update_baseline, tolerance=args.tolerance)
-    print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {args.out}/tables")
-    return _report_regressions(result)
+    cfgs = [(_load("suite", args, {"subset": args.subset, "seed": seed}),  # every seed's recipe before any work
+             args.out if seed is None else str(Path(args.out) / f"seed_{seed}")) for seed in seeds or [None]]
+    code = 0
+    for cfg, out in cfgs:  # one whole suite per seed, in OUT/seed_S with the suite's seed = S
+        result = run_suite(cfg, data, out, update_baseline=args.update_baseline, tolerance=args.tolerance)
+        print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {out}/tables")
+        code = max(code, _report_regressions(result))
+    if seeds:  # the tables pool a setting's seeds: mean ± std (n)
+        print(f"{len(seeds)} seeds in {args.out}/seed_*: `mae-bench tables --results {args.out}` pools them; "
+              "`mae-bench compare` pairs two settings over the seeds (OUT/seed_*/runs/TASK/INIT joined by commas)")
+    return code
 
 
 def cmd_sweep(args) -> int:
@@ -122,12 +136,35 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1,2` -> [0, 1, 2]: distinct non-negative integers."""
+    if text is None:
+        return None
+    from mae_core.errors import MaeBenchError
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise MaeBenchError(f"--seeds takes distinct non-negative integers joined by commas, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
 def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from mae_core.errors import MaeBenchError
     from .running import run_task
-    cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset,
-                                                 "data.strict": True if args.strict else None})
-    run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=args.out, resume=args.resume,
-             options={key: getattr(args, key) for key in TASK_OPTIONS})
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.resume not in (None, "auto"):
+        raise MaeBenchError("--seeds runs several replicates: resume them with --resume auto, not one checkpoint")
+    # one replicate per seed, in RUN/seed_S with runtime.seed = S (a seed group for `tables` and `compare`)
+    for seed in seeds or [None]:
+        cfg = _load(TASKS[args.task].recipes, args, {"data.subset": args.subset, "runtime.seed": seed,
+                                                     "data.strict": True if args.strict else None})
+        out = args.out if seed is None else str(Path(args.out) / f"seed_{seed}")
+        run_task(args.task, cfg, init=args.ckpt, arch=args.arch, data=args.data, out=out, resume=args.resume,
+                 options={key: getattr(args, key) for key in TASK_OPTIONS})
     return 0
 
 
@@ -150,9 +187,20 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import json
+    from results.compare import compare_paths
+    sides = [side.split(",") if "," in side else side for side in (args.a, args.b)]
+    rows, text = compare_paths(*sides, metrics=args.metric, resamples=args.resamples, seed=args.seed,
+                               level=args.level)
+    print(json.dumps(rows, indent=2) if args.json else text)
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .commands import tables
-    tables(_load("tables", args), args.results, args.out)
+    tables(_load("tables", args), args.results, args.out, ci=args.ci, baseline=args.baseline,
+           versus={"resamples": args.resamples, "seed": args.seed})
     return 0
 
 
@@ -197,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset", type=int)
     run.add_argument("--resume", help="auto or a checkpoint path")
     run.add_argument("--strict", action="store_true", help="an unreadable image fails the run (default: skip and count)")
+    run.add_argument("--seeds", metavar="S,S,...", help="replicates: one run per seed in OUT/seed_S (runtime.seed = S); "
+                     "tables show their mean ± std (n), compare takes OUT as a seed group")
     for key, (flag, text) in TASK_OPTIONS.items():
         users = ", ".join(t.name for t in downstream_tasks().values() if key in t.options)
         run.add_argument("--" + key.replace("_", "-"), help=f"{users}: {text}",
@@ -207,8 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="build the paper's tables from result files")
     tables.add_argument("--results", required=True, help="folder searched for result.json files")
     tables.add_argument("--out", required=True, help="output folder")
+    tables.add_argument("--ci", nargs="?", type=float, const=0.95, metavar="LEVEL",
+                        help="show each seed group's Student t interval of its mean (default level 0.95)")
+    tables.add_argument("--baseline", metavar="TABLE:ROW", help="mark every other row of TABLE with its difference "
+                        "to ROW (its id, e.g. m1, or label) and the paired bootstrap interval, e.g. in1k:m1")
+    tables.add_argument("--resamples", type=int, default=1000, help="--baseline: bootstrap resamples (default 1000)")
+    tables.add_argument("--seed", type=int, default=0, help="--baseline: bootstrap seed (default 0)")
     _recipe_opts(tables)
     tables.set_defaults(func=cmd_tables)
+
+    cmp = sub.add_parser("compare", help="two runs (or seed groups) on the same evaluation images: the metric "
+                         "difference with its paired bootstrap interval, McNemar's exact p for top-1")
+    cmp.add_argument("a", metavar="RUN_A", help="a run folder, a folder of seed runs, or several paths joined by commas")
+    cmp.add_argument("b", metavar="RUN_B", help="the same for the other side")
+    cmp.add_argument("--metric", action="append", help="compare only this metric (repeatable; default: all the "
+                     "runs' per-image evidence gives: top1 top5, mIoU, bbox_AP segm_AP)")
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    cmp.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    cmp.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    cmp.set_defaults(func=cmd_compare)
 
     vis = sub.add_parser("visualize", help="Figure 2 style reconstructions from an MAE checkpoint")
     vis.add_argument("--ckpt", required=True, help="MAE checkpoint with its decoder")
@@ -238,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--subset", type=int, help="N images per task (deterministic), for real-data CI")
     suite.add_argument("--update-baseline", action="store_true",
                        help="write the suite's baseline file from this run instead of comparing")
+    suite.add_argument("--seeds", metavar="S,S,...", help="one whole suite per seed in OUT/seed_S (the suite's seed = "
+                       "S), each checked against the baseline, and OUT/seed_table.md: mean ± std (n) per setting")
     suite.add_argument("--tolerance", type=float, default=5.0,
                        help="with --update-baseline: allowed drop per metric, in points (default 5)")
     suite.set_defaults(func=cmd_suite)

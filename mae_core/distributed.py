@@ -73,3 +73,19 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_rows(rows: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Every process's `rows` (an [n_rank, c] tensor; n_rank may differ) stacked in rank order, on every process:
+    the per-image records an evaluation writes once on rank 0 (padded to the longest, all_gather, unpadded)."""
+    if not info.enabled:
+        return rows
+    n = torch.tensor([len(rows)], dtype=torch.int64, device=rows.device)
+    counts = [torch.zeros_like(n) for _ in range(info.world_size)]
+    dist.all_gather(counts, n)
+    longest = max(int(c) for c in counts)
+    padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    padded[:len(rows)] = rows
+    parts = [torch.zeros_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:int(c)] for p, c in zip(parts, counts)])

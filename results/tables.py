@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .frame import PAPER_DEFAULTS, PRETRAIN_AXES, arch_label, load_frame, runs_table
+from .record import ResultError
 from .reference import REFERENCE_CSV, UNVERIFIED_MARK, is_unverified, load_reference
 from .render import latex_table, markdown_cell, markdown_table, write_text_atomic
 
@@ -37,6 +38,8 @@ AXIS_LABEL = {"mask_ratio": "mask ratio", "mask_strategy": "mask sampling", "dec
               "decoder_embed_dim": "decoder width", "norm_pix_loss": "norm-pix target",
               "mask_tokens_in_encoder": "mask tokens in encoder", "augment": "augmentation",
               "pretrain_epochs": "pretraining epochs"}
+# with `tables --ci`: the interval of a seed group's mean; with `--baseline`: the paired difference to that row
+OPTIONAL_FIELDS = ["ci_low", "ci_high", "diff", "diff_low", "diff_high", "versus"]
 CELL_FIELDS = ["column", "metric", "arch", "value", "std", "n", "kind", "verified", "files", "sha256", "dataset",
                "split", "subset", "notes"]
 LEGEND = ("Measured rows (source `measured`) are means over runs of one setting: `mean ± std (n=runs)`; their data "
@@ -85,9 +88,9 @@ class Table:
         return latex_table(header, rows, caption=self.title, label=f"tab:{self.name}", n_left=len(self.index))
 
     def csv(self) -> str:
-        cols = [*self.index, *CELL_FIELDS, "id"]
+        cols = [*self.index, *CELL_FIELDS, *(c for c in OPTIONAL_FIELDS if c in self.cells), "id"]
         ordered = self.cells.sort_values(["row_sort", "col_sort"], kind="stable")[cols]
-        for col in ("value", "std"):  # 6 decimals: the mean and std of percentages, without float noise
+        for col in ("value", "std", *(c for c in OPTIONAL_FIELDS if c in self.cells and c != "versus")):  # 6 decimals: the mean and std of percentages, without float noise
             ordered[col] = [None if _missing(v) else round(float(v), 6) for v in ordered[col]]
         return ordered.to_csv(index=False, lineterminator="\n")
 
@@ -99,7 +102,12 @@ def format_cell(c, decimals: int = 1) -> str:
     if c["kind"] == "reference":
         return c["value_text"] + unit + (UNVERIFIED_MARK if is_unverified(c["verified"]) else "")
     text = f"{c['value']:.{decimals}f}{unit}"
-    return text + (f" ± {c['std']:.{decimals}f} (n={int(c['n'])})" if c["n"] > 1 else "")
+    text += f" ± {c['std']:.{decimals}f} (n={int(c['n'])})" if c["n"] > 1 else ""
+    if not _missing(c.get("ci_low")):
+        text += f" [{c['ci_low']:.{decimals}f}, {c['ci_high']:.{decimals}f}]"
+    if c.get("versus"):
+        text += " " + c["versus"]
+    return text
 
 
 def provenance_lines(cells: pd.DataFrame) -> list[str]:
@@ -441,6 +449,27 @@ def wallclock_table(ref: pd.DataFrame | None) -> Table | None:
     return table
 
 
+def add_seed_intervals(table: Table, level: float) -> None:
+    """Each measured cell of n > 1 runs gets the Student t interval of its mean over the runs (seeds):
+    mean ± t_{(1+level)/2, n-1} · std / sqrt(n)."""
+    from scipy.stats import t as student_t
+    cells = table.cells
+    lo, hi = [], []
+    for _, c in cells.iterrows():
+        if c["kind"] != "measured" or _missing(c["n"]) or c["n"] < 2:
+            lo.append(None)
+            hi.append(None)
+            continue
+        half = float(student_t.ppf((1 + level) / 2, c["n"] - 1)) * float(c["std"]) / float(c["n"]) ** 0.5
+        lo.append(float(c["value"]) - half)
+        hi.append(float(c["value"]) + half)
+    table.cells = cells.assign(ci_low=pd.Series(lo, dtype=object, index=cells.index),
+                               ci_high=pd.Series(hi, dtype=object, index=cells.index))
+    if any(v is not None for v in lo):
+        table.notes.append(f"[low, high]: the {100 * level:g}% Student t interval of a cell's mean over its runs "
+                           "(seeds).")
+
+
 # ---- the command ------------------------------------------------------------------------
 def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None, tasks) -> list[Table]:
     """Every table there is something to show for, in output order: the protocol table, Figure 9, a table per
@@ -457,17 +486,28 @@ def make_tables(frame: pd.DataFrame, ref: pd.DataFrame | None, tasks) -> list[Ta
 
 
 def build_tables(results_dir, out_dir, tasks, *, reference: str | Path | None = None, decimals: int = 1,
-                 show_reference: bool = True, plots: bool = True, echo: bool = True, warn=None) -> list[Path]:
+                 show_reference: bool = True, plots: bool = True, echo: bool = True, warn=None, ci: float | None = None,
+                 baseline: str | None = None, versus: dict | None = None) -> list[Path]:
     """Read every result.json under `results_dir`, write each table as OUT/<name>.{md,csv,tex}, the PNG plots,
     OUT/runs.csv (one row per run) and OUT/tables.md (all tables); print the Markdown when `echo`. `tasks`: the facts
     of every task (`benchmarks.tasks.TASKS.values()`: name, eval_data, table, table_title, table_metrics), which
-    say the tables there are. With no result files, the tables hold the reference rows alone. Returns the files
-    written."""
+    say the tables there are. With no result files, the tables hold the reference rows alone. `ci` (a level, e.g.
+    0.95): each seed group's t interval of its mean; `baseline` ("TABLE:ROW"): each row's paired difference to
+    that row, with its bootstrap interval (results.versus; `versus`: its resamples, seed, level). Returns the
+    files written."""
     tasks = list(tasks)
     frame = load_frame(results_dir, warn)
     frame = frame[frame["task"].isin([t.name for t in tasks])]  # only the tasks it has tables for (no pretraining)
     ref = load_reference(reference or REFERENCE_CSV) if show_reference else None
     tables = make_tables(frame, ref, tasks)
+    if ci is not None and not 0 < ci < 1:
+        raise ResultError(f"--ci takes a level in (0, 1), e.g. 0.95; got {ci}")
+    if ci:
+        for t in tables:
+            add_seed_intervals(t, ci)
+    if baseline:
+        from .versus import mark_baseline  # reads the runs' per-image evidence: only when asked
+        mark_baseline(tables, baseline, results_dir, **(versus or {}))
     out = Path(out_dir)
     written, texts = [], []
     for t in tables:

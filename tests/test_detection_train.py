@@ -106,3 +106,14 @@ def test_training_raises_ap_far_above_an_untrained_model(tmp_path):
     assert untrained["bbox_AP"] < 2 and untrained["segm_AP"] < 2
     assert trained["bbox_AP"] > untrained["bbox_AP"] + 10
     assert trained["segm_AP"] > untrained["segm_AP"] + 5
+
+
+def test_written_detections_and_coco_eval_json_rescore_to_the_record(trained):
+    """What `mae-bench compare` re-scores: the detections and coco_eval.json (annotation file, evaluated ids)."""
+    from results.compare import load_run
+    rec = read_result(trained)
+    meta = json.loads((trained / "coco_eval.json").read_text())
+    assert len(meta["image_ids"]) == rec["dataset"]["val_images"]
+    run = load_run(trained)
+    for metric in ("bbox_AP", "segm_AP"):
+        assert run.scorers[metric].full() == rec["metrics"][metric]  # pycocotools on the same images, bit for bit

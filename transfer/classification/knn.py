@@ -9,6 +9,7 @@ differs between devices), are broken by index: among equally similar training im
 the lower index is taken, and among classes with equal votes the lower class id ranks first.
 """
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,11 @@ from torch.utils.data import DataLoader
 from mae_core.distributed import DistInfo
 from mae_core.errors import MaeBenchError
 from mae_core.runner import run
+from results.evidence import PREDICTIONS_FILE
 from transfer.encoder import init_encoder
 
 from .data import ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root
+from .evaluate import write_val_predictions
 
 
 def nearest(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -50,24 +53,33 @@ def knn_scores(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats
 
 
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int, temperature: float,
-                 num_classes: int, chunk: int | None = None) -> dict:
-    """{"top1", "top5"} in percent; top-5 counts the first min(5, k) ranked classes, as DINO."""
+                 num_classes: int, chunk: int | None = None, ranked_out: list | None = None) -> dict:
+    """{"top1", "top5"} in percent; top-5 counts the first min(5, k) ranked classes, as DINO. `ranked_out`, when
+    given, gets the top-5 ranked class ids per test image (-1 past min(5, k, classes): what top-5 counted)."""
     scores = knn_scores(train_feats, train_labels, test_feats, k, temperature, num_classes, chunk)
     ranked = scores.sort(dim=1, descending=True, stable=True).indices.cpu()
     correct = ranked == test_labels.view(-1, 1).cpu()
     n = max(len(test_labels), 1)
+    if ranked_out is not None:
+        top = torch.full((len(ranked), 5), -1, dtype=torch.int64)
+        top[:, :min(5, k, num_classes)] = ranked[:, :min(5, k, num_classes)]
+        ranked_out.append(top)
     return {"top1": 100.0 * correct[:, :1].sum().item() / n,
             "top5": 100.0 * correct[:, :min(5, k, num_classes)].sum().item() / n}
 
 
 @torch.no_grad()
-def extract(model, dataset, batch_size: int, workers: int, device: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+def extract(model, dataset, batch_size: int, workers: int, device: str, read: list | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Pre-logit features (cls token after the final norm, or the pooled tokens after fc_norm) in fp32,
-    labels, and the number of unreadable images left out."""
+    labels, and the number of unreadable images left out (`read`, when given, gets each batch's mask of the
+    images kept)."""
     model.eval()
     feats, labels, bad = [], [], 0
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                             pin_memory=device.startswith("cuda")):
+        if read is not None:
+            read.append(torch.as_tensor(batch[2], dtype=torch.bool))
         x, y, n_bad = drop_bad(batch)
         bad += n_bad
         feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu())
@@ -84,10 +96,10 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
     """Extract features of train/ and val/ with the frozen encoder and score val/ by k-NN over train/."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise MaeBenchError("knn runs in one process (start it without torchrun)")
-    return run(cfg, lambda dist: _knn(cfg, init, arch, data, dist, out), out=out)  # trains nothing
+    return run(cfg, lambda dist: _knn(cfg, init, arch, data, out, dist), out=out)  # trains nothing
 
 
-def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo, out=None) -> dict:
+def _knn(cfg: dict, init: str, arch: str | None, data: str, out: str, dist: DistInfo) -> dict:
     data_cfg, model_cfg, knn = cfg["data"], cfg["model"], cfg["knn"]
     root, name = resolve_root(data)
     size = model_cfg["img_size"]
@@ -102,11 +114,15 @@ def _knn(cfg: dict, init: str, arch: str | None, data: str, dist: DistInfo, out=
     model.to(dist.device)
     bs, workers = cfg["schedule"]["batch_size"], data_cfg["num_workers"]
     tr_x, tr_y, tr_bad = extract(model, sets["train"], bs, workers, dist.device)
-    va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device)
+    read, ranked = [], []
+    va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device, read)
     check_k(knn["k"], len(tr_y))
     n_cls = sets["train"].num_classes
     metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, knn["k"],
-                           float(knn["temperature"]), n_cls)
+                           float(knn["temperature"]), n_cls, ranked_out=ranked)
+    val_index = torch.arange(len(sets["val"]))[torch.cat(read)]  # one process: it alone writes
+    write_val_predictions(Path(out) / PREDICTIONS_FILE, sets["val"], torch.cat(
+        [val_index.view(-1, 1), va_y.view(-1, 1), ranked[0]], 1))
     print(f"knn: {info['kind']} {info['arch']}, k={knn['k']}, T={knn['temperature']}, {len(tr_y)} train / "
           f"{len(va_y)} val images ({n_cls} classes, {root}): top1 {metrics['top1']:.2f} top5 {metrics['top5']:.2f}")
     return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device,

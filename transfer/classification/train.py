@@ -20,11 +20,12 @@ from mae_core.engine import Engine, Hook, adamw, batch_plan, epoch_cosine_schedu
 from mae_core.hooks import EMA, BestCheckpoint
 from mae_core.runner import Training, run
 from mae_core.errors import MaeBenchError
+from results.evidence import PREDICTIONS_FILE
 from transfer.encoder import init_encoder
 
 from .data import (ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root,
                    train_transform)
-from .evaluate import evaluate_classifier
+from .evaluate import evaluate_classifier, write_val_predictions
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
 
@@ -113,12 +114,15 @@ def build_criterion(cfg: dict, num_classes: int):
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader, device: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+def extract_features(model: nn.Module, loader, device: str, read: list | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Pre-logit features (what the linear head sees) and labels for a whole loader, and how many
-    unreadable samples were dropped."""
+    unreadable samples were dropped (`read`, when given, gets each batch's mask of the samples kept)."""
     model.eval()
     feats, labels, dropped = [], [], 0
     for batch in loader:
+        if read is not None:
+            read.append(torch.as_tensor(batch[2], dtype=torch.bool))
         x, y, bad = drop_bad(batch)
         feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).cpu())
         labels.append(y)
@@ -158,6 +162,7 @@ class Sources:
         self.batch, self.workers, self.dist = cfg["schedule"]["batch_size"], data_cfg["num_workers"], dist
         self.seed, self.pin = runtime["seed"], dist.device.startswith("cuda")
         self.train, self.val_set, self.val = train_set, val_set, None
+        self.val_index = None  # the val_set index of each image `val` yields, in order (this process's shard)
 
     def prepare(self, model: nn.Module) -> int:
         """Build the evaluation loader, and with cached features compute them; returns how many training
@@ -166,12 +171,15 @@ class Sources:
         self.val = DataLoader(self.val_set, batch_size=self.batch,
                               sampler=ShardSampler(len(self.val_set), dist.rank, dist.world_size),
                               num_workers=self.workers, pin_memory=self.pin)
+        self.val_index = torch.tensor(self.val.sampler.indices, dtype=torch.int64)
         if not self.cached:
             return 0
         *train_feats, dropped = extract_features(
             model, DataLoader(self.train, batch_size=self.batch, num_workers=self.workers), dist.device)
         self.train = TensorDataset(*train_feats)
-        *val_feats, _ = extract_features(model, self.val, dist.device)  # counted by evaluate_classifier's n
+        read = []
+        *val_feats, _ = extract_features(model, self.val, dist.device, read)  # counted by evaluate_classifier's n
+        self.val_index = self.val_index[torch.cat(read)] if read else self.val_index
         self.val = [(val_feats[0][i:i + self.batch], val_feats[1][i:i + self.batch])
                     for i in range(0, len(val_feats[1]), self.batch)]
         return dropped
@@ -185,15 +193,18 @@ class Sources:
                           num_workers=0 if self.cached else self.workers, pin_memory=self.pin)
 
     def eval_forward(self, net: nn.Module):
-        """`forward(batch) -> (logits, labels)` of `net` over `val`."""
-        device = self.dist.device
+        """`forward(batch) -> (logits, labels, val_set indices)` of `net` over `val`, one pass from its start."""
+        device, seen = self.dist.device, [0]
 
         def forward(batch):
+            n = len(batch[1])
+            index = self.val_index[seen[0]:seen[0] + n]
+            seen[0] += n
             if self.cached:
                 x, y = batch
-                return net.head(x.to(device)), y.to(device)
+                return net.head(x.to(device)), y.to(device), index
             x, y, _ = drop_bad(batch)
-            return net(x.to(device)), y.to(device)
+            return net(x.to(device)), y.to(device), index[torch.as_tensor(batch[2], dtype=torch.bool)]
         return forward
 
 
@@ -223,8 +234,8 @@ class TopKEval(Hook):
     """Top-1/top-5 of the reported model (the EMA one with EMA, then also the trained one's, as *_raw) after
     every runtime.eval_every-th epoch and the last."""
 
-    def __init__(self, sources: Sources, model: nn.Module, ema, every: int):
-        self.sources, self.model, self.ema, self.every = sources, model, ema, every
+    def __init__(self, sources: Sources, model: nn.Module, ema, every: int, out: Path):
+        self.sources, self.model, self.ema, self.every, self.out = sources, model, ema, every, out
 
     def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
         if not engine.is_last(epoch) and (epoch + 1) % self.every:
@@ -232,7 +243,10 @@ class TopKEval(Hook):
         src, dist = self.sources, self.sources.dist
         self.model.eval()  # (the EMA model is always in eval mode)
         reported = self.ema.module if self.ema is not None else self.model
-        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, engine.autocast)
+        last = engine.is_last(epoch)
+        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, engine.autocast, keep=last)
+        if last and dist.is_main:  # the reported model's per-image predictions, for paired comparisons
+            write_val_predictions(self.out / PREDICTIONS_FILE, src.val_set, res["rows"])
         stats.update(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
         if self.ema is not None:
             raw = evaluate_classifier(src.eval_forward(self.model), src.val, dist, engine.autocast)
@@ -276,7 +290,7 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
     ema = ModelEmaV3(model, decay=runtime["ema_decay"]) if runtime["ema_decay"] else None
     reported = ema.module if ema is not None else model  # what checkpoints hold as "model" (see hooks.EMA)
     hooks = [*([EMA(ema, model)] if ema is not None else []),
-             TopKEval(sources, model, ema, runtime["eval_every"]),
+             TopKEval(sources, model, ema, runtime["eval_every"], out),
              BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
     config = {"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
               "classes": train_set.classes, "global_pool": model_cfg["global_pool"], "recipe": cfg}

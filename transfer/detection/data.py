@@ -1,21 +1,19 @@
 """COCO instances (real COCO 2017 or the synthetic set) for Mask R-CNN: validated json, counted
 skips, large-scale jitter for training and plain images for evaluation."""
-import contextlib
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocotools.coco import COCO
 from torchvision.transforms.v2 import functional as TF
 
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, open_rgb
 from transfer.data_root import DataLayout
+
+from .coco_file import load_coco
 
 from .masks import InstanceMasks, crop_polygons, flip_polygons, scale_polygons
 
@@ -24,45 +22,6 @@ PAD_VALUE = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # zero after norm
 COCO_LAYOUT = DataLayout("coco", markers=("annotations",), under=("coco",),
                          missing="{data} is not a COCO root (no annotations/ folder) nor a synthetic set (no coco/)")
 resolve_root = COCO_LAYOUT.resolve  # (root with annotations/, train2017/, val2017/; dataset name)
-
-
-def load_coco(path: Path) -> COCO:
-    """pycocotools' COCO index of an instances json; a missing or malformed file is one clear error."""
-    if not path.is_file():
-        raise MaeBenchError(f"COCO annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MaeBenchError(f"cannot read COCO annotations {path}: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        raise MaeBenchError(f"{path} is not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
-    bad = next((i for i, im in enumerate(data["images"]) if not isinstance(im, dict)
-                or not {"id", "file_name"} <= im.keys() or type(im["id"]) is not int
-                or not isinstance(im["file_name"], str)), None)
-    if bad is not None:
-        raise MaeBenchError(f"{path}: images[{bad}] needs an integer 'id' and a string 'file_name'")
-    first = {}
-    for i, im in enumerate(data["images"]):
-        if im["id"] in first:  # pycocotools keeps one image per id: the other is never scored, its boxes merged
-            raise MaeBenchError(f"{path}: images[{i}] repeats the id {im['id']} of images[{first[im['id']]}]; "
-                                "pycocotools indexes one image per id, so one of them would be scored with the "
-                                "other's annotations and the other not at all")
-        first[im["id"]] = i
-    if not data["categories"] or not all(isinstance(c, dict) and "id" in c for c in data["categories"]):
-        raise MaeBenchError(f"{path}: 'categories' is empty or an entry lacks 'id'")
-    data["annotations"] = [a for a in data["annotations"] if isinstance(a, dict) and "image_id" in a]
-    for a in data["annotations"]:  # loadRes and COCOeval need these
-        a.setdefault("iscrowd", 0)
-        a.setdefault("id", None)
-    ids = [a["id"] for a in data["annotations"]]
-    if None in ids or len(set(ids)) != len(ids):  # COCOeval matches by annotation id
-        for i, a in enumerate(data["annotations"]):
-            a["id"] = i + 1
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco.createIndex()
-    return coco
 
 
 def _usable_annotation(a: dict, width: int, height: int, cat_ids: set) -> dict | None:
@@ -96,7 +55,8 @@ class CocoInstances(torch.utils.data.Dataset):
                  strict: bool = False, seed: int = 0, scale_range=(0.1, 2.0), flip: bool = True):
         self.root, self.split, self.train = Path(root), split, train
         self.img_dir = self.root / split
-        self.coco = load_coco(self.root / "annotations" / f"instances_{split}.json")
+        self.ann_file = self.root / "annotations" / f"instances_{split}.json"
+        self.coco = load_coco(self.ann_file)
         if not self.img_dir.is_dir():
             raise MaeBenchError(f"image folder not found: {self.img_dir}")
         self.cat_ids = sorted(self.coco.getCatIds())

@@ -16,6 +16,7 @@ from mae_core.hooks import PeriodicEval
 from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 from transfer.leakage import check_distinct_splits, count_leakage
+from results.evidence import COCO_EVAL_FILE, write_coco_eval
 
 from .data import CocoInstances, collate, resolve_root
 from .evaluate import RESULTS_FILE, coco_eval, predict, write_results
@@ -116,6 +117,7 @@ class CocoEvaluator:
             results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
                                      sum(p[2] for p in parts))
         write_results(self.out / RESULTS_FILE, results)
+        write_coco_eval(self.out / COCO_EVAL_FILE, self.val_set.ann_file.resolve(), ids)  # for paired re-scoring
         metrics = coco_eval(self.val_set.coco, results, ids)
         if dropped:
             metrics["eval_unreadable_images"] = dropped

@@ -16,6 +16,7 @@ from mae_core.hooks import Counter, PeriodicEval
 from mae_core.runner import Training, read_trained, run
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
+from results.evidence import SEG_COUNTS_FILE, write_seg_counts
 from transfer.leakage import count_leakage
 from transfer.encoder import init_encoder
 
@@ -80,8 +81,8 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
         model, info, _ = _load_trained(weights, num_classes, cfg["task"])
         model.to(dist.device)
         res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir,
-                                 num_workers=data_cfg["num_workers"])
-        return _result(res, info, dataset, out, dist)
+                                 num_workers=data_cfg["num_workers"], keep=True)
+        return _result(res, info, dataset, out, dist, val_set)
     train_set = ADE20KDataset(root, "train", data_cfg, num_classes, train=True, subset=data_cfg["subset"],
                               crop=cfg["model"]["img_size"], run_dir=out)
     dataset["train_images"] = len(train_set)
@@ -90,9 +91,12 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
     return _training(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dataset, dist)
 
 
-def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo) -> dict:
-    """The task's result from an evaluation's `res`; RUN/per_class.json beside it."""
+def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo, val_set: ADE20KDataset) -> dict:
+    """The task's result from an evaluation's `res`; RUN/per_class.json and RUN/seg_counts.csv beside it."""
     _write_per_class(out, res, dist)
+    if dist.is_main and "image_counts" in res:  # per-image areas, for paired comparisons
+        rows = res["image_counts"]
+        write_seg_counts(out / SEG_COUNTS_FILE, [val_set.name(i) for i in range(len(val_set))], rows.numpy())
     return {"metrics": _main_metrics(res), "init": info, "arch": info.get("arch", "?"), "device": dist.device,
             "dataset": dataset}
 
@@ -109,7 +113,8 @@ class SegEval:
     def __call__(self, epoch: int, last: bool) -> dict:
         schedule = self.cfg["schedule"]
         self.result = evaluate_segmenter(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
-                               preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"])
+                               preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"],
+                               keep=last)
         stats = _main_metrics(self.result)
         if self.skipped.value:
             stats["skipped_samples"] = self.skipped.value
@@ -165,7 +170,7 @@ def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: 
                   f"{dist.world_size}, lr {optim['lr']:.3g}, layer decay {optim['layer_decay']}")
 
     def finish(stats: dict) -> dict:
-        return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist)
+        return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist, val_set)
 
     return Training(model, optimizer, scheduler, schedule["iters"], schedule["eval_interval"], loader, step, finish,
                     hooks=[skipped, PeriodicEval(val, runtime["eval_every"])], config=config, desc=cfg["task"],
