@@ -113,9 +113,11 @@ def cmd_suite(args) -> int:
         result = run_suite(cfg, data, out, update_baseline=args.update_baseline, tolerance=args.tolerance)
         print(f"suite {args.recipe} finished in {result['seconds']:.0f}s; tables in {out}/tables")
         code = max(code, _report_regressions(result))
-    if seeds:  # the tables pool a setting's seeds: mean ± std (n)
-        print(f"{len(seeds)} seeds in {args.out}/seed_*: `mae-bench tables --results {args.out}` pools them; "
-              "`mae-bench compare` pairs two settings over the seeds (OUT/seed_*/runs/TASK/INIT joined by commas)")
+    if seeds:
+        runs = " ".join(f"{out}/runs" for _, out in cfgs)
+        print(f"{len(seeds)} seeds in {args.out}/seed_*: the seed table (mean ± std (n) per setting, MAE - scratch over "
+              f"its standard error) is `python -m tools.seed_table {runs}` from a checkout; `mae-bench compare` pairs "
+              "two settings over the seeds (OUT/seed_*/runs/TASK/INIT joined by commas)")
     return code
 
 
@@ -307,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--update-baseline", action="store_true",
                        help="write the suite's baseline file from this run instead of comparing")
     suite.add_argument("--seeds", metavar="S,S,...", help="one whole suite per seed in OUT/seed_S (the suite's seed = "
-                       "S), each checked against the baseline, and OUT/seed_table.md: mean ± std (n) per setting")
+                       "S), each checked against the baseline")
     suite.add_argument("--tolerance", type=float, default=5.0,
                        help="with --update-baseline: allowed drop per metric, in points (default 5)")
     suite.set_defaults(func=cmd_suite)

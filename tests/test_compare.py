@@ -220,7 +220,7 @@ def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
 
 
 
-def test_suite_seeds_runs_one_suite_per_seed_and_a_seed_table(synth_root, tmp_path, capsys):
+def test_suite_seeds_runs_one_suite_per_seed_and_points_to_the_seed_table(synth_root, tmp_path, capsys):
     out = tmp_path / "suite"
     argv = ["suite", "--name", "tiny", "--data-root", str(synth_root), "--out", str(out),
             "--set", "tasks=['knn']", "--set", "inits=['mae', 'scratch']"]
@@ -228,8 +228,9 @@ def test_suite_seeds_runs_one_suite_per_seed_and_a_seed_table(synth_root, tmp_pa
     recs = [read_result(out / f"seed_{seed}" / "runs" / "knn" / "mae") for seed in (0, 1)]
     assert [r["recipe"]["runtime"]["seed"] for r in recs] == [0, 1]
     assert recs[0]["init"]["sha256"] != recs[1]["init"]["sha256"]  # each seed pretrained its own MAE
-    table = (out / "seed_table.md").read_text()
-    assert "(n=2)" in table and "knn" in table
+    from tools.seed_table import markdown, seed_rows  # the seed table the suite's last line points to
+    table = markdown(seed_rows([out / f"seed_{s}" / "runs" for s in (0, 1)]))
+    assert "(n=2)" in table and "knn" in table and "tools.seed_table" in capsys.readouterr().out
     capsys.readouterr()
     mae = ",".join(str(out / f"seed_{s}" / "runs" / "knn" / "mae") for s in (0, 1))
     scratch = ",".join(str(out / f"seed_{s}" / "runs" / "knn" / "scratch") for s in (0, 1))
