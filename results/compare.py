@@ -117,13 +117,24 @@ def _what(run: Run) -> tuple:
     return rec["task"], rec["protocol"], rec.get("blocks")
 
 
+def _setting(run: Run) -> str:
+    return "/".join(str(x) for x in _what(run) if x is not None)
+
+
 def check_comparable(a: list[Run], b: list[Run]) -> None:
-    """One line and no comparison unless every run is the same task and scored the same images (and labels)."""
+    """One line and no comparison unless each side is one setting (task, protocol, blocks: its seeds), both sides
+    wrote the same kind of evidence, and every run scored the same images (and labels). The two sides may be
+    different protocols on one evaluation set, e.g. the linear probe against fine-tuning, or K = 0 against K = 4."""
     first = a[0]
+    for side in (a, b):
+        other = next((r for r in side if _what(r) != _what(side[0])), None)
+        if other is not None:
+            raise MaeBenchError(f"{side[0].path} is {_setting(side[0])} but {other.path} is {_setting(other)}: the "
+                                "runs of one side must be seeds of one setting")
     for run in (*a, *b):
-        if _what(run) != _what(first):
-            raise MaeBenchError(f"{first.path} is {'/'.join(map(str, filter(None, _what(first))))} but {run.path} is "
-                                f"{'/'.join(map(str, filter(None, _what(run))))}; compare runs of one task")
+        if run.kind != first.kind:
+            raise MaeBenchError(f"{first.path} is {first.kind} ({_setting(first)}) but {run.path} is {run.kind} "
+                                f"({_setting(run)}); compare runs of one kind of task")
         if run.ids != first.ids:
             only_first, only_run = sorted(set(first.ids) - set(run.ids)), sorted(set(run.ids) - set(first.ids))
             example = (only_first or only_run)[:1]
@@ -169,12 +180,17 @@ def _side_text(runs: list[Run], given) -> str:
     return f"{shown} ({len(runs)} run{'s' if len(runs) > 1 else ''})"
 
 
+def _label(run: Run) -> str:
+    """in1k_linear, in1k_partial (blocks 4), knn: the task and what else sets it apart."""
+    task, _, blocks = _what(run)
+    return task + (f" (blocks {blocks})" if blocks is not None else "")
+
+
 def report(rows: list[dict], a: list[Run], b: list[Run], given_a, given_b) -> str:
     """The comparison as a few lines of text."""
-    rec = a[0].record
-    ds = rec["dataset"]
-    what = "/".join(str(x) for x in _what(a[0])[1:] if x is not None and str(x) not in rec["task"])
-    lines = [f"{rec['task']}{' (' + what + ')' if what else ''} on {rows[0]['images']} images "
+    ds = a[0].record["dataset"]
+    same = _what(a[0]) == _what(b[0])
+    lines = [f"{_label(a[0]) if same else _label(a[0]) + ' vs ' + _label(b[0])} on {rows[0]['images']} images "
              f"({ds.get('name')}/{ds.get('split')})",
              f"A = {_side_text(a, given_a)}", f"B = {_side_text(b, given_b)}"]
     pct = f"{100 * rows[0]['level']:g}%"

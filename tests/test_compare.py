@@ -73,8 +73,11 @@ def test_compare_refuses_other_images_or_tasks_in_one_line(cls_runs, tmp_path, c
     assert main(["compare", str(cls_runs / "mae"), str(other)]) == 1
     err = capsys.readouterr().err.strip()
     assert "different evaluation images" in err and len(err.splitlines()) == 1
-    assert main(["compare", str(cls_runs / "mae"), str(cls_runs / "knn")]) == 1
-    assert "compare runs of one task" in capsys.readouterr().err
+    assert main(["compare", f"{cls_runs / 'mae'},{cls_runs / 'knn'}", str(cls_runs / "scratch")]) == 1
+    assert "the runs of one side must be seeds of one setting" in capsys.readouterr().err
+    # two protocols on one evaluation set are comparable: the linear probe against k-NN of the same encoder
+    assert main(["compare", str(cls_runs / "mae"), str(cls_runs / "knn"), "--resamples", "50"]) == 0
+    assert capsys.readouterr().out.startswith("in1k_linear vs knn on 8 images")
 
 
 def test_seed_group_side(cls_runs, tmp_path, capsys):
@@ -95,7 +98,7 @@ def seg_run(data, out, seed):
                  "--out", str(out), "--recipe", "smoke", *[a for s in sets for a in ("--set", s)]])
 
 
-def test_segmentation_counts_sum_to_the_runs_metrics_and_compare(synth_root, tmp_path, capsys):
+def test_segmentation_counts_sum_to_the_runs_metrics_and_compare(synth_root, cls_runs, tmp_path, capsys):
     for seed in (0, 1):
         assert seg_run(synth_root, tmp_path / f"s{seed}", seed) == 0
     rec = read_result(tmp_path / "s0")
@@ -113,6 +116,8 @@ def test_segmentation_counts_sum_to_the_runs_metrics_and_compare(synth_root, tmp
     assert main(["compare", str(tmp_path / "s0"), str(tmp_path / "s1"), "--json", "--resamples", "200"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["metric"] == "mIoU" and row["low"] <= row["high"]
+    assert main(["compare", str(tmp_path / "s0"), str(cls_runs / "mae")]) == 1
+    assert "compare runs of one kind of task" in capsys.readouterr().err
 
 
 def test_detection_compare_on_written_detections(synth_root, tmp_path, capsys):
