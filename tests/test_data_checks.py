@@ -90,10 +90,19 @@ def test_file_hashes_are_cached_by_size_and_mtime(tmp_path):
     assert find_duplicates([a], [b], cache) == []
     cache.save()
     cache = FileCache(tmp_path / "cache", "sha256")
-    cache.put(b, cache.get(a))  # a cached hash is trusted while size and mtime hold: no file is read again
+    assert set(cache.get(a)) == {"head"}  # sizes matched, the first 4 KiB did not: the rest was never read
+    for p in (a, b):  # cached hashes are trusted while size and mtime hold: no file is read again
+        cache.put(p, {"head": "h", "sha256": "s"})
     assert find_duplicates([a], [b], cache) == [(str(b), str(a))]
     os.utime(b, ns=(1, 1))  # touched: read again
     assert find_duplicates([a], [b], cache) == []
+    head = tmp_path / "head.bin"  # the same first 4 KiB and size, another end: not a duplicate
+    long_a = tmp_path / "long.bin"
+    long_a.write_bytes(b"z" * 5000)
+    head.write_bytes(b"z" * 4999 + b"!")
+    twin = tmp_path / "twin.bin"
+    twin.write_bytes(long_a.read_bytes())
+    assert find_duplicates([long_a, a], [head, twin], cache) == [(str(twin), str(long_a))]
 
 
 def test_a_validation_split_linked_to_training_is_refused(synth_root, tmp_path, capsys):
