@@ -182,3 +182,15 @@ def test_label_map_ids_come_from_a_histogram_cached_by_size_and_mtime(tmp_path):
     assert label_ids(tmp_path / "l.png", cache) == [[9, 1]]
     Image.fromarray((a.astype(np.uint16) * 100)).save(tmp_path / "l.png")  # rewritten as 16 bits: read again
     assert label_ids(tmp_path / "l.png", cache) == [[0, 32], [700, 3], [25500, 1]]
+
+
+def test_pretraining_counts_files_of_other_extensions_in_one_warning(tmp_path, capsys):
+    from mae_core.images import list_images
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "a.heic").write_bytes((tmp_path / "0.png").read_bytes())
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".DS_Store").write_bytes(b"")
+    assert len(list_images(tmp_path)) == 3
+    err = capsys.readouterr().err
+    assert err.count("warning: 2 files with other extensions ignored under") == 1 and "a.heic" in err
