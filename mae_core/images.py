@@ -31,7 +31,7 @@ def walk_images(root: str | Path, others: list | None = None) -> list[str]:
                 seen.add(real)
                 keep.append(name)
         dirs[:] = keep
-        for f in files:
+        for f in sorted(files):  # (the first other file is named in a warning: the same one every run)
             if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(os.path.join(folder, f))
             elif others is not None and not f.startswith("."):

@@ -77,6 +77,9 @@ FIELD_TYPES = [(key, (str,), "a string") for key in ("task", "protocol", "arch",
                                                        "dataset.name", "dataset.split", "finished")]
 FIELD_TYPES += [(key, (int,), "an integer") for key in ("blocks", "dataset.subset", "dataset.val_images",
                                                          "dataset.images", "dataset.num_images")]
+# what the data checks found (transfer.leakage, ImageFolder's other extensions, COCO's annotation issues)
+FIELD_TYPES += [("dataset.val_duplicates_of_train", (int,), "an integer"),
+                ("dataset.ignored_files", (dict,), "an object"), ("dataset.annotation_issues", (dict,), "an object")]
 FIELD_TYPES += [("dataset", (dict,), "an object"), ("init.pretrain", (dict,), "an object"),
                 ("wall_s", (int, float), "a number")]
 

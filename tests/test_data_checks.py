@@ -90,10 +90,19 @@ def test_file_hashes_are_cached_by_size_and_mtime(tmp_path):
     assert find_duplicates([a], [b], cache) == []
     cache.save()
     cache = FileCache(tmp_path / "cache", "sha256")
-    cache.put(b, cache.get(a))  # a cached hash is trusted while size and mtime hold: no file is read again
+    assert set(cache.get(a)) == {"head"}  # sizes matched, the first 4 KiB did not: the rest was never read
+    for p in (a, b):  # cached hashes are trusted while size and mtime hold: no file is read again
+        cache.put(p, {"head": "h", "sha256": "s"})
     assert find_duplicates([a], [b], cache) == [(str(b), str(a))]
     os.utime(b, ns=(1, 1))  # touched: read again
     assert find_duplicates([a], [b], cache) == []
+    head = tmp_path / "head.bin"  # the same first 4 KiB and size, another end: not a duplicate
+    long_a = tmp_path / "long.bin"
+    long_a.write_bytes(b"z" * 5000)
+    head.write_bytes(b"z" * 4999 + b"!")
+    twin = tmp_path / "twin.bin"
+    twin.write_bytes(long_a.read_bytes())
+    assert find_duplicates([long_a, a], [head, twin], cache) == [(str(twin), str(long_a))]
 
 
 def test_a_validation_split_linked_to_training_is_refused(synth_root, tmp_path, capsys):
@@ -173,3 +182,15 @@ def test_label_map_ids_come_from_a_histogram_cached_by_size_and_mtime(tmp_path):
     assert label_ids(tmp_path / "l.png", cache) == [[9, 1]]
     Image.fromarray((a.astype(np.uint16) * 100)).save(tmp_path / "l.png")  # rewritten as 16 bits: read again
     assert label_ids(tmp_path / "l.png", cache) == [[0, 32], [700, 3], [25500, 1]]
+
+
+def test_pretraining_counts_files_of_other_extensions_in_one_warning(tmp_path, capsys):
+    from mae_core.images import list_images
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "a.heic").write_bytes((tmp_path / "0.png").read_bytes())
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".DS_Store").write_bytes(b"")
+    assert len(list_images(tmp_path)) == 3
+    err = capsys.readouterr().err
+    assert err.count("warning: 2 files with other extensions ignored under") == 1 and "a.heic" in err

@@ -4,8 +4,9 @@ byte-identical to training images are counted and warned about (their score meas
 The rule: the same folder (or a link to it) for both splits is an error, as every validation score would be on
 training images; duplicate files (equal content, found by sha256) are a warning with their count in the result's
 `dataset.val_duplicates_of_train`, since real datasets hold a few (ImageNet's val has near-duplicates in train) and
-dropping them would change the protocol. Only files whose size matches a file of the other split are hashed, and
-hashes are cached (`mae_core.file_cache`), so a rerun reads no image twice.
+dropping them would change the protocol. Only files whose size matches a file of the other split are read: their
+first 4 KiB, and the whole file only when those match too; the hashes are cached (`mae_core.file_cache`), so a rerun
+reads no image again.
 """
 import hashlib
 import os
@@ -25,16 +26,30 @@ def check_distinct_splits(train_dir: str | Path, val_dir: str | Path) -> None:
                             "validation score would be measured on training images")
 
 
-def _sha256(path: str, cache: FileCache) -> str:
-    digest = cache.get(path)
-    if digest is None:
+HEAD = 4096  # bytes read first: a JPEG's or PNG's first 4 KiB already differ between different images
+
+
+def _digest(path: str, cache: FileCache, whole: bool) -> str:
+    """sha256 of the file's first HEAD bytes, or (`whole`) of all of it; both cached in one entry."""
+    entry = cache.get(path)
+    entry = entry if isinstance(entry, dict) else {}
+    key = "sha256" if whole else "head"
+    if key not in entry:
         h = hashlib.sha256()
         with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        digest = h.hexdigest()
-        cache.put(path, digest)
-    return digest
+            if whole:
+                while block := f.read(1 << 20):
+                    h.update(block)
+            else:
+                h.update(f.read(HEAD))
+        entry = {**entry, key: h.hexdigest()}
+        cache.put(path, entry)
+    return entry[key]
+
+
+def _same_content(a: str, b: str, cache: FileCache) -> bool:
+    return (_digest(a, cache, False) == _digest(b, cache, False)
+            and _digest(a, cache, True) == _digest(b, cache, True))
 
 
 def find_duplicates(train_files, val_files, cache: FileCache | None = None) -> list[tuple[str, str]]:
@@ -48,24 +63,17 @@ def find_duplicates(train_files, val_files, cache: FileCache | None = None) -> l
         except OSError:  # unreadable files are the loaders' to count
             continue
     train_real = {os.path.realpath(p): p for p in map(str, train_files)}
-    found, hashes = [], {}
+    found = []
     for v in map(str, val_files):
         if os.path.realpath(v) in train_real:
             found.append((v, train_real[os.path.realpath(v)]))
             continue
         try:
-            same_size = by_size.get(os.path.getsize(v))
-            if not same_size:
-                continue
-            digest = _sha256(v, cache)
-            for t in same_size:
-                if t not in hashes:
-                    hashes[t] = _sha256(t, cache)
-                if hashes[t] == digest:
-                    found.append((v, t))
-                    break
+            twin = next((t for t in by_size.get(os.path.getsize(v), ()) if _same_content(v, t, cache)), None)
         except OSError:
             continue
+        if twin is not None:
+            found.append((v, twin))
     return found
 
 
