@@ -58,6 +58,10 @@ def save_checkpoint(path, model_state, *, optimizer=None, epoch=0, scaler=None, 
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
+class SafetensorsFile(dict):
+    """{"model": tensors} read from a .safetensors file (flat by nature: formats tell it from a `model` wrapper)."""
+
+
 def _is_safetensors(path: str) -> bool:
     if path.endswith(".safetensors"):
         return True
@@ -77,8 +81,8 @@ def _reason(exc: Exception) -> str:
 
 
 def read_checkpoint(path) -> dict:
-    """The raw top-level dict of a torch (weights-only) or safetensors file ({"model": tensors} for the latter),
-    or of an HF ViTMAE folder (`hf_import`)."""
+    """The raw top-level dict of a torch (weights-only) or safetensors file (a SafetensorsFile {"model": tensors} for
+    the latter), or of an HF folder (`hf_import`)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MaeBenchError(f"checkpoint not found: {path}")
@@ -86,7 +90,7 @@ def read_checkpoint(path) -> dict:
         from .hf_import import is_hf_folder, read_hf_folder
         if is_hf_folder(Path(path)):
             return read_hf_folder(Path(path), read_checkpoint)
-        raise MaeBenchError(f"checkpoint {path} is a directory without a config.json (not an HF ViTMAE folder)")
+        raise MaeBenchError(f"checkpoint {path} is a directory without a config.json (not an HF model folder)")
     bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
     try:
         safetensors_file = _is_safetensors(path)
@@ -95,7 +99,7 @@ def read_checkpoint(path) -> dict:
     if safetensors_file:
         from safetensors.torch import load_file
         try:
-            return {"model": load_file(path, device="cpu")}
+            return SafetensorsFile(model=load_file(path, device="cpu"))
         except Exception as exc:
             raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
     try:
@@ -113,6 +117,23 @@ def read_checkpoint(path) -> dict:
     if not isinstance(ckpt, dict):
         raise MaeBenchError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict of weights")
     return ckpt
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted."""
+    import hashlib
+    path = Path(path)
+
+    def one(p: Path) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
+    if not path.is_dir():
+        return one(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()}\t{one(p)}\n" for p in sorted(path.rglob("*")) if p.is_file())
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def check_fit(expected: dict, sd: dict, path, what: str, may_be_missing=(), may_be_extra=()) -> None:
