@@ -282,7 +282,8 @@ register_format("moco_v3", kind="moco_v3", summary="MoCo v3 training checkpoints
 
 
 # ---- DINO and iBOT (facebookresearch/dino, bytedance/ibot) ------------------------------------------------------
-_DINO_ARCH_HEADS = {"vit_tiny": 3, "vit_small": 6, "vit_base": 12, "vit_large": 16}  # their vision_transformer.py
+# their vision_transformer.py: arch -> (width, heads)
+_DINO_ARCHS = {"vit_tiny": (192, 3), "vit_small": (384, 6), "vit_base": (768, 12), "vit_large": (1024, 16)}
 
 
 def _dino_like(top: dict, method: str, key: str = "teacher") -> Mapped:
@@ -308,8 +309,10 @@ def _dino_like(top: dict, method: str, key: str = "teacher") -> Mapped:
                 out.weights[new] = out.weights.pop(old)
     args = top.get("args")
     arch = getattr(args, "arch", None) if isinstance(args, argparse.Namespace) else None
-    if arch in _DINO_ARCH_HEADS:
-        out.hints["num_heads"] = _DINO_ARCH_HEADS[arch]
+    embed = out.weights.get("patch_embed.proj.weight")
+    if arch in _DINO_ARCHS and embed is not None and embed.shape[0] == _DINO_ARCHS[arch][0]:
+        out.hints["num_heads"] = _DINO_ARCHS[arch][1]
+    out.hints.update(head_dim=64, pos_offset=0.1)  # interpolate_pos_encoding: scale factor (w0 + 0.1) / M
     return out
 
 

@@ -37,7 +37,7 @@ def vit_encoder(arch: VitArch, img_size: int, num_classes: int, global_pool: str
         mlp_ratio=arch.mlp_ratio, qkv_bias=arch.qkv_bias, class_token=arch.class_token,
         reg_tokens=arch.reg_tokens + int(arch.dist_token), no_embed_class=arch.no_embed_class,
         init_values=1.0 if arch.layer_scale else None, norm_layer=partial(nn.LayerNorm, eps=arch.norm_eps),
-        drop_path_rate=drop_path_rate, **({"mlp_layer": SwiGLUPacked} if arch.swiglu else {}))
+        drop_path_rate=drop_path_rate, **({"mlp_layer": SwiGLUPacked, "act_layer": nn.SiLU} if arch.swiglu else {}))
     if isinstance(model.head, nn.Linear):  # the official fine-tuning head init
         trunc_normal_(model.head.weight, std=2e-5)
         nn.init.zeros_(model.head.bias)

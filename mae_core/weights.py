@@ -204,7 +204,9 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
         raise MaeBenchError(f"checkpoint {path} is {spec.name} but --arch says {re.sub(r'^mae_|_224$', '', arch)}")
     if wanted:
         spec = infer_arch(mapped.weights, mapped.hints, path, wanted["num_heads"])  # --arch sets the heads
-    sd = mapped.weights
+    sd = dict(mapped.weights)
+    if spec.dist_token:  # DeiT's distillation token rides in timm's register slot (mae_core.vit)
+        sd["reg_token"] = sd.pop("dist_token")
     _check_values(sd, path)
     grid = pos_grid(sd, spec)
     info = dict(arch=spec.name, spec=spec, format=form.name, kind=form.kind, sha256=file_sha256(path),
