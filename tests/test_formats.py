@@ -319,7 +319,12 @@ def test_classification_tasks_run_on_variants(synth_root, tmp_path, task):
         if task == "in1k_partial":
             extra.append("blocks=1")
         out = tmp_path / f"{task}-{name}"
-        argv = run_args(task, ckpt, synth_root, out, epochs=1, extra=extra)
+        if task == "knn":
+            argv = ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(ckpt), "--data", str(synth_root),
+                    "--out", str(out), "--set", f"model.img_size={size}", "--set", "schedule.batch_size=8",
+                    "--set", "runtime.device='cpu'"]
+        else:
+            argv = run_args(task, ckpt, synth_root, out, epochs=1, extra=extra)
         assert main(argv) == 0
         rec = read_result(out)
         assert rec["init"]["format"] == name and rec["init"]["kind"] == name
