@@ -46,7 +46,8 @@ class VitArch:
 
     `reg_tokens` holds timm's register tokens (DINOv2 registers) and `dist_token` DeiT's distillation token; both
     ride in timm's `reg_token` slot after the class token. `no_embed_class`: the position embedding covers the
-    patches only (timm's DINOv2-with-registers layout). `pos_offset`: DINOv2's interpolate_offset."""
+    patches only (timm's DINOv2-with-registers layout). `pos_offset` / `pos_antialias`: how the release's own code resamples position embeddings for another image size
+    (DINO / DINOv2: scale factor (grid + 0.1) / old grid; HF Dinov2WithRegisters: antialias)."""
     patch_size: int
     embed_dim: int
     depth: int
@@ -62,6 +63,7 @@ class VitArch:
     swiglu: bool = False
     norm_eps: float = 1e-6
     pos_offset: float = 0.0
+    pos_antialias: bool = False  # HF Dinov2WithRegisters resamples with antialias
 
     @property
     def name(self) -> str:

@@ -406,8 +406,8 @@ def _hf_mapping(top: dict, method: str) -> Mapped:
     hints = {"num_heads": config.get("num_attention_heads"), "norm_eps": config.get("layer_norm_eps", 1e-12)}
     if method == "dinov2":
         sd, extra = _from_dinov2(sd)
-        # HF's Dinov2 interpolates by scale factor (w0 + 0.1) / M too (modeling_dinov2 interpolate_pos_encoding)
-        hints.update(extra)
+        extra.pop("pos_offset")  # HF's Dinov2 interpolate_pos_encoding resamples to a size (no 0.1 offset), as timm
+        hints.update(extra, pos_antialias=config.get("model_type") == "dinov2_with_registers")  # its antialias=True
     out.weights, out.hints = sd, {k: v for k, v in hints.items() if v is not None}
     return out
 
@@ -467,7 +467,8 @@ def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None)
     arch = dict(patch_size=patch, embed_dim=width, depth=depth, num_heads=int(num_heads), mlp_ratio=hidden / width,
                 in_chans=in_chans, qkv_bias="blocks.0.attn.qkv.bias" in sd, class_token="cls_token" in sd,
                 reg_tokens=0 if reg is None else reg.shape[1], layer_scale="blocks.0.ls1.gamma" in sd, swiglu=swiglu,
-                norm_eps=float(hints.get("norm_eps", 1e-6)), pos_offset=float(hints.get("pos_offset", 0.0)))
+                norm_eps=float(hints.get("norm_eps", 1e-6)), pos_offset=float(hints.get("pos_offset", 0.0)),
+                pos_antialias=bool(hints.get("pos_antialias", False)))
     if "dist_token" in sd:  # DeiT: the distillation token rides in timm's register slot
         if reg is not None or sd["dist_token"].shape[1] != 1:
             raise MaeBenchError(f"{source}: a distillation token together with register tokens is not supported")

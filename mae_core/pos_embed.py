@@ -24,10 +24,11 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int, cls_token: bool = False) -> to
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], num_prefix_tokens: int = 1,
-                     offset: float = 0.0) -> torch.Tensor:
+                     offset: float = 0.0, antialias: bool = False) -> torch.Tensor:
     """Bicubic resampling of a [1, prefix + H*W, D] embedding to another (square or not) grid; the prefix
     tokens' entries are kept. offset > 0: DINOv2's interpolate_pos_encoding (scale factor (new + offset) / old,
-    no antialias), so a DINOv2 encoder sees the position embeddings its own code computes."""
+    no antialias), so a DINOv2 encoder sees the position embeddings its own code computes; antialias: as HF's
+    Dinov2WithRegisters."""
     n = pos_embed.shape[1] - num_prefix_tokens
     old = int(round(n**0.5))
     if old * old != n:
@@ -45,4 +46,4 @@ def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], num_pre
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
         return torch.cat([prefix, grid], dim=1)
     return resample_abs_pos_embed(pos_embed, list(new_grid), old_size=[old, old],
-                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False)
+                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=antialias)

@@ -218,7 +218,8 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
         new = _grid_for(img_size, spec.patch_size, path)
         if new != grid:
             sd = {**sd, "pos_embed": resize_pos_embed(sd["pos_embed"], new, 0 if spec.no_embed_class else
-                                                      spec.prefix_tokens, offset=spec.pos_offset)}
+                                                      spec.prefix_tokens, offset=spec.pos_offset,
+                                                      antialias=spec.pos_antialias)}
         info.update(grid=new, img_size=img_size)
     if check:
         from .vit import vit_encoder

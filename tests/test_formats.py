@@ -51,7 +51,7 @@ def test_dinov2_hub_release(tmp_path, regs, ffn, capsys):
                                                      num_register_tokens=regs))
     path = tmp_path / "dinov2_vits14_pretrain.pth"
     torch.save(ref.state_dict(), path)  # hubconf: a flat DinoVisionTransformer state dict
-    for size in (56, 84):  # the release's grid, and another one (DINOv2's interpolate_offset resampling)
+    for size in (56, 84, 28):  # the release's grid, and another one (DINOv2's interpolate_offset resampling)
         model, info = ours(str(path), size)
         with torch.no_grad():
             close(model.forward_features(images(size)), ref.forward_features(images(size))["x_norm"])
@@ -204,9 +204,10 @@ def test_hf_folders(tmp_path, name):
         for p in hf.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if p.ndim == 1 else 0.0))
     hf.eval().save_pretrained(tmp_path / "hf")
-    model, info = ours(str(tmp_path / "hf"), 32)
-    with torch.no_grad():
-        close(model.forward_features(images(32)), hf(pixel_values=images(32)).last_hidden_state)
+    for size in (32, 48, 16) if name.startswith("Dinov2") else (32,):  # HF's Dinov2 always resamples pos embeddings
+        model, info = ours(str(tmp_path / "hf"), size)
+        with torch.no_grad():
+            close(model.forward_features(images(size)), hf(pixel_values=images(size)).last_hidden_state)
     assert info["format"] == {"ViT": "hf_vit", "DeiT": "hf_deit"}.get(name, "hf_dinov2")
     assert info["arch_spec"]["num_heads"] == 4 and len(info["sha256"]) == 64
 
