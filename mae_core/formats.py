@@ -240,13 +240,18 @@ def map_deit(top: dict) -> Mapped:
     (cls, dist, patches, each with a position slot: DeiT's DistilledVisionTransformer order)."""
     sd = _wrapped(top, ("model", "model_ema"))
     out = _split(sd, {"head.": _HEAD, "head_dist.": "distillation head (a task builds its own)"})
-    if "dist_token" in out.weights:
-        out.hints["dist_token"] = True
+    out.weights = _layer_scale_names(out.weights)  # DeiT III (models_v2.py): gamma_1 / gamma_2
     return out
 
 
+def _layer_scale_names(sd: dict) -> dict:
+    """`blocks.i.gamma_1` / `gamma_2` (DeiT III, iBOT, BEiT-style layer scale) as timm's `ls1.gamma` / `ls2.gamma`."""
+    return {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", k): v for k, v in sd.items()}
+
+
 register_format("deit", kind="deit", summary="DeiT releases (`model` with a classification head; the distilled "
-                "models' dist_token and head_dist)", example="deit_base_distilled_patch16_224-df68dfff.pth",
+                "models' dist_token and head_dist; DeiT III's gamma_1 / gamma_2 and patch-only pos_embed)",
+                example="deit_base_distilled_patch16_224-df68dfff.pth, deit_3_base_224_1k.pth",
                 rule="`model` holding a ViT with head and final norm but no fc_norm, decoder or config (or any "
                      "file with dist_token)",
                 detect=_detect_deit)(map_deit)
@@ -303,10 +308,7 @@ def _dino_like(top: dict, method: str, key: str = "teacher") -> Mapped:
     out = _split(sd, {"head.": f"{method} projection head", "masked_embed": "iBOT mask token (masked image "
                                                                               "modeling in training only)"})
     out.dropped.update(dropped)
-    for i in range(len(sd)):  # iBOT's layer scale, when trained with init_values > 0
-        for old, new in ((f"blocks.{i}.gamma_1", f"blocks.{i}.ls1.gamma"), (f"blocks.{i}.gamma_2", f"blocks.{i}.ls2.gamma")):
-            if old in out.weights:
-                out.weights[new] = out.weights.pop(old)
+    out.weights = _layer_scale_names(out.weights)  # iBOT's layer scale, when trained with init_values > 0
     args = top.get("args")
     arch = getattr(args, "arch", None) if isinstance(args, argparse.Namespace) else None
     embed = out.weights.get("patch_embed.proj.weight")

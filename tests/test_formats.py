@@ -161,6 +161,20 @@ def test_deit_release(tmp_path, distilled):
     assert ("head_dist.weight" in info["dropped"]) == distilled
 
 
+def test_deit3_release(tmp_path):
+    """DeiT III (deit models_v2.py, Layer_scale_init_Block): x + gamma_1 * attn(norm1(x)), pos_embed over the patches
+    only, added before the class token is prepended - timm's VisionTransformer(init_values, no_embed_class), whose
+    ls1.gamma / ls2.gamma the release names gamma_1 / gamma_2."""
+    ref = randomize(VisionTransformer(img_size=32, patch_size=16, embed_dim=W, depth=2, num_heads=HEADS, num_classes=10,
+                                      init_values=0.1, no_embed_class=True))
+    sd = {k.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"): v for k, v in ref.state_dict().items()}
+    torch.save({"model": sd}, tmp_path / "deit_3_base_224_1k.pth")
+    model, info = ours(str(tmp_path / "deit_3_base_224_1k.pth"), 32)
+    with torch.no_grad():
+        close(model.forward_features(images(32)), ref.forward_features(images(32)))
+    assert info["format"] == "deit" and info["arch_spec"]["layer_scale"] and info["arch_spec"]["no_embed_class"]
+
+
 @pytest.mark.parametrize("kw", [dict(init_values=0.5), dict(reg_tokens=4, no_embed_class=True),
                                 dict(reg_tokens=2), dict(class_token=False, global_pool="avg")])
 def test_timm_variants(tmp_path, kw):
@@ -283,6 +297,13 @@ def test_detection_and_segmentation_refuse_variants_in_one_line(tmp_path):
                pool_scales=(1, 2), dropout=0.0, aux_weight=0.4)
     with pytest.raises(MaeBenchError, match="UperNet"):
         build_segmenter(cfg, 32, str(path), None, 3)
+    from transfer.detection.export import detectron2_state_dict
+    from transfer.segmentation.export import export_mmseg
+    with pytest.raises(MaeBenchError, match="detectron2 export"):
+        detectron2_state_dict(path)
+    with pytest.raises(MaeBenchError, match="mmseg export"):
+        export_mmseg(path, tmp_path / "out.pth")
+    assert not (tmp_path / "out.pth").exists()
     _, plain = ours(str(_plain_vit(tmp_path)), 32)
     refuse_variants(plain, "ViTDet (coco_det)")  # a plain ViT passes
 
