@@ -187,10 +187,10 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     grid and img_size (of the returned pos_embed). With `check`, the tensors are fit once against the encoder
     (token pooling, no head) built on the meta device; init_encoder checks against its own model instead."""
     from .archs import parse_arch
-    from .checkpoint import file_sha256
+    from .checkpoint import read_checkpoint_hashed
     from .formats import detect_format, get_format, infer_arch, pos_grid
     path = os.fspath(path)
-    top = read_checkpoint(path)
+    top, sha = read_checkpoint_hashed(path)  # one read: the sha256 comes from the same bytes
     form = get_format(fmt) if fmt else detect_format(top, path)
     mapped = form.map(top)
     wanted = parse_arch(arch) if arch else None
@@ -209,7 +209,7 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
         sd["reg_token"] = sd.pop("dist_token")
     _check_values(sd, path)
     grid = pos_grid(sd, spec)
-    info = dict(arch=spec.name, spec=spec, format=form.name, kind=form.kind, sha256=file_sha256(path),
+    info = dict(arch=spec.name, spec=spec, format=form.name, kind=form.kind, sha256=sha,
                 dropped=dict(mapped.dropped), pretrain=pretrain_summary(top), patch_size=spec.patch_size,
                 in_chans=spec.in_chans, embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
                 mlp_ratio=spec.mlp_ratio, grid=grid, img_size=grid[0] * spec.patch_size,
