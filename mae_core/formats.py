@@ -66,6 +66,9 @@ def detect_format(top: dict, source: str) -> Format:
         sd = _wrapped(top)
         if not sd and not any(_tensors(v) for v in top.values()):
             raise MaeBenchError(f"checkpoint {source} holds no weights (top-level keys: {keys})")
+        if _beit(sd):
+            raise MaeBenchError(f"checkpoint {source} holds a BEiT-style ViT (q/v biases, relative position bias), "
+                                f"which mae-bench does not read yet (known formats: {known_formats()})")
         if sd and not any(k.endswith("patch_embed.proj.weight") for k in sd):
             raise MaeBenchError(f"checkpoint {source} does not hold a ViT encoder (no patch_embed.proj.weight); keys "
                                 f"look like: {', '.join(list(sd)[:4])}... (known formats: {known_formats()})")
@@ -132,7 +135,12 @@ def _mae_args(top) -> bool:
 def _special(sd: dict) -> bool:
     """Tensors only other releases have: DINOv2's 2-D mask token, iBOT's masked_embed, DeiT's distillation token."""
     mask = sd.get("mask_token")
-    return (mask is not None and mask.ndim == 2) or "masked_embed" in sd or "dist_token" in sd
+    return (mask is not None and mask.ndim == 2) or "masked_embed" in sd or "dist_token" in sd or _beit(sd)
+
+
+def _beit(sd: dict) -> bool:
+    """BEiT / BEiT v2 / data2vec layouts (q/v-only biases, relative position bias): not read yet."""
+    return any(k.endswith((".q_bias", "relative_position_bias_table")) for k in sd)
 
 
 def _detect_mae(top: dict) -> bool:

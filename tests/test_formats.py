@@ -246,9 +246,15 @@ def test_output_changing_keys_are_refused_not_dropped(tmp_path):
     path = _plain_vit(tmp_path, **{"blocks.0.attn.relative_position_bias_table": torch.zeros(12, HEADS)})
     with pytest.raises(MaeBenchError) as e:
         ours(str(path), 32)
+    _one_line(e, "BEiT-style", "does not read yet")
+    with pytest.raises(MaeBenchError) as e:  # forced, the table would be dropped: refused
+        ours(f"timm:{path}", 32)
     _one_line(e, "relative_position_bias_table", "refusing to drop")
-    # the same with the export path (load_encoder's own fit check)
-    with pytest.raises(MaeBenchError, match="refusing to drop"):
+    path = _plain_vit(tmp_path, "gamma.pth", **{"blocks.0.gamma_1": torch.ones(W)})
+    with pytest.raises(MaeBenchError) as e:
+        ours(str(path), 32)
+    _one_line(e, "blocks.0.gamma_1", "refusing to drop")
+    with pytest.raises(MaeBenchError, match="refusing to drop"):  # the export path: load_encoder's own fit check
         load_encoder(path)
 
 
