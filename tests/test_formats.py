@@ -321,6 +321,10 @@ def test_layer_decay_and_partial_tuning_place_the_variant_parameters():
                               init_values=0.1, reg_tokens=2)
     assert layer_id("reg_token", 3) == layer_id("cls_token", 3) == 0  # the stem, as timm's group_matcher
     assert layer_id("blocks.2.ls2.gamma", 3) == 3 and layer_id("dist_token", 3) == 0
+    from transfer.classification.optim import param_groups_lrd
+    groups = param_groups_lrd(model, 0.05, model.no_weight_decay(), layer_decay=0.5)
+    group = next(g for g in groups if any(p is model.reg_token for p in g["params"]))
+    assert group["weight_decay"] == 0.0 and group["lr_scale"] == 0.5 ** 4  # the stem of a 3-block ViT
     tuned = set_trainable(model, "partial", 1, "mlp")
     assert "blocks.2.ls2.gamma" in tuned and "blocks.2.ls1.gamma" not in tuned and "blocks.1.ls2.gamma" not in tuned
 
