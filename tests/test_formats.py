@@ -362,3 +362,17 @@ def test_classification_tasks_run_on_variants(synth_root, tmp_path, task):
         assert rec["init"]["format"] == name and rec["init"]["kind"] == name
         assert rec["init"]["arch_spec"]["name"] == rec["arch"] and rec["init"]["sha256"] == sha256_file(ckpt)
         assert rec["init"]["unused"]["count"] == len(rec["init"]["unused"]["keys"]) > 0
+
+
+def test_cli_unknown_format_is_one_line_before_any_work(synth_root, tmp_path, capsys):
+    from benchmarks.cli import main
+    odd = tmp_path / "odd.pth"
+    torch.save({"net": {"w": torch.zeros(2)}}, odd)
+    nan = _plain_vit(tmp_path, "nan.pth", **{"pos_embed": torch.full((1, 5, W), float("nan"))})
+    for ckpt, words in ((odd, "no known format"), (nan, "non-finite")):
+        out = tmp_path / f"run-{ckpt.stem}"
+        code = main(["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(ckpt), "--data", str(synth_root),
+                     "--out", str(out), "--set", "model.img_size=32", "--set", "runtime.device='cpu'"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code != 0 and len(err) == 1 and words in err[0] and str(ckpt) in err[0], err
+        assert not (out / "result.json").exists()
