@@ -161,7 +161,7 @@ def _detect_mae(top: dict) -> bool:
 
 _MAE_DROPS = {"decoder_": "MAE decoder", "mask_token": "MAE decoder's mask token",
               "encoder_mask_token": "mask token of a mask-tokens-in-encoder MAE (pretraining only)",
-              "head.": _HEAD, "fc_norm.": "fine-tuned classifier's fc_norm (replaces norm; see below)"}
+              "head.": _HEAD, "fc_norm.": "classifier's fc_norm beside the encoder's own final norm"}
 
 
 def map_mae(top: dict) -> Mapped:
