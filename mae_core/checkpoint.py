@@ -1,6 +1,7 @@
 """Checkpoint files: atomic saving of plain data, safe reading (never unpickles code; torch, safetensors and HF
 ViTMAE folders), and the one strict-load check. What the weights in a file are: `mae_core.weights`."""
 import argparse
+import io
 import json
 import os
 import pickle
@@ -59,11 +60,18 @@ def save_checkpoint(path, model_state, *, optimizer=None, epoch=0, scaler=None, 
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def _is_safetensors(path: str) -> bool:
+class SafetensorsFile(dict):
+    """{"model": tensors} read from a .safetensors file (flat by nature: formats tell it from a `model` wrapper)."""
+
+
+def _is_safetensors(path: str, data: bytes | None = None) -> bool:
     if path.endswith(".safetensors"):
         return True
-    with open(path, "rb") as f:
-        head = f.read(9)
+    if data is not None:
+        head = data[:9]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(9)
     # safetensors: u64 little-endian header length, then the JSON header
     return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
 
@@ -100,20 +108,38 @@ def _reason(exc: Exception) -> str:
     return reason if len(reason) <= 120 else reason[:117] + "..."
 
 
-def read_checkpoint(path) -> dict:
-    """The raw top-level dict of a torch (weights-only) or safetensors file ({"model": tensors} for the latter),
-    or of an HF ViTMAE folder (`hf_import`)."""
+HASH_IN_MEMORY = 4 << 30  # files up to 4 GiB are read once into memory, hashed and parsed from the same bytes
+
+
+def read_checkpoint_hashed(path) -> tuple[dict, str]:
+    """(read_checkpoint's dict, the sha256 of the file): a file up to HASH_IN_MEMORY is read once and both come from
+    the same bytes; a larger one (or an HF folder: mae_core.checkpoint.file_sha256) is hashed in a second pass."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if os.path.isfile(path) and os.path.getsize(path) <= HASH_IN_MEMORY:
+        import hashlib
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+        return read_checkpoint(path, data), hashlib.sha256(data).hexdigest()
+    return read_checkpoint(path), file_sha256(path)
+
+
+def read_checkpoint(path, data: bytes | None = None) -> dict:
+    """The raw top-level dict of a torch (weights-only) or safetensors file (a SafetensorsFile {"model": tensors} for
+    the latter), or of an HF folder (`hf_import`); `data`: the file's bytes, already read."""
+    path = os.fspath(path)
+    if data is None and not os.path.exists(path):
         raise MaeBenchError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
+    if data is None and os.path.isdir(path):
         from .hf_import import is_hf_folder, read_hf_folder
         if is_hf_folder(Path(path)):
             return read_hf_folder(Path(path), read_checkpoint)
-        raise MaeBenchError(f"checkpoint {path} is a directory without a config.json (not an HF ViTMAE folder)")
+        raise MaeBenchError(f"checkpoint {path} is a directory without a config.json (not an HF model folder)")
     bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
     try:
-        safetensors_file = _is_safetensors(path)
+        safetensors_file = _is_safetensors(path, data)
         if os.path.getsize(path) == 0:
             raise MaeBenchError(f"{bad} (the file is empty)")
         if truncated(path):  # say so, rather than the zip reader's "failed finding central directory"
@@ -122,15 +148,15 @@ def read_checkpoint(path) -> dict:
     except OSError as exc:
         raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if safetensors_file:
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
         try:
-            return {"model": load_file(path, device="cpu")}
+            return SafetensorsFile(model=load_file(path, device="cpu") if data is None else load(data))
         except Exception as exc:
             raise MaeBenchError(f"{bad} ({_reason(exc)})") from None
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(ALLOWED_GLOBALS):
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # we fail cleanly anyway
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found and found.group(1).endswith("."):  # a GLOBAL whose name the end of the file cut off
@@ -146,6 +172,23 @@ def read_checkpoint(path) -> dict:
     if not isinstance(ckpt, dict):
         raise MaeBenchError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict of weights")
     return ckpt
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted."""
+    import hashlib
+    path = Path(path)
+
+    def one(p: Path) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
+    if not path.is_dir():
+        return one(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()}\t{one(p)}\n" for p in sorted(path.rglob("*")) if p.is_file())
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def check_fit(expected: dict, sd: dict, path, what: str, may_be_missing=(), may_be_extra=()) -> None:

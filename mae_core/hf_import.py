@@ -1,5 +1,7 @@
 """HF transformers ViTMAE folders (`config.json` + `model.safetensors` or `pytorch_model.bin`, possibly sharded)
-read as an official-MAE checkpoint: `{"model": state dict in our names, "config": settings no shape reveals}`.
+read as an official-MAE checkpoint: `{"model": state dict in our names, "config": settings no shape reveals}`;
+ViTModel / DeiTModel / Dinov2Model folders read raw (`{"hf_model_type", "hf_config", "hf_weights"}`) for
+`mae_core.formats`, which maps them with `convert_state_dict`.
 
 Every key spelling is read: transformers 4.x files (`encoder.layer.i.attention.attention.query`,
 `intermediate.dense`, `decoder.decoder_layers.i`), 5.x in-memory names (`layers.i.attention.q_proj`, `mlp.fc1`)
@@ -15,6 +17,7 @@ import torch
 from .errors import MaeBenchError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ENCODER_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers")  # read raw; mae_core.formats maps them
 _BLOCK = re.compile(r"^(?:vit\.)?(?:encoder\.layer|layers)\.(\d+)\.(.+)$")
 # transformers 5 saves the decoder blocks as `decoder.decoder_encoder.layer.i` (its 4.x renaming applied to them)
 _DECODER_BLOCK = re.compile(r"^decoder\.decoder_(?:layers|encoder\.layer)\.(\d+)\.(.+)$")
@@ -22,9 +25,11 @@ _QKV = re.compile(r"^attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(
 _IN_BLOCK = {"attention.output.dense.": "attn.proj.", "attention.o_proj.": "attn.proj.",
              "layernorm_before.": "norm1.", "layernorm_after.": "norm2.",
              "intermediate.dense.": "mlp.fc1.", "output.dense.": "mlp.fc2.", "mlp.fc1.": "mlp.fc1.",
-             "mlp.fc2.": "mlp.fc2."}
+             "mlp.fc2.": "mlp.fc2.", "norm1.": "norm1.", "norm2.": "norm2.",  # Dinov2Model
+             "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma"}
 _TOP = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
         "embeddings.patch_embeddings.projection.": "patch_embed.proj.", "layernorm.": "norm.",
+        "embeddings.distillation_token": "dist_token", "embeddings.register_tokens": "register_tokens",
         "decoder.mask_token": "mask_token", "decoder.decoder_pos_embed": "decoder_pos_embed",
         "decoder.decoder_embed.": "decoder_embed.", "decoder.decoder_norm.": "decoder_norm.",
         "decoder.decoder_pred.": "decoder_pred."}
@@ -90,8 +95,12 @@ def read_hf_folder(folder: Path, read_file) -> dict:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise MaeBenchError(f"cannot read {folder / 'config.json'}: {e}") from None
-    if config.get("model_type") != "vit_mae":
-        raise MaeBenchError(f"{folder} is an HF folder of model_type {config.get('model_type')!r}, not vit_mae")
+    kind = config.get("model_type")
+    if kind in ENCODER_TYPES:  # mapped by mae_core.formats (hf_vit, hf_deit, hf_dinov2)
+        return {"hf_model_type": kind, "hf_config": config, "hf_weights": _read_weights(folder, read_file)}
+    if kind != "vit_mae":
+        raise MaeBenchError(f"{folder} is an HF folder of model_type {kind!r}, not vit_mae or "
+                            f"{' or '.join(ENCODER_TYPES)}")
     if not config.get("qkv_bias", True):
         raise MaeBenchError(f"{folder}: qkv_bias=False; MAE encoders have a qkv bias")
     sd = convert_state_dict(_read_weights(folder, read_file))

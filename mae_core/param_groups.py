@@ -30,11 +30,12 @@ def layer_decay_groups(model: nn.Module, layer_decay: float, depth: int, layer_i
 
 def vit_layer_id(name: str, depth: int, prefix: str = "") -> int:
     """The MAE / BEiT / mmseg layer of a timm ViT parameter named `prefix` + timm's name: 0 for the stem
-    (cls_token, pos_embed, patch_embed), i + 1 for block i, depth + 1 for everything else."""
+    (cls_token, pos_embed, patch_embed, and the extra tokens beside the class token: reg_token, which also holds
+    DeiT's dist_token, as timm's group_matcher puts them in the stem), i + 1 for block i, depth + 1 for the rest."""
     if not name.startswith(prefix):
         return depth + 1
     name = name[len(prefix):]
-    if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
+    if name in ("cls_token", "pos_embed", "reg_token", "dist_token") or name.startswith("patch_embed"):
         return 0
     if name.startswith("blocks."):
         return int(name.split(".")[1]) + 1

@@ -164,36 +164,78 @@ def pretrain_summary(ckpt: dict) -> dict | None:
     return found
 
 
-def encoder_shapes(info: dict) -> dict:
-    """name -> shape of every tensor of the timm ViT encoder `info` (from infer_arch) describes."""
-    d, c, p, hidden = info["embed_dim"], info["in_chans"], info["patch_size"], 4 * info["embed_dim"]
-    tokens = 1 + info["grid"][0] * info["grid"][1] if info["grid"] else None
-    shapes = {"cls_token": (1, 1, d), "pos_embed": (1, tokens, d), "patch_embed.proj.weight": (d, c, p, p),
-              "patch_embed.proj.bias": (d,)}
-    block = {"norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
-             "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
-             "mlp.fc1.weight": (hidden, d), "mlp.fc1.bias": (hidden,), "mlp.fc2.weight": (d, hidden),
-             "mlp.fc2.bias": (d,)}
-    shapes.update({f"blocks.{i}.{k}": v for i in range(info["depth"]) for k, v in block.items()})
-    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
-    return {k: torch.Size(v) for k, v in shapes.items()}
+def _check_values(sd: dict, source: str) -> None:
+    """Refuse weights no trained ViT has: integer tensors, NaN / Inf, or magnitudes past MAX_ABS_WEIGHT."""
+    for key, v in sd.items():
+        if not v.is_floating_point():
+            raise MaeBenchError(f"checkpoint {source}: {key} holds {str(v.dtype).replace('torch.', '')} values, not "
+                                "floating-point weights")
+        if v.numel() and not bool(torch.isfinite(v).all()):
+            raise MaeBenchError(f"checkpoint {source}: {key} holds non-finite values (NaN or Inf)")
+        if v.numel() and float(v.abs().max()) > MAX_ABS_WEIGHT:
+            raise MaeBenchError(f"checkpoint {source}: {key} holds |w| up to {float(v.abs().max()):.3g}, past any "
+                                f"trained ViT's weights (limit {MAX_ABS_WEIGHT:g})")
 
 
-def load_encoder(path, img_size=None, arch=None):
-    """Encoder weights in timm names plus the inferred arch (and `pretrain`: pretrain_summary);
-    pos_embed resized to `img_size` if given."""
+MAX_ABS_WEIGHT = 1e6  # fp16 overflows at 65504; trained ViT weights stay far below 1e3
+
+
+def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
+    """Read `path` once, detect its format (or take `fmt`), map it to timm names, infer the architecture, check
+    the values; returns (encoder tensors, info). pos_embed is resized to `img_size` when given. `arch` (a table
+    name or vit_w<D>_d<N>_h<H>_patch<P>) must agree with the tensors and sets the heads. info: arch (name), spec
+    (VitArch), format, kind, sha256, dropped (key -> why), pretrain, patch_size, embed_dim, depth, num_heads,
+    grid and img_size (of the returned pos_embed). With `check`, the tensors are fit once against the encoder
+    (token pooling, no head) built on the meta device; init_encoder checks against its own model instead."""
+    from .archs import parse_arch
+    from .checkpoint import read_checkpoint_hashed
+    from .formats import detect_format, get_format, infer_arch, pos_grid
     path = os.fspath(path)
-    ckpt, sd, info = _read_weights(path)
-    info["pretrain"] = pretrain_summary(ckpt)
-    if arch is not None:
-        wanted = re.sub(r"^mae_|_224$", "", arch)
-        if wanted != info["arch"]:
-            raise MaeBenchError(f"checkpoint {path} is {info['arch']} but --arch says {wanted}")
-    enc = encoder_state_dict(sd)
-    check_fit(encoder_shapes(info), enc, path, f"a {info['arch']} encoder")
+    top, sha = read_checkpoint_hashed(path)  # one read: the sha256 comes from the same bytes
+    form = get_format(fmt) if fmt else detect_format(top, path)
+    mapped = form.map(top)
+    wanted = parse_arch(arch) if arch else None
+    if arch and wanted is None:
+        raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "
+                            "vit_w<width>_d<depth>_h<heads>_patch<p>")
+    if not mapped.weights:
+        raise MaeBenchError(f"checkpoint {path} read as {form.name} holds no encoder weights")
+    spec = infer_arch(mapped.weights, mapped.hints, path)
+    if wanted and (wanted["patch_size"], wanted["embed_dim"], wanted["depth"]) != (spec.patch_size, spec.embed_dim, spec.depth):
+        raise MaeBenchError(f"checkpoint {path} is {spec.name} but --arch says {re.sub(r'^mae_|_224$', '', arch)}")
+    if wanted:
+        spec = infer_arch(mapped.weights, mapped.hints, path, wanted["num_heads"])  # --arch sets the heads
+    sd = dict(mapped.weights)
+    if spec.dist_token:  # DeiT's distillation token rides in timm's register slot (mae_core.vit)
+        sd["reg_token"] = sd.pop("dist_token")
+    _check_values(sd, path)
+    grid = pos_grid(sd, spec)
+    info = dict(arch=spec.name, spec=spec, format=form.name, kind=form.kind, sha256=sha,
+                dropped=dict(mapped.dropped), pretrain=pretrain_summary(top), patch_size=spec.patch_size,
+                in_chans=spec.in_chans, embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
+                mlp_ratio=spec.mlp_ratio, grid=grid, img_size=grid[0] * spec.patch_size,
+                has_decoder=any(k.startswith("decoder_") for k in mapped.dropped))
     if img_size is not None:
-        grid = _grid_for(img_size, info["patch_size"], path)
-        if info["grid"] is not None and grid != info["grid"]:
-            _resize(enc, ("pos_embed",), grid)
-        info.update(grid=grid, img_size=img_size)
-    return enc, info
+        new = _grid_for(img_size, spec.patch_size, path)
+        if new != grid:
+            sd = {**sd, "pos_embed": resize_pos_embed(sd["pos_embed"], new, 0 if spec.no_embed_class else
+                                                      spec.prefix_tokens, offset=spec.pos_offset,
+                                                      antialias=spec.pos_antialias)}
+        info.update(grid=new, img_size=img_size)
+    if check:
+        from .vit import vit_encoder
+        with torch.device("meta"):
+            model = vit_encoder(spec, info["img_size"], 0, "token" if spec.class_token else "avg")
+        fit_encoder(model.state_dict(), sd, path, f"a {spec.name} encoder", form.name)
+    return sd, info
+
+
+def fit_encoder(expected: dict, sd: dict, path, what: str, fmt: str, may_be_missing=(), may_be_extra=()) -> None:
+    """The one fit check of a loaded encoder: keys it would not use are refused first (each changes the output:
+    a gamma, a relative position table, a token, a bias), then check_fit's missing / mis-shaped keys."""
+    unused = [k for k in sd if k not in expected and k not in may_be_extra]
+    if unused:
+        more = "..." if len(unused) > 4 else ""
+        raise MaeBenchError(f"checkpoint {path} (format {fmt}): {len(unused)} key(s) the encoder would not use change "
+                            f"its output ({', '.join(unused[:4])}{more}); refusing to drop them")
+    check_fit(expected, sd, path, what, may_be_missing=may_be_missing, may_be_extra=may_be_extra)

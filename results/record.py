@@ -17,7 +17,8 @@ from mae_core.atomic import write_bytes_atomic  # torch-free
 
 RESULT_FILE = "result.json"
 REQUIRED = ("task", "protocol", "arch", "init", "dataset", "metrics", "recipe", "env", "started", "finished", "wall_s")
-INIT_KINDS = ("mae", "supervised", "scratch")
+# mae / supervised / scratch, and the other methods' checkpoint formats (mae_core.formats: Format.kind)
+INIT_KINDS = ("mae", "supervised", "scratch", "timm", "deit", "moco_v3", "dino", "ibot", "dinov2")
 
 
 class ResultError(ValueError):
@@ -80,6 +81,9 @@ FIELD_TYPES += [(key, (int,), "an integer") for key in ("blocks", "dataset.subse
 # what the data checks found (transfer.leakage, ImageFolder's other extensions, COCO's annotation issues)
 FIELD_TYPES += [("dataset.val_duplicates_of_train", (int,), "an integer"),
                 ("dataset.ignored_files", (dict,), "an object"), ("dataset.annotation_issues", (dict,), "an object")]
+FIELD_TYPES += [("init.format", (str,), "a string"), ("init.arch_spec", (dict,), "an object"),
+                ("init.unused", (dict,), "an object"), ("init.unused.count", (int,), "an integer"),
+                ("init.unused.keys", (dict,), "an object")]
 FIELD_TYPES += [("dataset", (dict,), "an object"), ("init.pretrain", (dict,), "an object"),
                 ("wall_s", (int, float), "a number")]
 

@@ -100,7 +100,10 @@ def test_mae_token_pool_equals_mae_encoder(mae_ckpt):
         feats = model.forward_features(x)
         assert torch.allclose(feats, ref, atol=1e-5)
         assert model(x).shape == (2, 5)
-    assert info == {"kind": "mae", "ckpt": str(path), "arch": TINY, "img_size": 32, "global_pool": "token"}
+    base = {"kind": "mae", "ckpt": str(path), "arch": TINY, "img_size": 32, "global_pool": "token"}
+    assert {k: info[k] for k in base} == base
+    assert info["format"] == "mae" and info["arch_spec"]["name"] == TINY
+    assert set(info["dropped"]) == {k for k in mae.state_dict() if k.startswith("decoder_") or k == "mask_token"}
 
 
 def test_mae_avg_pool_drops_norm(mae_ckpt):

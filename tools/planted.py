@@ -54,8 +54,8 @@ def swapped(module_name: str, name: str, make: Callable) -> None:
 
 def _encoder_weights(edit: Callable) -> Callable:
     def make(load_encoder):
-        def patched(path, *, img_size, arch=None):
-            sd, found = load_encoder(path, img_size=img_size, arch=arch)
+        def patched(path, *, img_size, arch=None, **kwargs):
+            sd, found = load_encoder(path, img_size=img_size, arch=arch, **kwargs)
             return edit(sd, found["arch"], img_size), found
         return patched
     return make

@@ -1,105 +1,130 @@
-"""A timm ViT encoder from any init: an MAE checkpoint, a supervised ViT, or random (scratch).
+"""A timm ViT encoder from any init: a checkpoint of any registered format, our supervised baseline, or random.
 
-`--ckpt PATH` / `--ckpt mae:PATH`, `--ckpt supervised:PATH` and `--ckpt scratch` (with `--arch`)
-all end here, so every downstream task starts from the same model and the same key checks.
+`--ckpt PATH` (format detected), `--ckpt FORMAT:PATH` (forced; `mae:PATH` and `supervised:PATH` among them) and
+`--ckpt scratch` (with `--arch`) all end here, so every downstream task starts from the same model and the same
+key checks: read once, detect, map (mae_core.formats), build (mae_core.vit), check the fit once.
 """
 import os
 import re
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 
 import torch.nn as nn
-from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 
-from mae_core.archs import ARCHS, arch_spec
-from mae_core.checkpoint import check_fit
-from mae_core.weights import load_encoder
+from mae_core.archs import VitArch, parse_arch
 from mae_core.errors import MaeBenchError
+from mae_core.formats import FORMATS, known_formats
+from mae_core.vit import GLOBAL_POOLS, vit_encoder
+from mae_core.weights import fit_encoder, load_encoder
 
-GLOBAL_POOLS = ("token", "avg")
+__all__ = ["GLOBAL_POOLS", "InitSpec", "parse_init", "build_vit", "init_encoder", "refuse_variants"]
 # Keys a pretrained encoder may lack: the classifier is always new, and so is fc_norm
 # (MAE fine-tuning drops the pretrained `norm` and starts a fresh fc_norm after avg pooling).
 _MAY_BE_MISSING = {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
 _UNUSED_WITH_AVG = {"norm.weight", "norm.bias"}  # timm's avg-pool ViT has no final norm
+_AVG_DROPS_NORM = "final norm (global average pooling starts a fresh fc_norm, as MAE fine-tuning)"
 
 
 @dataclass(frozen=True)
 class InitSpec:
-    kind: str  # "mae" | "supervised" | "scratch"
+    kind: str  # "scratch", or a checkpoint format (mae_core.formats: "mae", "supervised", "dinov2", ...)
     path: str | None
+    forced: bool = field(default=False, compare=False)  # FORMAT:PATH given (else detected; kind says "mae")
 
 
 def parse_init(spec: str) -> InitSpec:
-    """`scratch`, `supervised:PATH`, `mae:PATH` or a plain `PATH` (an MAE or any ViT checkpoint)."""
+    """`scratch`, `FORMAT:PATH` (mae:, supervised:, dinov2:, ...) or a plain `PATH` (format detected)."""
     spec = (spec or "").strip()
     if not spec:
-        raise MaeBenchError("--ckpt is empty; give a checkpoint path, mae:PATH, supervised:PATH or scratch")
+        raise MaeBenchError("--ckpt is empty; give a checkpoint path, FORMAT:PATH or scratch")
     if spec == "scratch":
         return InitSpec("scratch", None)
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in ("mae", "supervised"):
+    if sep and prefix in FORMATS:
         if not rest:
             raise MaeBenchError(f"--ckpt {spec} names no checkpoint file after '{prefix}:'")
-        return InitSpec(prefix, rest)
+        return InitSpec(prefix, rest, forced=True)
     if sep and prefix == "scratch":
         raise MaeBenchError(f"--ckpt {spec}: scratch takes no path (pick the architecture with --arch)")
     if sep and os.path.exists(spec):
         return InitSpec("mae", spec)  # a file whose name happens to hold ':'
     # A word before ':' is a mistyped prefix (or a hub name we cannot reach), not a file name.
     if sep and re.fullmatch(r"[A-Za-z][\w-]*", prefix) and len(prefix) > 1:
-        raise MaeBenchError(f"--ckpt {spec}: unknown prefix '{prefix}:' (use mae:PATH, supervised:PATH, "
-                            f"scratch or a plain path)")
+        raise MaeBenchError(f"--ckpt {spec}: unknown prefix '{prefix}:' (known formats: {known_formats()}; or "
+                            f"scratch, or a plain path)")
     return InitSpec("mae", spec)
 
 
-def _arch_key(arch: str) -> str:
-    key = re.sub(r"^mae_|_224$", "", arch)  # accept timm's and the MAE factories' spellings too
-    if key not in ARCHS:
-        raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
-    return key
+def _arch_of(arch: str) -> VitArch:
+    spec = parse_arch(arch)
+    if spec is None:
+        from mae_core.archs import ARCHS
+        raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "
+                            "vit_w<width>_d<depth>_h<heads>_patch<p>")
+    return VitArch(**spec)
 
 
-def build_vit(arch: str, img_size: int, num_classes: int, global_pool: str = "token",
+def build_vit(arch: str | VitArch, img_size: int, num_classes: int, global_pool: str = "token",
               drop_path_rate: float = 0.0) -> VisionTransformer:
-    """A randomly initialised timm ViT of `arch` with MAE's settings (qkv bias, LayerNorm eps 1e-6).
-    global_pool "token": cls token after the final norm (linear probe); "avg": mean of the patch
-    tokens, then fc_norm (fine-tuning)."""
-    if global_pool not in GLOBAL_POOLS:
-        raise MaeBenchError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}, got {global_pool!r}")
-    spec = arch_spec(_arch_key(arch))
-    if img_size % spec["patch_size"]:
-        raise MaeBenchError(f"image size {img_size} is not a multiple of {arch}'s patch size {spec['patch_size']}")
-    # Built directly rather than with timm.create_model: timm has no *_224 model for
-    # vit_{tiny,small,base}_patch14 or vit_huge_patch16.
-    model = VisionTransformer(img_size=img_size, patch_size=spec["patch_size"], num_classes=num_classes,
-                              global_pool=global_pool, embed_dim=spec["embed_dim"], depth=spec["depth"],
-                              num_heads=spec["num_heads"], mlp_ratio=4.0, qkv_bias=True,
-                              norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path_rate)
-    if isinstance(model.head, nn.Linear):  # the official fine-tuning head init
-        trunc_normal_(model.head.weight, std=2e-5)
-        nn.init.zeros_(model.head.bias)
-    return model
+    """A randomly initialised timm ViT of `arch` (a name, or a VitArch with its variants); see mae_core.vit."""
+    return vit_encoder(arch if isinstance(arch, VitArch) else _arch_of(arch), img_size, num_classes, global_pool,
+                       drop_path_rate)
+
+
+def _report(path: str, info: dict) -> None:
+    spec: VitArch = info["spec"]
+    variants = ", ".join(spec.variants()) or "plain"
+    print(f"checkpoint {path}: format {info['format']}, {spec.name} ({variants}; {spec.num_heads} heads)")
+    if info["dropped"]:
+        why: dict[str, list[str]] = {}
+        for key, reason in info["dropped"].items():
+            why.setdefault(reason, []).append(key)
+        parts = [f"{reason}: {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                 for reason, keys in why.items()]
+        print(f"checkpoint {path}: {len(info['dropped'])} keys left out on purpose: {'; '.join(parts)}")
 
 
 def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
                  global_pool: str = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
-    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"}.
+    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
+    checkpoint, "format", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped" (key -> why) and
+    "pretrain" (plain data: it goes into checkpoints' configs).
     Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh."""
     init = spec if isinstance(spec, InitSpec) else parse_init(spec)
     if init.kind == "scratch":
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
-        name, pretrain = _arch_key(arch), None
-        model = build_vit(name, img_size, num_classes, global_pool, drop_path_rate)
-    else:
-        sd, found = load_encoder(init.path, img_size=img_size, arch=arch)
-        name, pretrain = found["arch"], found.get("pretrain")
-        model = build_vit(name, img_size, num_classes, global_pool, drop_path_rate)
-        check_fit(model.state_dict(), sd, init.path, f"a ViT encoder with global_pool={global_pool}",
-                  may_be_missing=_MAY_BE_MISSING, may_be_extra=_UNUSED_WITH_AVG if global_pool == "avg" else ())
-        model.load_state_dict(sd, strict=False)
-    info = {"kind": init.kind, "ckpt": init.path, "arch": name, "img_size": img_size, "global_pool": global_pool}
-    if pretrain:
-        info["pretrain"] = pretrain  # the MAE checkpoint's pretraining settings, for the result record
+        vit_arch = _arch_of(arch)
+        model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
+        return model, {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
+                       "global_pool": global_pool}
+    sd, found = load_encoder(init.path, img_size=img_size, arch=arch, fmt=init.kind if init.forced else None,
+                             check=False)
+    vit_arch: VitArch = found["spec"]
+    model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
+    avg = global_pool == "avg"
+    fit_encoder(model.state_dict(), sd, init.path, f"a {vit_arch.name} encoder with global_pool={global_pool}",
+                found["format"], may_be_missing=_MAY_BE_MISSING, may_be_extra=_UNUSED_WITH_AVG if avg else ())
+    model.load_state_dict(sd, strict=False)
+    dropped = dict(found["dropped"])
+    if avg:
+        dropped.update({k: _AVG_DROPS_NORM for k in _UNUSED_WITH_AVG if k in sd})
+    info = {"kind": found["kind"], "ckpt": init.path, "arch": vit_arch.name, "img_size": img_size,
+            "global_pool": global_pool, "format": found["format"], "sha256": found["sha256"],
+            "arch_spec": vit_arch.as_dict(), "dropped": dropped}
+    _report(init.path, {**found, "dropped": dropped})
+    if found.get("pretrain"):
+        info["pretrain"] = found["pretrain"]  # the MAE checkpoint's pretraining settings, for the result record
     return model, info
+
+
+def refuse_variants(info: dict, task: str) -> None:
+    """One error line when the encoder is a variant `task` cannot take (layer scale, registers, a distillation
+    token, no class token, ...): those tasks' backbones are built for the MAE paper's ViT."""
+    spec = info.get("arch_spec")
+    if spec is None:
+        return
+    arch = VitArch(**{k: v for k, v in spec.items() if k != "name"})
+    if not arch.plain:
+        raise MaeBenchError(f"{task} takes the MAE paper's plain ViT; {info.get('ckpt')} ({info['format']}) has "
+                            f"{', '.join(arch.variants())}")

@@ -71,8 +71,13 @@ def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, opt
     ckpt = info.get("ckpt")
     protocol = plain.get("protocol", task.name)
     extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
+    # the loader hashed the file it read; the identity hashed it too when the loader does not say
+    sha = info.get("sha256") or (checkpoint_sha256(ckpt) if ckpt else None)
+    loaded = {k: info[k] for k in ("format", "arch_spec") if info.get(k)}
+    if "dropped" in info:  # every checkpoint key the encoder did not use, and why
+        loaded["unused"] = {"count": len(info["dropped"]), "keys": info["dropped"]}
     rec = make_record(task=task.name, protocol=protocol, arch=res["arch"],
-                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": checkpoint_sha256(ckpt) if ckpt else None,
+                      init={"kind": info["kind"], "ckpt": ckpt, "sha256": sha, **loaded,
                             **({"pretrain": info["pretrain"]} if info.get("pretrain") else {})},
                       dataset=res["dataset"], metrics=res["metrics"], recipe=plain, started=started,
                       finished=now_iso(), wall_s=time.time() - t0, env=collect_env(res.get("device", "cpu")),

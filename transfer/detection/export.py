@@ -1,6 +1,7 @@
 """`mae-bench export --to detectron2`: an encoder under the names detectron2's ViTDet backbone expects."""
 from mae_core.weights import load_encoder
 from mae_core.export import write_weights
+from transfer.encoder import refuse_variants
 
 from .model import DROPPED, to_patch16, vitdet_pretrain_size
 
@@ -12,6 +13,7 @@ def detectron2_state_dict(ckpt_path) -> tuple[dict, dict]:
     pos_embed stays at its pretraining grid (ViTDet resizes it itself, from pretrain_img_size). A patch-14
     encoder is converted to patch 16 as ViTDet's ViT-H config expects (mae_pretrain_vit_huge_p14to16)."""
     enc, info = load_encoder(ckpt_path)
+    refuse_variants({**info, "arch_spec": info["spec"].as_dict(), "ckpt": str(ckpt_path)}, "the detectron2 export")
     patch = enc["patch_embed.proj.weight"].shape[-1]
     enc = to_patch16({k: v for k, v in enc.items() if k not in DROPPED}, info["img_size"])
     sd = {PREFIX + k: v for k, v in enc.items()}

@@ -25,7 +25,7 @@ from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.param_groups import layer_decay_groups
 from mae_core.pos_embed import resize_pos_embed
-from transfer.encoder import init_encoder
+from transfer.encoder import init_encoder, refuse_variants
 
 from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 
@@ -78,6 +78,7 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     """A ViTDet ViT initialised by transfer/encoder.py's rules from `--ckpt` (`init`); pos_embed stays
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
     enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
+    refuse_variants(info, "ViTDet (coco_det)")
     size = vitdet_pretrain_size(enc.patch_embed.patch_size[0], model_cfg["pretrain_img_size"])
     vit = build_vitdet_vit({**model_cfg, "pretrain_img_size": size}, info["arch"])
     sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, model_cfg["pretrain_img_size"])

@@ -20,6 +20,7 @@ import re
 
 from mae_core.checkpoint import read_checkpoint
 from mae_core.weights import load_encoder
+from transfer.encoder import refuse_variants
 from mae_core.export import write_weights
 
 _BLOCK_RENAMES = (("norm1.", "ln1."), ("norm2.", "ln2."), ("mlp.fc1.", "ffn.layers.0.0."), ("mlp.fc2.", "ffn.layers.1."),
@@ -71,6 +72,7 @@ def export_mmseg(ckpt_path, out_path) -> str:
         sd, info = segmenter_to_mmseg(ckpt["model"]), {"arch": conf["arch"]}
     else:
         enc, info = load_encoder(ckpt_path)
+        refuse_variants({**info, "arch_spec": info["spec"].as_dict(), "ckpt": str(ckpt_path)}, "the mmseg export")
         sd = to_mmseg(enc)
     write_weights(out_path, sd, {"arch": info["arch"]})
     return info["arch"]

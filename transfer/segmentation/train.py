@@ -18,7 +18,7 @@ from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from results.evidence import SEG_COUNTS_FILE, write_seg_counts
 from transfer.leakage import count_leakage
-from transfer.encoder import init_encoder
+from transfer.encoder import init_encoder, refuse_variants
 
 from .backbone import ViTBackbone
 from .data import ADE20KDataset, EpochSampler, read_num_classes, resolve_root
@@ -32,6 +32,7 @@ def build_segmenter(model_cfg: dict, crop: int, init: str, arch: str | None,
     init info."""
     vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool="token",
                              drop_path_rate=model_cfg["drop_path"])
+    refuse_variants(info, "UperNet (ade20k_seg)")
     vit.norm = nn.Identity()  # features are taken inside the trunk (mmseg's MAE: final_norm=False)
     backbone = ViTBackbone(vit, model_cfg["out_indices"], model_cfg["rel_pos_bias"], model_cfg["layer_scale_init"])
     model = Segmenter(backbone, num_classes, model_cfg["channels"], model_cfg["aux_channels"],
