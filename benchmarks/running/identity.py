@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mae_core.errors import MaeBenchError
 from mae_core.file_cache import CACHE_DIR
-from results.record import sha256_file
+from mae_core.checkpoint import file_sha256
 
 IDENTITY_FILE = "identity.json"
 # where each task data layout's root is found under --data (module, function -> (root, name))
@@ -21,19 +21,13 @@ _SHA_MEMO: dict[tuple, str] = {}
 
 
 def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a checkpoint file's bytes (of a folder, such as an HF model folder: of its files' names and hashes),
-    computed once per process for a file unchanged since (size, mtime). The one place a checkpoint is hashed: the
-    run's identity and its result record both read it here."""
+    """sha256 of a checkpoint (`mae_core.checkpoint.file_sha256`: a file's bytes; an HF folder's file names and
+    hashes), computed once per process for a file unchanged since (size, mtime); the loader's hash of the same
+    file is the same value, so the identity and the result record agree."""
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_MEMO:
-        if os.path.isdir(path):
-            h = hashlib.sha256()
-            for rel, size in _walk_files(Path(path)):
-                h.update(f"{rel}\t{size}\t{sha256_file(Path(path) / rel)}\n".encode())
-            _SHA_MEMO[key] = h.hexdigest()
-        else:
-            _SHA_MEMO[key] = sha256_file(path)
+        _SHA_MEMO[key] = file_sha256(path)
     return _SHA_MEMO[key]
 
 
