@@ -15,10 +15,20 @@ def random_noise(batch: int, grid: tuple[int, int], ratio: float, generator=None
     return torch.rand(batch, grid[0] * grid[1], generator=generator, device=device)
 
 
+def kept_patches(n: int, mask_ratio: float) -> int:
+    """The one mask-ratio rule (the official MAE's `int(N * (1 - mask_ratio))` patches kept): a ratio in [0, 1)
+    that keeps at least one of the `n` patches; else ValueError. The recipes ask for (0, 1): pretraining masks."""
+    len_keep = int(n * (1 - mask_ratio))
+    if not 0 <= mask_ratio < 1 or len_keep < 1:  # a negative len_keep would silently slice off from the end
+        raise ValueError(f"mask_ratio must be in [0, 1) and keep at least one of {n} patches, got {mask_ratio}")
+    return len_keep
+
+
 def grid_noise(batch: int, grid: tuple[int, int], ratio: float, generator=None, device=None) -> torch.Tensor:
     """Keep one patch in every s x s cell (s = round(sqrt(1 / (1 - ratio)))), at a random offset per sample."""
     h, w = grid
-    s = max(1, round(math.sqrt(1.0 / max(1e-6, 1.0 - ratio))))
+    kept_patches(h * w, ratio)
+    s = max(1, round(math.sqrt(1.0 / (1.0 - ratio))))
     off = torch.randint(0, s, (batch, 2), generator=generator)
     rows = torch.arange(h)[None, :, None]
     cols = torch.arange(w)[None, None, :]

@@ -11,7 +11,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
 from .archs import ARCHS
-from .masking import STRATEGIES, make_noise
+from .masking import STRATEGIES, kept_patches, make_noise
 from .pos_embed import resize_pos_embed, sincos_2d
 
 
@@ -111,10 +111,7 @@ class MaskedAutoencoderViT(nn.Module):
     def masks_from_noise(noise: torch.Tensor, mask_ratio: float):
         """Keep the `int(N * (1 - mask_ratio))` lowest-noise patches.
         Returns ids_keep [B, K], mask [B, N] (1 = masked) and ids_restore [B, N]."""
-        n = noise.shape[1]
-        len_keep = int(n * (1 - mask_ratio))
-        if not 0 <= mask_ratio < 1 or len_keep < 1:  # a negative len_keep would silently slice off from the end
-            raise ValueError(f"mask_ratio must be in [0, 1) and keep at least one of {n} patches, got {mask_ratio}")
+        len_keep = kept_patches(noise.shape[1], mask_ratio)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]

@@ -183,3 +183,17 @@ def test_all_factories_exist():
     assert {f"mae_vit_{s}_patch{p}" for s in sizes for p in (16, 14)} <= set(MODELS)
     m = MODELS["mae_vit_small_patch14"](img_size=28, decoder_depth=1)
     assert m.patch_embed.proj.weight.shape == (384, 3, 14, 14) and len(m.blocks) == 12
+
+
+def test_one_mask_ratio_rule_for_every_strategy():
+    """Random and grid masking refuse the same ratios (grid once clamped 1.0 to a 1e6 x 1e6 cell instead)."""
+    import torch
+
+    from mae_core.masking import grid_noise, kept_patches
+    from mae_core.models_mae import MaskedAutoencoderViT
+    assert kept_patches(16, 0.75) == 4 and kept_patches(16, 0.0) == 16
+    for bad in (1.0, -0.1, 0.97):  # 0.97 of 16 patches keeps none
+        with pytest.raises(ValueError, match="mask_ratio must be in"):
+            grid_noise(2, (4, 4), bad)
+        with pytest.raises(ValueError, match="mask_ratio must be in"):
+            MaskedAutoencoderViT.masks_from_noise(torch.rand(2, 16), bad)

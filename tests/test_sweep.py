@@ -107,7 +107,7 @@ def test_sweep_unknown_scale_and_missing_data_are_one_line_errors(synth_root, tm
     assert "sweep has no scale 'huge'; choose one of paper, subset, smoke" in capsys.readouterr().err
     assert main(["sweep", "--name", "decoder_depth", "--data-root", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "o")]) == 1
-    assert "no ImageNet layout" in capsys.readouterr().err
+    assert "sweep: no imagenet data at" in capsys.readouterr().err
 
 
 PAPER_GRIDS = {"decoder_depth": 5, "decoder_width": 5, "mask_token": 2, "target": 2, "augmentation": 4,

@@ -35,6 +35,27 @@ def set_args(sets: dict) -> list[str]:
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}")]
 
 
+def data_root(name: str, root=None, given=None, who: str = "suite") -> Path:
+    """The root of the layout `name` (`imagenet`, `coco`, `ade20k`) for the steps: the folder given for it, else
+    the data root, found by the family's `transfer.data_root.DataLayout` (the one rule every task applies)."""
+    from transfer.classification.data import IMAGENET_LAYOUT
+    from transfer.detection.data import COCO_LAYOUT
+    from transfer.segmentation.data import ADE20K_LAYOUT
+
+    layout = {"imagenet": IMAGENET_LAYOUT, "coco": COCO_LAYOUT, "ade20k": ADE20K_LAYOUT}[name]
+    if not (given or root):
+        raise MaeBenchError(f"{who}: give --data-root DIR (holding {name}/) or --{name} PATH")
+    markers = ("train", "val") if name == "imagenet" else layout.markers  # the protocols evaluate on val/
+    try:
+        path = layout.resolve(given or root)[0]
+    except MaeBenchError:
+        path = Path(given or root)
+    if not all((path / m).is_dir() for m in markers):
+        raise MaeBenchError(f"{who}: no {name} data at {given or root} (expected {'/, '.join(markers)}/ in it or in "
+                            f"{' or '.join(layout.under)}; give --data-root DIR or --{name} PATH)")
+    return path.resolve()
+
+
 def task_step(name: str, task: str, recipe: str, sets: dict, *, init: str, data: Path, out: Path,
               arch: str | None = None, record: bool = True) -> Step:
     """A task run (`mae-bench pretrain` or `run`) with `--resume auto`, its recipe loaded (and checked) now."""

@@ -13,7 +13,7 @@ from mae_core.errors import MaeBenchError
 from results.record import read_result
 
 from ..tasks import TASKS, downstream_tasks, get_task, primary_metrics
-from .steps import Step, run_steps, tables_step, task_step
+from .steps import Step, data_root, run_steps, tables_step, task_step
 
 BASELINE_DIR = Path(__file__).parents[1] / "baselines"
 
@@ -26,14 +26,9 @@ class DataPaths:
     ade20k: Path
 
     @classmethod
-    def from_root(cls, root: str | Path, imagenet=None, coco=None, ade20k=None) -> "DataPaths":
+    def from_root(cls, root: str | Path | None, imagenet=None, coco=None, ade20k=None) -> "DataPaths":
         given = {"imagenet": imagenet, "coco": coco, "ade20k": ade20k}
-        paths = {name: Path(p) if p else (Path(root) / name if root else None) for name, p in given.items()}
-        for name, path in paths.items():
-            if path is None or not path.exists():
-                raise MaeBenchError(f"suite: no {name} data at {path} (give --data-root with imagenet/ coco/ ade20k/, "
-                                    f"or --{name} PATH)")
-        return cls(**paths)
+        return cls(**{name: data_root(name, root, p, "suite") for name, p in given.items()})
 
     def for_task(self, task: str) -> Path:
         return getattr(self, get_task(task).data)

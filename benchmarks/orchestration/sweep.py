@@ -20,25 +20,15 @@ from mae_core.errors import MaeBenchError
 from ..commands import tables
 from ..config import load_recipe, recipe_text
 from .launcher import Job, Launcher
-from .steps import Step, task_step
+from .steps import Step, data_root, task_step
 
 STAGES = ("pretrain", "task")
 SWEEP_TASKS = ("in1k_finetune", "in1k_linear", "in1k_partial")
 
 
-def imagenet_root(data_root: str | None = None, imagenet: str | None = None) -> Path:
-    """The ImageFolder root (train/, val/): --imagenet, else DATA_ROOT/imagenet (`mae-bench data synth`), else
-    DATA_ROOT itself."""
-    if imagenet:
-        candidates = [Path(imagenet)]
-    elif data_root:
-        candidates = [Path(data_root) / "imagenet", Path(data_root)]
-    else:
-        raise MaeBenchError("sweep: give --data-root DIR (holding imagenet/) or --imagenet PATH")
-    for c in candidates:
-        if (c / "train").is_dir() and (c / "val").is_dir():
-            return c.resolve()
-    raise MaeBenchError(f"sweep: no ImageNet layout (train/ and val/) at {' or '.join(map(str, candidates))}")
+def imagenet_root(root: str | None = None, imagenet: str | None = None) -> Path:
+    """The ImageFolder root (train/, val/): --imagenet, else found under --data-root (`steps.data_root`)."""
+    return data_root("imagenet", root, imagenet, "sweep")
 
 
 def cell_name(knobs: dict) -> str:
