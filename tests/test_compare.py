@@ -216,8 +216,9 @@ def test_ddp_evaluation_gathers_every_images_predictions_once(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # spawn, not fork: a child forked after the parent's OpenMP pool has run can deadlock in its first parallel op
     mp.start_processes(two_rank_eval, args=(port, logits, labels, str(tmp_path / "rows.pt")), nprocs=2,
-                       start_method="fork")  # fork: the children inherit the imported torch
+                       start_method="spawn")
     two = torch.load(tmp_path / "rows.pt", weights_only=True)
     rows = two["rows"][two["rows"][:, 0].argsort()]
     assert torch.equal(rows, one["rows"]) and two["top1"] == one["top1"]
