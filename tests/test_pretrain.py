@@ -106,6 +106,18 @@ def test_pretrain_cli_writes_checkpoints_logs_and_picture(synth_root, tmp_path):
     assert sum('"type": "epoch"' in line for line in lines) == 2 and sum('"type": "step"' in line for line in lines) == 6
     assert (out / "reconstructions.png").stat().st_size > 0 and (out / "recipe.py").exists()
     assert "arch" in (out / "recipe.py").read_text()
+    # pretraining is a task: its result record holds the last epoch's logged loss, and a resumed finished run
+    # (which trains nothing) records the same loss again
+    import json
+
+    from results.record import read_result
+    last = [json.loads(line) for line in lines if '"type": "epoch"' in line][-1]
+    rec = read_result(out)
+    assert (rec["task"], rec["init"]["kind"], rec["arch"]) == ("pretrain", "scratch", "vit_tiny_patch16")
+    assert rec["metrics"] == {"loss": pytest.approx(last["loss"])} and rec["dataset"]["images"] == 24
+    assert main([*tiny_pretrain_args(synth_root / "imagenet" / "train", out, epochs=2,
+                                     extra=["runtime.keep_last=1"]), "--resume", "auto"]) == 0
+    assert read_result(out)["metrics"] == rec["metrics"]
 
 
 def test_resume_equals_unbroken_run(synth_root, tmp_path):
