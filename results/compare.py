@@ -62,7 +62,7 @@ _COCO_CACHE: dict = {}
 
 
 def _coco(ann_file: str):
-    from transfer.detection.coco_file import load_coco  # pycocotools, no torch
+    from results.coco_file import load_coco  # pycocotools, no torch
     if ann_file not in _COCO_CACHE:
         _COCO_CACHE[ann_file] = load_coco(Path(ann_file))
     return _COCO_CACHE[ann_file]

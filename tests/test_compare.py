@@ -122,7 +122,7 @@ def test_segmentation_counts_sum_to_the_runs_metrics_and_compare(synth_root, cls
 
 def test_detection_compare_on_written_detections(synth_root, tmp_path, capsys):
     """Hand-written detection runs: the ground truth itself (AP 100) against the boxes shifted by a few pixels."""
-    from transfer.detection.coco_file import load_coco
+    from results.coco_file import load_coco
     from transfer.detection.evaluate import coco_eval
     ann = synth_root / "coco" / "annotations" / "instances_val2017.json"
     gt = load_coco(ann)

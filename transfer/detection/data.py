@@ -13,7 +13,7 @@ from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, open_rgb
 from transfer.data_root import DataLayout
 
-from .coco_file import load_coco
+from results.coco_file import load_coco
 
 from .masks import InstanceMasks, crop_polygons, flip_polygons, scale_polygons
 
