@@ -605,8 +605,9 @@ def _heads(width: int, head_dim: int) -> int:
 def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None) -> VitArch:
     """The ViT that timm-named tensors `sd` are: patch, width, depth, MLP ratio, qkv bias, layer scale, class /
     register / distillation tokens and whether position embeddings cover them, from the shapes; the number of heads
-    (which changes no shape) from `num_heads` (--arch), else the format's config or convention, else the size
-    table, else head dim 64 (the ViT / DeiT / DINO convention)."""
+    (which changes no other shape than BEiT's relative position tables, which say it) from `num_heads` (--arch),
+    else the format's config or convention, else the size table, else head dim 64 (the ViT / DeiT / DINO
+    convention)."""
     proj = sd.get("patch_embed.proj.weight")
     if proj is None or proj.ndim != 4:
         keys = ", ".join(list(sd)[:6])
@@ -620,8 +621,12 @@ def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None)
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
     swiglu = bool(hints.get("swiglu"))
     hidden = fc1.shape[0] if fc1 is not None else 4 * width  # SwiGLU: both halves, as timm's SwiGLUPacked
+    rel_table = sd.get("blocks.0.attn.relative_position_bias_table") if hints.get("beit") else None
+    rel_heads = rel_table.shape[-1] if rel_table is not None and rel_table.ndim == 2 else None  # BEiT: [offsets, heads]
     if num_heads is None:
-        num_heads = hints.get("num_heads")
+        num_heads = hints.get("num_heads", rel_heads)
+    if rel_heads is not None and num_heads != rel_heads:
+        raise MaeBenchError(f"{source}: the relative position tables have {rel_heads} heads, not {num_heads}")
     if num_heads is None and "head_dim" not in hints:
         table = next((s["num_heads"] for s in ARCHS.values()
                       if (s["patch_size"], s["embed_dim"], s["depth"]) == (patch, width, depth)), None)

@@ -81,6 +81,8 @@ def resize_rel_pos_table(table: torch.Tensor, new_grid: tuple[int, int]) -> torc
     if src_side == h:
         return table
     src, dst = 2 * src_side - 1, 2 * h - 1
+    if src < 4:  # a cubic spline needs 4 offsets per axis (BEiT's interp2d fails there too)
+        raise ValueError(f"a table of a {src_side} x {src_side} grid has too few offsets for BEiT's cubic resize")
     offsets, extra = table[:-REL_POS_EXTRA], table[-REL_POS_EXTRA:]
 
     def progression(a, r, n):

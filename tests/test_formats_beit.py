@@ -200,7 +200,7 @@ def _one_line(exc, *phrases):
 
 
 def test_beit_weights_are_refused_rather_than_dropped(tmp_path):
-    ref = _pretrained()
+    ref = _pretrained(abs_pos=True)  # (a timm ViT needs a pos_embed to get as far as the fit check)
     path = tmp_path / "beit.pth"
     torch.save({k: v for k, v in ref.state_dict().items() if "index" not in k}, path)  # flat: timm_beit
     with pytest.raises(MaeBenchError) as e:  # read as a plain timm ViT, gammas / q,v biases / tables would go
@@ -269,3 +269,11 @@ def test_classification_tasks_run_on_a_beit_checkpoint(synth_root, tmp_path, tas
     assert rec["init"]["format"] == "beit" and rec["init"]["kind"] == "beit" and rec["init"]["arch_spec"]["beit"]
     assert rec["init"]["sha256"] == sha256_file(ckpt)
     assert "rel_pos_bias.relative_position_bias_table" in rec["init"]["unused"]["keys"]
+
+
+def test_every_format_kind_is_a_result_init_kind():
+    """A run records its init kind; the record schema (results/record.py, torch-free, so a list of its own) must
+    know every registered format's kind, or a finished run fails at its last step."""
+    from mae_core.formats import FORMATS
+    from results.record import INIT_KINDS
+    assert {f.kind for f in FORMATS.values()} <= set(INIT_KINDS)
