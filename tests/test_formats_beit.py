@@ -247,7 +247,7 @@ def test_layer_decay_and_partial_tuning_of_a_beit_encoder(tmp_path):
     assert "blocks.1.gamma_2" in tuned and "blocks.1.gamma_1" not in tuned and "blocks.0.gamma_2" not in tuned
 
 
-@pytest.mark.parametrize("task", ["knn", "in1k_finetune"])
+@pytest.mark.parametrize("task", ["knn", "in1k_linear", "in1k_partial", "in1k_finetune"])
 def test_classification_tasks_run_on_a_beit_checkpoint(synth_root, tmp_path, task):
     from benchmarks.cli import main
     from results.record import read_result, sha256_file
@@ -263,7 +263,8 @@ def test_classification_tasks_run_on_a_beit_checkpoint(synth_root, tmp_path, tas
                 "--out", str(out), "--set", "model.img_size=32", "--set", "schedule.batch_size=8",
                 "--set", "runtime.device='cpu'"]
     else:
-        argv = run_args(task, ckpt, synth_root, out, epochs=1, extra=["model.img_size=32"])
+        argv = run_args(task, ckpt, synth_root, out, epochs=1,
+                        extra=["model.img_size=32", *(["blocks=1"] if task == "in1k_partial" else [])])
     assert main(argv) == 0
     rec = read_result(out)
     assert rec["init"]["format"] == "beit" and rec["init"]["kind"] == "beit" and rec["init"]["arch_spec"]["beit"]
@@ -277,3 +278,26 @@ def test_every_format_kind_is_a_result_init_kind():
     from mae_core.formats import FORMATS
     from results.record import INIT_KINDS
     assert {f.kind for f in FORMATS.values()} <= set(INIT_KINDS)
+
+
+def test_export_to_timm_keeps_a_beit_encoder_and_heads_come_from_its_tables(tmp_path):
+    """`mae-bench export --to timm` writes timm Beit names (the shared table already in every block), which read
+    back as timm_beit and load strictly into timm's own Beit; the tables say the number of heads, so an --arch
+    that disagrees is one error line."""
+    from timm.models.beit import Beit
+
+    from mae_core.export import export_timm
+    ref = _pretrained()
+    torch.save({"model": ref.state_dict()}, tmp_path / "beit.pth")
+    export_timm(tmp_path / "beit.pth", tmp_path / "beit_timm.safetensors")
+    model, info = ours(str(tmp_path / "beit_timm.safetensors"), 32)
+    assert info["format"] == "timm_beit"
+    with torch.no_grad():
+        close(model.forward_features(images(32)), ref.forward_features(images(32), torch.zeros(2, 16, dtype=torch.bool)))
+    from safetensors.torch import load_file
+    timm_beit = Beit(img_size=32, patch_size=PATCH, embed_dim=W, depth=2, num_heads=HEADS, num_classes=0,
+                     global_pool="token", init_values=0.1, use_abs_pos_emb=False, use_rel_pos_bias=True)
+    timm_beit.load_state_dict(load_file(tmp_path / "beit_timm.safetensors"), strict=True)
+    with pytest.raises(MaeBenchError) as e:
+        ours(str(tmp_path / "beit.pth"), 32, arch=f"vit_w{W}_d2_h4_patch{PATCH}")
+    _one_line(e, "relative position tables have 2 heads, not 4")
