@@ -196,7 +196,8 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     try:
         mapped = form.map(top)
     except MaeBenchError as exc:  # a mapping's refusal, named after the file
-        raise MaeBenchError(str(exc) if path in str(exc) else f"checkpoint {path} (format {form.name}): {exc}") from None
+        msg = str(exc) if path in str(exc) else f"checkpoint {path} (format {form.name}): {exc}"
+        raise MaeBenchError(msg) from None
     wanted = parse_arch(arch) if arch else None
     if arch and wanted is None:
         raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "

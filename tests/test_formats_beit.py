@@ -17,6 +17,7 @@ from transfer.encoder import init_encoder, refuse_variants
 
 W, HEADS, PATCH = 64, 2, 8
 LN = partial(nn.LayerNorm, eps=1e-6)  # unilm's beit_* models
+NO_MASK = torch.zeros(2, 16, dtype=torch.bool)  # the pretraining model's bool_masked_pos: no patch masked
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -77,7 +78,7 @@ def test_beit_pretrained_release_with_a_shared_table(tmp_path, capsys):
     model, info = ours(str(path), 32)
     x = images(32)
     with torch.no_grad():
-        close(model.forward_features(x), ref.forward_features(x, torch.zeros(2, 16, dtype=torch.bool)))
+        close(model.forward_features(x), ref.forward_features(x, NO_MASK))
     assert info["format"] == "beit" and info["kind"] == "beit"
     spec = info["arch_spec"]
     assert spec["beit"] and spec["rel_pos_bias"] and not spec["abs_pos"] and spec["layer_scale"] and spec["qkv_bias"]
@@ -115,7 +116,8 @@ def test_beit_finetuned_release(tmp_path, abs_pos):
 
 def test_beit_v2_release_under_module_with_its_pretraining_head(tmp_path):
     """BEiT v2's pretraining checkpoints: DeepSpeed's `module` key, absolute pos_embed beside the shared table, and
-    the patch-aggregation head (cls_pt_layers, cls_pt_norm, cls_pt_lm_head) of VisionTransformerForMaskedImageModelingCLS."""
+    the patch-aggregation head (cls_pt_layers, cls_pt_norm, cls_pt_lm_head) of its
+    VisionTransformerForMaskedImageModelingCLS."""
     ref = _pretrained(abs_pos=True)
     sd = dict(ref.state_dict())
     sd.update({"cls_pt_layers.0.norm1.weight": torch.ones(W), "cls_pt_norm.weight": torch.ones(W),
@@ -124,7 +126,7 @@ def test_beit_v2_release_under_module_with_its_pretraining_head(tmp_path):
     torch.save({"module": sd}, path)
     model, info = ours(str(path), 32)
     with torch.no_grad():
-        close(model.forward_features(images(32)), ref.forward_features(images(32), torch.zeros(2, 16, dtype=torch.bool)))
+        close(model.forward_features(images(32)), ref.forward_features(images(32), NO_MASK))
     assert info["format"] == "beit" and info["arch_spec"]["abs_pos"]
     assert {"cls_pt_layers.0.norm1.weight", "cls_pt_norm.weight", "cls_pt_lm_head.weight"} <= set(info["dropped"])
 
@@ -293,7 +295,7 @@ def test_export_to_timm_keeps_a_beit_encoder_and_heads_come_from_its_tables(tmp_
     model, info = ours(str(tmp_path / "beit_timm.safetensors"), 32)
     assert info["format"] == "timm_beit"
     with torch.no_grad():
-        close(model.forward_features(images(32)), ref.forward_features(images(32), torch.zeros(2, 16, dtype=torch.bool)))
+        close(model.forward_features(images(32)), ref.forward_features(images(32), NO_MASK))
     from safetensors.torch import load_file
     timm_beit = Beit(img_size=32, patch_size=PATCH, embed_dim=W, depth=2, num_heads=HEADS, num_classes=0,
                      global_pool="token", init_values=0.1, use_abs_pos_emb=False, use_rel_pos_bias=True)
