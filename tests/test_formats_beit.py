@@ -303,3 +303,21 @@ def test_export_to_timm_keeps_a_beit_encoder_and_heads_come_from_its_tables(tmp_
     with pytest.raises(MaeBenchError) as e:
         ours(str(tmp_path / "beit.pth"), 32, arch=f"vit_w{W}_d2_h4_patch{PATCH}")
     _one_line(e, "relative position tables have 2 heads, not 4")
+
+
+def test_hf_data2vec_without_a_final_norm(tmp_path):
+    """Data2VecVisionModel's default (add_pooling_layer=False) with use_mean_pooling has no final LayerNorm at all:
+    average pooling (a fresh fc_norm, the MAE fine-tuning protocol) takes its un-normalised tokens as HF computes
+    them; class-token pooling, which reads the final norm, is one error line naming the missing norm."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Data2VecVisionConfig(hidden_size=W, num_hidden_layers=1, num_attention_heads=2,
+                                               intermediate_size=4 * W, image_size=32, patch_size=PATCH,
+                                               use_relative_position_bias=True, use_mean_pooling=True)
+    hf = randomize(transformers.Data2VecVisionModel(config), seed=4)
+    hf.save_pretrained(tmp_path / "hf")
+    model, info = ours(str(tmp_path / "hf"), 32, global_pool="avg")
+    with torch.no_grad():
+        close(model.forward_features(images(32)), hf(pixel_values=images(32)).last_hidden_state)
+    with pytest.raises(MaeBenchError) as e:
+        ours(str(tmp_path / "hf"), 32)
+    _one_line(e, "missing: norm.weight")
