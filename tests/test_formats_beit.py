@@ -229,6 +229,9 @@ def test_vitdet_and_upernet_refuse_a_beit_encoder_in_one_line(tmp_path):
                pool_scales=(1, 2), dropout=0.0, aux_weight=0.4)
     with pytest.raises(MaeBenchError, match="UperNet"):
         build_segmenter(cfg, 32, str(tmp_path / "beit.pth"), None, 3)
+    from transfer.detection.export import detectron2_state_dict
+    with pytest.raises(MaeBenchError, match="detectron2 export"):
+        detectron2_state_dict(tmp_path / "beit.pth")
 
 
 def test_layer_decay_and_partial_tuning_of_a_beit_encoder(tmp_path):
