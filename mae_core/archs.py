@@ -64,6 +64,9 @@ class VitArch:
     norm_eps: float = 1e-6
     pos_offset: float = 0.0
     pos_antialias: bool = False  # HF Dinov2WithRegisters resamples with antialias
+    beit: bool = False
+    rel_pos_bias: bool = False
+    abs_pos: bool = True
 
     @property
     def name(self) -> str:
@@ -90,7 +93,10 @@ class VitArch:
                  ("a distillation token", self.dist_token), ("no class token", not self.class_token),
                  ("no position slot for the prefix tokens", self.no_embed_class), ("a SwiGLU MLP", self.swiglu),
                  ("no qkv bias", not self.qkv_bias), (f"MLP ratio {self.mlp_ratio:g}", self.mlp_ratio != 4.0),
-                 (f"LayerNorm eps {self.norm_eps:g}", self.norm_eps != 1e-6)]
+                 (f"LayerNorm eps {self.norm_eps:g}", self.norm_eps != 1e-6),
+                 ("BEiT blocks (q and v biases, no k bias)", self.beit),
+                 ("a relative position bias table per block", self.rel_pos_bias),
+                 ("no absolute position embedding", not self.abs_pos)]
         return [text for text, present in found if present]
 
     def as_dict(self) -> dict:

@@ -2,7 +2,8 @@
 
 A registry as timm's `register_model` and HF's auto classes: each `Format` is a name, the init kind a result
 records, a detector on the file's top-level dict (keys, prefixes, shapes), and a mapping onto timm
-`VisionTransformer` names that also says which keys are left out and why (heads, decoders, momentum encoders).
+`VisionTransformer` names (timm `Beit` names for BEiT's layout) that also says which keys are left out and why
+(heads, decoders, momentum encoders).
 `--ckpt PATH` detects (exactly one format must match), `--ckpt FORMAT:PATH` forces one. The architecture is
 then read from the mapped tensors (`infer_arch`), with the number of heads from the format's config or convention.
 """
@@ -66,9 +67,6 @@ def detect_format(top: dict, source: str) -> Format:
         sd = _wrapped(top)
         if not sd and not any(_tensors(v) for v in top.values()):
             raise MaeBenchError(f"checkpoint {source} holds no weights (top-level keys: {keys})")
-        if _beit(sd):
-            raise MaeBenchError(f"checkpoint {source} holds a BEiT-style ViT (q/v biases, relative position bias), "
-                                f"which mae-bench does not read yet (known formats: {known_formats()})")
         if sd and not any(k.endswith("patch_embed.proj.weight") for k in sd):
             raise MaeBenchError(f"checkpoint {source} does not hold a ViT encoder (no patch_embed.proj.weight); keys "
                                 f"look like: {', '.join(list(sd)[:4])}... (known formats: {known_formats()})")
@@ -139,7 +137,7 @@ def _special(sd: dict) -> bool:
 
 
 def _beit(sd: dict) -> bool:
-    """BEiT / BEiT v2 / data2vec layouts (q/v-only biases, relative position bias): not read yet."""
+    """BEiT / BEiT v2 / data2vec layouts (q/v-only biases, relative position bias): the `beit` formats'."""
     return any(k.endswith((".q_bias", "relative_position_bias_table")) for k in sd)
 
 
@@ -182,6 +180,8 @@ def map_mae(top: dict) -> Mapped:
         spec = parse_arch(args.model)  # mae_vit_base_patch16
         if spec:
             out.hints["num_heads"] = spec["num_heads"]
+    if _beit(out.weights):  # our own checkpoint of a fine-tuned BEiT encoder (timm Beit names)
+        out.hints["beit"] = True
     return out
 
 
@@ -433,6 +433,163 @@ for _type, _name in (("vit", "hf_vit"), ("deit", "hf_deit"), ("dinov2", "hf_dino
         lambda top, m=_type: _hf_mapping(top, m))
 
 
+# ---- BEiT, BEiT v2 (microsoft/unilm beit/, beit2/), timm's beit_*, HF Beit / Data2VecVision -----------------------
+_SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"
+_BEIT_DROPS = {"lm_head.": "BEiT masked-image-modeling head (pretraining only)",
+               "mask_token": "BEiT mask token (masked image modeling in pretraining only)",
+               "cls_pt_layers.": "BEiT v2 patch-aggregation blocks (pretraining only)",
+               "cls_pt_norm.": "BEiT v2 patch-aggregation head (pretraining only)",
+               "cls_pt_lm_head.": "BEiT v2 patch-aggregation head (pretraining only)",
+               "head.": _HEAD}
+_INDEX_DROP = "relative position index (recomputed from the grid; BEiT's fine-tuning pops it too)"
+
+
+def _beit_encoder(sd: dict, drops: dict) -> Mapped:
+    """BEiT-named tensors (unilm's names are timm Beit's) as the encoder timm's Beit loads, as BEiT's
+    run_class_finetuning.py prepares a pretrained checkpoint: a shared `rel_pos_bias` table is copied into every
+    block (added to a block's own table where both exist: both biases are added to the attention logits, in unilm's
+    and timm's Attention alike), `relative_position_index` buffers are checked against the grid's and left out,
+    and a mean-pooling classifier's `fc_norm` (no final `norm`) becomes the encoder's norm."""
+    from timm.models.beit import gen_relative_position_index
+
+    from .pos_embed import rel_pos_grid
+    out = _split(sd, drops)
+    weights = out.weights
+    for key in [k for k in weights if k.endswith("relative_position_index")]:
+        table = weights.get(key[:-len("relative_position_index")] + "relative_position_bias_table")
+        side = rel_pos_grid(table) if table is not None else None
+        index = weights.pop(key)
+        if side is None or index.shape != (side * side + 1,) * 2 or \
+                not torch.equal(index.long(), gen_relative_position_index((side, side))):
+            raise MaeBenchError(f"{key} is not BEiT's relative position index for the grid of its table; "
+                                f"refusing to drop it")
+        out.dropped[key] = _INDEX_DROP
+    shared = weights.pop(_SHARED_TABLE, None)
+    if shared is not None:
+        for i in range(_count_blocks(weights)):
+            key = f"blocks.{i}.attn.relative_position_bias_table"
+            weights[key] = weights[key] + shared if key in weights else shared.clone()
+        out.dropped[_SHARED_TABLE] = ("shared relative position table, copied into every block's "
+                                      "attn.relative_position_bias_table (BEiT's run_class_finetuning.py)")
+    if "fc_norm.weight" in weights:
+        if "norm.weight" in weights:
+            for p in ("weight", "bias"):
+                if f"fc_norm.{p}" in weights:
+                    del weights[f"fc_norm.{p}"]
+                    out.dropped[f"fc_norm.{p}"] = "classifier's fc_norm beside the encoder's own final norm"
+        else:  # use_mean_pooling: norm is the identity, fc_norm the LayerNorm that last saw the features
+            for p in ("weight", "bias"):
+                if f"fc_norm.{p}" in weights:
+                    weights[f"norm.{p}"] = weights.pop(f"fc_norm.{p}")
+    out.hints["beit"] = True
+    return out
+
+
+_NOT_BEIT_FILE = ("teacher", "student", "hf_model_type", "config")
+
+
+def _detect_beit(top: dict) -> bool:
+    if any(k in top for k in _NOT_BEIT_FILE) or _flat_file(top):
+        return False
+    if not any(_tensors(top.get(k)) for k in ("model", "module")):
+        return False
+    sd = _wrapped(top, ("model", "module"))
+    return _is_vit(sd) and _beit(sd)
+
+
+def map_beit(top: dict) -> Mapped:
+    """unilm's BEiT / BEiT v2 checkpoints: `model` (or DeepSpeed's `module`, as their --model_key model|module), of
+    a pretraining model (shared or per-block tables, mask token, lm_head; BEiT v2's cls_pt_layers) or a fine-tuned
+    classifier (fc_norm + head). Heads: the size table (BEiT's sizes are ViT's), else head dim 64."""
+    return _beit_encoder(_wrapped(top, ("model", "module", "model_ema")), _BEIT_DROPS)
+
+
+def _detect_timm_beit(top: dict) -> bool:
+    if any(k in top for k in _NOT_BEIT_FILE):
+        return False
+    if not _flat_file(top) and any(isinstance(top.get(k), dict) for k in ("model", "module")):
+        return False
+    sd = _wrapped(top, ("model",) if _flat_file(top) else ("state_dict",))
+    return _is_vit(sd) and _beit(sd)
+
+
+def map_timm_beit(top: dict) -> Mapped:
+    """timm `Beit` state dicts (`beit_*` / `beitv2_*`, flat or .safetensors): the names BEiT's own."""
+    return _beit_encoder(_wrapped(top, ("model",) if _flat_file(top) else ("state_dict",)), _BEIT_DROPS)
+
+
+register_format("beit", kind="beit", summary="BEiT / BEiT v2 releases (q/v biases, relative position tables, "
+                "gamma_1 / gamma_2; a shared table is copied into every block)",
+                example="beit_base_patch16_224_pt22k.pth, beitv2_base_patch16_224_pt1k.pth, "
+                        "beit_base_patch16_224_pt22k_ft22kto1k.pth",
+                rule="`model` (or `module`) holding a ViT with q_bias or relative_position_bias_table",
+                detect=_detect_beit)(map_beit)
+register_format("timm_beit", kind="beit", summary="a timm Beit state dict (beit_* / beitv2_*, flat or .safetensors)",
+                example="beitv2_base_patch16_224.in1k_ft_in1k/model.safetensors",
+                rule="flat tensors (or `state_dict`) with q_bias or relative_position_bias_table",
+                detect=_detect_timm_beit)(map_timm_beit)
+
+
+# HF transformers BeitModel / Data2VecVisionModel (modeling_beit.py / modeling_data2vec_vision.py names)
+_HF_BEIT_BLOCK = {"attention.attention.query.bias": "attn.q_bias", "attention.attention.value.bias": "attn.v_bias",
+                  "attention.attention.relative_position_bias.relative_position_bias_table":
+                      "attn.relative_position_bias_table",
+                  "attention.attention.relative_position_bias.relative_position_index": "attn.relative_position_index",
+                  "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+                  "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
+                  "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
+                  "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
+                  "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
+                  "lambda_1": "gamma_1", "lambda_2": "gamma_2"}
+_HF_BEIT_TOP = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
+                "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+                "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+                "encoder.relative_position_bias.relative_position_bias_table": _SHARED_TABLE,
+                "encoder.relative_position_bias.relative_position_index": "rel_pos_bias.relative_position_index",
+                "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias",
+                "pooler.layernorm.weight": "fc_norm.weight", "pooler.layernorm.bias": "fc_norm.bias"}
+_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.weight$")
+
+
+def _hf_beit(top: dict) -> Mapped:
+    """HF BeitModel / Data2VecVisionModel folders (and their *ForImageClassification): query / key / value weights
+    concatenated into qkv (the key has no bias), lambda_1 / lambda_2 as gamma_1 / gamma_2, the mean-pooling
+    pooler's layernorm as fc_norm; then as the BEiT releases. Heads and LayerNorm eps from config.json."""
+    config, raw = top["hf_config"], top["hf_weights"]
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise MaeBenchError(f"HF {config.get('model_type')} with hidden_act={config.get('hidden_act')!r} is not "
+                            f"supported (GELU MLPs only)")
+    prefix = next((p for p in ("beit.", "data2vec_vision.") if any(k.startswith(p) for k in raw)), "")
+    raw = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in raw.items()}
+    sd, qkv = {}, {}
+    for key, value in raw.items():
+        m = re.match(r"^encoder\.layer\.(\d+)\.(.+)$", key)
+        if (q := _HF_QKV.match(key)) is not None:
+            qkv.setdefault(int(q.group(1)), {})[q.group(2)[0]] = value
+        elif m and m.group(2) in _HF_BEIT_BLOCK:
+            sd[f"blocks.{m.group(1)}.{_HF_BEIT_BLOCK[m.group(2)]}"] = value
+        else:
+            sd[_HF_BEIT_TOP.get(key, key)] = value  # anything else: kept, so the fit check names it
+    for i, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise MaeBenchError(f"HF checkpoint: layer {i} lacks the {', '.join(sorted({'q', 'k', 'v'} - set(parts)))} "
+                                "projection")
+        sd[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts[c] for c in "qkv"])
+    out = _beit_encoder(sd, {"embeddings.mask_token": "HF mask token (masked image modeling only)",
+                             "classifier.": _HEAD, "lm_head.": "BEiT masked-image-modeling head (pretraining only)"})
+    out.hints.update({k: v for k, v in (("num_heads", config.get("num_attention_heads")),
+                                        ("norm_eps", config.get("layer_norm_eps", 1e-12))) if v is not None})
+    return out
+
+
+for _type, _name, _example in (("beit", "hf_beit", "microsoft/beit-base-patch16-224-pt22k"),
+                               ("data2vec-vision", "hf_data2vec", "facebook/data2vec-vision-base")):
+    register_format(_name, kind="beit" if _type == "beit" else "data2vec",
+                    summary=f"HF transformers {_type} folders (BeitModel / Data2VecVisionModel layout)",
+                    example=_example, rule=f"a folder whose config.json has model_type {_type}",
+                    detect=lambda top, t=_type: top.get("hf_model_type") == t)(_hf_beit)
+
+
 # ---- the architecture the tensors describe -----------------------------------------------------------------------
 def _count_blocks(sd: dict) -> int:
     return len({m.group(1) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
@@ -448,8 +605,9 @@ def _heads(width: int, head_dim: int) -> int:
 def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None) -> VitArch:
     """The ViT that timm-named tensors `sd` are: patch, width, depth, MLP ratio, qkv bias, layer scale, class /
     register / distillation tokens and whether position embeddings cover them, from the shapes; the number of heads
-    (which changes no shape) from `num_heads` (--arch), else the format's config or convention, else the size
-    table, else head dim 64 (the ViT / DeiT / DINO convention)."""
+    (which changes no other shape than BEiT's relative position tables, which say it) from `num_heads` (--arch),
+    else the format's config or convention, else the size table, else head dim 64 (the ViT / DeiT / DINO
+    convention)."""
     proj = sd.get("patch_embed.proj.weight")
     if proj is None or proj.ndim != 4:
         keys = ", ".join(list(sd)[:6])
@@ -463,8 +621,12 @@ def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None)
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
     swiglu = bool(hints.get("swiglu"))
     hidden = fc1.shape[0] if fc1 is not None else 4 * width  # SwiGLU: both halves, as timm's SwiGLUPacked
+    rel_table = sd.get("blocks.0.attn.relative_position_bias_table") if hints.get("beit") else None
+    rel_heads = rel_table.shape[-1] if rel_table is not None and rel_table.ndim == 2 else None  # BEiT: [offsets, heads]
     if num_heads is None:
-        num_heads = hints.get("num_heads")
+        num_heads = hints.get("num_heads", rel_heads)
+    if rel_heads is not None and num_heads != rel_heads:
+        raise MaeBenchError(f"{source}: the relative position tables have {rel_heads} heads, not {num_heads}")
     if num_heads is None and "head_dim" not in hints:
         table = next((s["num_heads"] for s in ARCHS.values()
                       if (s["patch_size"], s["embed_dim"], s["depth"]) == (patch, width, depth)), None)
@@ -474,11 +636,15 @@ def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None)
     if width % num_heads:
         raise MaeBenchError(f"{source}: width {width} is not divisible into {num_heads} heads")
     reg = sd.get("reg_token")
+    beit = bool(hints.get("beit"))  # timm Beit names: q_bias / v_bias, gamma_1 / gamma_2
     arch = dict(patch_size=patch, embed_dim=width, depth=depth, num_heads=int(num_heads), mlp_ratio=hidden / width,
-                in_chans=in_chans, qkv_bias="blocks.0.attn.qkv.bias" in sd, class_token="cls_token" in sd,
-                reg_tokens=0 if reg is None else reg.shape[1], layer_scale="blocks.0.ls1.gamma" in sd, swiglu=swiglu,
+                in_chans=in_chans, qkv_bias=f"blocks.0.attn.{'q_bias' if beit else 'qkv.bias'}" in sd,
+                class_token="cls_token" in sd, reg_tokens=0 if reg is None else reg.shape[1],
+                layer_scale=f"blocks.0.{'gamma_1' if beit else 'ls1.gamma'}" in sd, swiglu=swiglu,
                 norm_eps=float(hints.get("norm_eps", 1e-6)), pos_offset=float(hints.get("pos_offset", 0.0)),
                 pos_antialias=bool(hints.get("pos_antialias", False)))
+    if beit:
+        return _beit_arch(sd, arch, source)
     if "dist_token" in sd:  # DeiT: the distillation token rides in timm's register slot
         if reg is not None or sd["dist_token"].shape[1] != 1:
             raise MaeBenchError(f"{source}: a distillation token together with register tokens is not supported")
@@ -501,12 +667,37 @@ def infer_arch(sd: dict, hints: dict, source: str, num_heads: int | None = None)
     return VitArch(**arch)
 
 
+def _beit_arch(sd: dict, arch: dict, source: str) -> VitArch:
+    """A BEiT encoder: a class token (with a pos_embed slot when it has a pos_embed), no other tokens, relative
+    position tables per block (square grids: BEiT's table layout) and / or an absolute pos_embed."""
+    from .pos_embed import rel_pos_grid
+    if not arch["class_token"] or arch["reg_tokens"] or "dist_token" in sd:
+        raise MaeBenchError(f"{source}: a BEiT encoder has a class token and no other tokens")
+    table = sd.get("blocks.0.attn.relative_position_bias_table")
+    arch.update(beit=True, rel_pos_bias=table is not None, abs_pos="pos_embed" in sd)
+    if table is not None and (table.ndim != 2 or rel_pos_grid(table) is None):
+        raise MaeBenchError(f"{source}: relative_position_bias_table {list(table.shape)} is not (2H-1)^2 + 3 rows "
+                            f"of a square grid")
+    if "pos_embed" in sd:
+        if not _square(sd["pos_embed"].shape[1] - 1):
+            raise MaeBenchError(f"{source}: pos_embed {list(sd['pos_embed'].shape)} is not a class token slot plus "
+                                f"a square grid of patches")
+    elif table is None:
+        raise MaeBenchError(f"{source}: the BEiT encoder has neither pos_embed nor relative position tables")
+    return VitArch(**arch)
+
+
 def _square(n: int) -> bool:
     side = int(round(max(n, 0) ** 0.5))
     return n > 0 and side * side == n
 
 
 def pos_grid(sd: dict, arch: VitArch) -> tuple[int, int]:
+    """The patch grid the position embeddings (or, without them, BEiT's relative position tables) were made for."""
+    if not arch.abs_pos:
+        from .pos_embed import rel_pos_grid
+        side = rel_pos_grid(sd["blocks.0.attn.relative_position_bias_table"])
+        return side, side
     n = sd["pos_embed"].shape[1] - (0 if arch.no_embed_class else arch.prefix_tokens)
     side = int(round(n ** 0.5))
     return side, side

@@ -1,7 +1,7 @@
 """HF transformers ViTMAE folders (`config.json` + `model.safetensors` or `pytorch_model.bin`, possibly sharded)
 read as an official-MAE checkpoint: `{"model": state dict in our names, "config": settings no shape reveals}`;
-ViTModel / DeiTModel / Dinov2Model folders read raw (`{"hf_model_type", "hf_config", "hf_weights"}`) for
-`mae_core.formats`, which maps them with `convert_state_dict`.
+ViTModel / DeiTModel / Dinov2Model / BeitModel / Data2VecVisionModel folders read raw (`{"hf_model_type",
+"hf_config", "hf_weights"}`) for `mae_core.formats`, which maps them (`convert_state_dict` for the ViT layouts).
 
 Every key spelling is read: transformers 4.x files (`encoder.layer.i.attention.attention.query`,
 `intermediate.dense`, `decoder.decoder_layers.i`), 5.x in-memory names (`layers.i.attention.q_proj`, `mlp.fc1`)
@@ -17,7 +17,8 @@ import torch
 from .errors import MaeBenchError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-ENCODER_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers")  # read raw; mae_core.formats maps them
+# read raw; mae_core.formats maps them
+ENCODER_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers", "beit", "data2vec-vision")
 _BLOCK = re.compile(r"^(?:vit\.)?(?:encoder\.layer|layers)\.(\d+)\.(.+)$")
 # transformers 5 saves the decoder blocks as `decoder.decoder_encoder.layer.i` (its 4.x renaming applied to them)
 _DECODER_BLOCK = re.compile(r"^decoder\.decoder_(?:layers|encoder\.layer)\.(\d+)\.(.+)$")
@@ -96,7 +97,7 @@ def read_hf_folder(folder: Path, read_file) -> dict:
     except (OSError, ValueError) as e:
         raise MaeBenchError(f"cannot read {folder / 'config.json'}: {e}") from None
     kind = config.get("model_type")
-    if kind in ENCODER_TYPES:  # mapped by mae_core.formats (hf_vit, hf_deit, hf_dinov2)
+    if kind in ENCODER_TYPES:  # mapped by mae_core.formats (hf_vit, hf_deit, hf_dinov2, hf_beit, hf_data2vec)
         return {"hf_model_type": kind, "hf_config": config, "hf_weights": _read_weights(folder, read_file)}
     if kind != "vit_mae":
         raise MaeBenchError(f"{folder} is an HF folder of model_type {kind!r}, not vit_mae or "

@@ -31,7 +31,9 @@ def layer_decay_groups(model: nn.Module, layer_decay: float, depth: int, layer_i
 def vit_layer_id(name: str, depth: int, prefix: str = "") -> int:
     """The MAE / BEiT / mmseg layer of a timm ViT parameter named `prefix` + timm's name: 0 for the stem
     (cls_token, pos_embed, patch_embed, and the extra tokens beside the class token: reg_token, which also holds
-    DeiT's dist_token, as timm's group_matcher puts them in the stem), i + 1 for block i, depth + 1 for the rest."""
+    DeiT's dist_token, as timm's group_matcher puts them in the stem), i + 1 for block i (BEiT's per-block
+    relative position tables and gamma_1 / gamma_2 too), depth + 1 for the rest (where BEiT's get_num_layer_for_vit
+    also puts a shared `rel_pos_bias`, which our BEiT encoders never have: it is copied into the blocks)."""
     if not name.startswith(prefix):
         return depth + 1
     name = name[len(prefix):]

@@ -47,3 +47,64 @@ def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], num_pre
         return torch.cat([prefix, grid], dim=1)
     return resample_abs_pos_embed(pos_embed, list(new_grid), old_size=[old, old],
                                   num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=antialias)
+
+
+# ---- BEiT's relative position bias tables ---------------------------------------------------------------------------
+REL_POS_EXTRA = 3  # BEiT's cls -> token, token -> cls and cls -> cls entries, after the (2H-1)(2W-1) offsets
+
+
+def rel_pos_grid(table: torch.Tensor) -> int | None:
+    """The square patch grid side H of a BEiT table [(2H-1)^2 + 3, heads], or None when it is no such table."""
+    n = table.shape[0] - REL_POS_EXTRA
+    side = int(round(max(n, 0) ** 0.5))
+    return (side + 1) // 2 if n > 0 and side * side == n and side % 2 else None
+
+
+def resize_rel_pos_table(table: torch.Tensor, new_grid: tuple[int, int]) -> torch.Tensor:
+    """A BEiT relative position table [(2H-1)^2 + 3, heads] for another square patch grid, as BEiT's own
+    fine-tuning does (unilm beit/run_class_finetuning.py, also beit2/ and semantic_segmentation/'s checkpoint
+    loading): the offsets -(H-1)..H-1 are placed at geometric-progression positions whose last one reaches the new
+    half-width, each head's table is interpolated by a cubic spline through them and read at the integer offsets of
+    the new grid; the three class-token entries are kept. BEiT calls scipy's `interp2d(x, y, z, kind='cubic')`,
+    which SciPy 1.14 removed; on a rectangular grid it is FITPACK's interpolating spline (s=0) that
+    `RectBivariateSpline(x, y, z.T, kx=3, ky=3, s=0)` builds, read back transposed (SciPy's interp2d transition
+    guide), which is used here. (timm's resize_rel_pos_bias_table interpolates linearly unless
+    TIMM_USE_SCIPY_INTERP is set, and then calls interp2d.)"""
+    import numpy as np
+    from scipy.interpolate import RectBivariateSpline
+    h, w = new_grid
+    if h != w:
+        raise ValueError(f"BEiT's relative position tables resize to square grids only, not {h} x {w}")
+    src_side = rel_pos_grid(table)
+    if src_side is None:
+        raise ValueError(f"a relative position table of {table.shape[0]} rows is not (2H-1)^2 + 3 for a square grid")
+    if src_side == h:
+        return table
+    src, dst = 2 * src_side - 1, 2 * h - 1
+    if src < 4:  # a cubic spline needs 4 offsets per axis (BEiT's interp2d fails there too)
+        raise ValueError(f"a table of a {src_side} x {src_side} grid has too few offsets for BEiT's cubic resize")
+    offsets, extra = table[:-REL_POS_EXTRA], table[-REL_POS_EXTRA:]
+
+    def progression(a, r, n):
+        return a * (1.0 - r ** n) / (1.0 - r)
+
+    left, right = 1.01, 1.5  # BEiT's bisection for the ratio q
+    while right - left > 1e-6:
+        q = (left + right) / 2.0
+        if progression(1, q, src // 2) > dst // 2:
+            right = q
+        else:
+            left = q
+    dis, cur = [], 1
+    for i in range(src // 2):
+        dis.append(cur)
+        cur += q ** (i + 1)
+    x = [-d for d in reversed(dis)] + [0] + dis
+    t = dst // 2.0
+    dx = np.arange(-t, t + 0.1, 1.0)
+    heads = []
+    for i in range(table.shape[1]):
+        z = offsets[:, i].reshape(src, src).float().numpy()
+        spline = RectBivariateSpline(x, x, z.T, kx=3, ky=3, s=0)
+        heads.append(torch.tensor(spline(dx, dx).T, dtype=torch.float32).reshape(-1, 1))
+    return torch.cat([torch.cat(heads, dim=1).to(table.dtype), extra], dim=0)

@@ -193,7 +193,11 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     path = os.fspath(path)
     top, sha = read_checkpoint_hashed(path)  # one read: the sha256 comes from the same bytes
     form = get_format(fmt) if fmt else detect_format(top, path)
-    mapped = form.map(top)
+    try:
+        mapped = form.map(top)
+    except MaeBenchError as exc:  # a mapping's refusal, named after the file
+        msg = str(exc) if path in str(exc) else f"checkpoint {path} (format {form.name}): {exc}"
+        raise MaeBenchError(msg) from None
     wanted = parse_arch(arch) if arch else None
     if arch and wanted is None:
         raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "
@@ -217,10 +221,12 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
                 has_decoder=any(k.startswith("decoder_") for k in mapped.dropped))
     if img_size is not None:
         new = _grid_for(img_size, spec.patch_size, path)
-        if new != grid:
+        if new != grid and spec.abs_pos:
             sd = {**sd, "pos_embed": resize_pos_embed(sd["pos_embed"], new, 0 if spec.no_embed_class else
                                                       spec.prefix_tokens, offset=spec.pos_offset,
                                                       antialias=spec.pos_antialias)}
+        if spec.rel_pos_bias:  # BEiT's relative position tables, resized as BEiT's fine-tuning does
+            sd = _resize_rel_pos_tables(sd, new, path)
         info.update(grid=new, img_size=img_size)
     if check:
         from .vit import vit_encoder
@@ -228,6 +234,18 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
             model = vit_encoder(spec, info["img_size"], 0, "token" if spec.class_token else "avg")
         fit_encoder(model.state_dict(), sd, path, f"a {spec.name} encoder", form.name)
     return sd, info
+
+
+def _resize_rel_pos_tables(sd: dict, grid: tuple[int, int], path: str) -> dict:
+    from .pos_embed import rel_pos_grid, resize_rel_pos_table
+    out = dict(sd)
+    for key, table in sd.items():
+        if key.endswith("relative_position_bias_table") and rel_pos_grid(table) != grid[0]:
+            try:
+                out[key] = resize_rel_pos_table(table, grid)
+            except ValueError as exc:
+                raise MaeBenchError(f"checkpoint {path}: {key}: {exc}") from None
+    return out
 
 
 def fit_encoder(expected: dict, sd: dict, path, what: str, fmt: str, may_be_missing=(), may_be_extra=()) -> None:

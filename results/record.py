@@ -18,7 +18,7 @@ from mae_core.atomic import write_bytes_atomic  # torch-free
 RESULT_FILE = "result.json"
 REQUIRED = ("task", "protocol", "arch", "init", "dataset", "metrics", "recipe", "env", "started", "finished", "wall_s")
 # mae / supervised / scratch, and the other methods' checkpoint formats (mae_core.formats: Format.kind)
-INIT_KINDS = ("mae", "supervised", "scratch", "timm", "deit", "moco_v3", "dino", "ibot", "dinov2")
+INIT_KINDS = ("mae", "supervised", "scratch", "timm", "deit", "moco_v3", "dino", "ibot", "dinov2", "beit", "data2vec")
 
 
 class ResultError(ValueError):

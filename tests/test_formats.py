@@ -244,9 +244,9 @@ def _one_line(exc, *phrases):
 
 def test_output_changing_keys_are_refused_not_dropped(tmp_path):
     path = _plain_vit(tmp_path, **{"blocks.0.attn.relative_position_bias_table": torch.zeros(12, HEADS)})
-    with pytest.raises(MaeBenchError) as e:
+    with pytest.raises(MaeBenchError) as e:  # read as BEiT (timm_beit), whose k projection has no bias
         ours(str(path), 32)
-    _one_line(e, "BEiT-style", "does not read yet")
+    _one_line(e, "timm_beit", "blocks.0.attn.qkv.bias", "refusing to drop")
     with pytest.raises(MaeBenchError) as e:  # forced, the table would be dropped: refused
         ours(f"timm:{path}", 32)
     _one_line(e, "relative_position_bias_table", "refusing to drop")
@@ -276,8 +276,8 @@ def test_unknown_ambiguous_and_forced_formats(tmp_path, monkeypatch):
         ours(str(path), 32)
     _one_line(e, "no known format", "dinov2", "FORMAT:PATH")
     with pytest.raises(MaeBenchError) as e:
-        ours(f"beit:{path}", 32)
-    _one_line(e, "unknown prefix 'beit:'", "moco_v3")
+        ours(f"eva:{path}", 32)
+    _one_line(e, "unknown prefix 'eva:'", "moco_v3")
     plain = _plain_vit(tmp_path)
     monkeypatch.setitem(formats.FORMATS, "greedy", formats.Format("greedy", "timm", "", "", "", lambda top: True,
                                                                   formats.map_timm))

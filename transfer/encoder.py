@@ -1,4 +1,5 @@
-"""A timm ViT encoder from any init: a checkpoint of any registered format, our supervised baseline, or random.
+"""A timm ViT (or BEiT) encoder from any init: a checkpoint of any registered format, our supervised baseline, or
+random.
 
 `--ckpt PATH` (format detected), `--ckpt FORMAT:PATH` (forced; `mae:PATH` and `supervised:PATH` among them) and
 `--ckpt scratch` (with `--arch`) all end here, so every downstream task starts from the same model and the same
@@ -14,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 from mae_core.archs import VitArch, parse_arch
 from mae_core.errors import MaeBenchError
 from mae_core.formats import FORMATS, known_formats
-from mae_core.vit import GLOBAL_POOLS, vit_encoder
+from mae_core.vit import GLOBAL_POOLS, BeitEncoder, vit_encoder
 from mae_core.weights import fit_encoder, load_encoder
 
 __all__ = ["GLOBAL_POOLS", "InitSpec", "parse_init", "build_vit", "init_encoder", "refuse_variants"]
@@ -65,8 +66,9 @@ def _arch_of(arch: str) -> VitArch:
 
 
 def build_vit(arch: str | VitArch, img_size: int, num_classes: int, global_pool: str = "token",
-              drop_path_rate: float = 0.0) -> VisionTransformer:
-    """A randomly initialised timm ViT of `arch` (a name, or a VitArch with its variants); see mae_core.vit."""
+              drop_path_rate: float = 0.0) -> VisionTransformer | BeitEncoder:
+    """A randomly initialised timm ViT (timm Beit for a BEiT arch) of `arch` (a name, or a VitArch with its
+    variants); see mae_core.vit."""
     return vit_encoder(arch if isinstance(arch, VitArch) else _arch_of(arch), img_size, num_classes, global_pool,
                        drop_path_rate)
 
@@ -120,7 +122,8 @@ def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_c
 
 def refuse_variants(info: dict, task: str) -> None:
     """One error line when the encoder is a variant `task` cannot take (layer scale, registers, a distillation
-    token, no class token, ...): those tasks' backbones are built for the MAE paper's ViT."""
+    token, no class token, BEiT's blocks and relative position tables, ...): those tasks' backbones are built for
+    the MAE paper's ViT."""
     spec = info.get("arch_spec")
     if spec is None:
         return

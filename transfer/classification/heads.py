@@ -25,8 +25,9 @@ def finetune_head(model: nn.Module) -> nn.Module:
 def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = "all") -> list[str]:
     """Freeze everything, then unfreeze what the protocol trains; returns the trainable names.
     linear: the head; partial: the last `blocks` blocks + final norm (norm / fc_norm) + head
-    (blocks=0: the head alone on frozen features); with part="mlp" only the MLP sub-block (norm2 + mlp + ls2)
-    of those blocks is tuned (the paper's "MLP only" point of Figure 9); finetune: everything.
+    (blocks=0: the head alone on frozen features); with part="mlp" only the MLP sub-block (norm2 + mlp + its layer
+    scale, timm ViT's ls2 / BEiT's gamma_2) of those blocks is tuned (the paper's "MLP only" point of Figure 9);
+    finetune: everything.
     Frozen blocks are a fixed feature extractor, so their drop path becomes the identity."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
@@ -45,7 +46,8 @@ def set_trainable(model: nn.Module, protocol: str, blocks: int = 0, part: str = 
             p.requires_grad = True
         elif protocol == "partial" and name.startswith("blocks."):
             _, index, sub = name.split(".", 2)
-            p.requires_grad = int(index) >= first_tuned and (part == "all" or sub.startswith(("mlp.", "norm2.", "ls2.")))
+            p.requires_grad = int(index) >= first_tuned and (part == "all" or
+                                                             sub.startswith(("mlp.", "norm2.", "ls2.", "gamma_2")))
         else:
             p.requires_grad = False
     for block in model.blocks[:first_tuned]:
