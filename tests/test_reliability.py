@@ -502,6 +502,14 @@ def _set_pixel(value, dtype):
     return fn
 
 
+def _float_val_image(root):  # a float TIFF with values up to 2 under the first validation image's name
+    import numpy as np
+    from PIL import Image
+    path = sorted(_ade_dir(root, "images", "validation").iterdir())[0]
+    w, h = Image.open(path).size
+    Image.fromarray(np.full((h, w), 2.0, np.float32), "F").save(path, format="TIFF")
+
+
 def _knn_args(d, o):
     return ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", "scratch", "--arch", "vit_tiny_patch16", "--data",
             str(d), "--out", str(o), "--set", "model.img_size=32", "--set", "runtime.device='cpu'", "--set", "knn.k=5"]
@@ -543,6 +551,8 @@ BAD_DATA = [
      _ade_args, "synth_train_000005.png has class id 200"),
     ("ade20k 16-bit training label 300", "ade20k", lambda r: _relabel(r, "training", _set_pixel(300, "uint16"), 2),
      _ade_args, "has class id 300"),
+    ("ade20k float validation image outside [0, 1]", "ade20k", _float_val_image, _ade_args,
+     "a float image with values in [2, 2], not [0, 1]"),
     ("ade20k all-ignore validation", "ade20k", lambda r: _relabel(r, "validation", lambda a: a * 0, None),
      _ade_args, "nothing to score"),
     ("ade20k validation images linked to training", "ade20k",

@@ -18,7 +18,7 @@ from PIL import Image
 from mae_core.data import deterministic_subset
 from mae_core.errors import MaeBenchError
 from mae_core.file_cache import FileCache, cache_dir
-from mae_core.images import IMAGENET_MEAN, IMAGENET_STD, open_rgb
+from mae_core.images import HIGH_DEPTH_MODES, IMAGENET_MEAN, IMAGENET_STD, open_rgb, to_8bit
 from transfer.data_root import DataLayout
 from transfer.leakage import check_distinct_splits
 
@@ -112,10 +112,12 @@ def check_pairs(pairs: list[tuple[Path, Path]], num_classes: int, read_labels: b
         try:
             with Image.open(img_path) as img:
                 img_size = img.size
-        except (OSError, SyntaxError, ValueError) as e:
+                if img.mode in HIGH_DEPTH_MODES:  # rare, so decoded now: one that has no 8-bit reading fails here
+                    to_8bit(img, img_path)
+        except (OSError, SyntaxError, ValueError, MaeBenchError) as e:
             if skip_bad_images:  # counted when training reaches it
                 continue
-            raise MaeBenchError(f"cannot open image {img_path}: {e}") from None
+            raise MaeBenchError(str(e) if isinstance(e, MaeBenchError) else f"cannot open image {img_path}: {e}") from None
         if mode not in LABEL_MODES:
             raise MaeBenchError(f"label map {ann_path} has mode {mode}; expected a single-channel PNG of class ids")
         if img_size != ann_size:
