@@ -187,5 +187,5 @@ class KnnMonitor(PeriodicEval):
     def draw(self, records: list[dict], run_dir: Path) -> None:
         """RUN/monitor.png: the loss and the k-NN top-1 per epoch."""
         plot_epochs(records, run_dir / PLOT_FILE, [("loss", "pretraining loss"), ("knn_top1", "k-NN top-1 (%)")],
-                    title=f"{self.arch}: k-NN top-1 (k={self.k}, {len(self.val_set)} val images), every "
-                          f"{self.every} epochs")
+                    title=f"{self.arch}: loss and k-NN top-1 (k={self.k}, {len(self.val_set)} val images, every "
+                          f"{self.every} epochs and the last)")
