@@ -34,6 +34,11 @@ def _one_of(*values):
     return check
 
 
+def _text(v):
+    if not isinstance(v, str) or not v:
+        return "a path (a non-empty string)"
+
+
 _POSITIVE = _int(1)
 _NON_NEGATIVE = _int(0)
 _PROBABILITY = _float(0, 1)
@@ -54,6 +59,14 @@ RULES = {
     "k": _POSITIVE,  # knn neighbours (at most the training set: checked when it is known)
     "temperature": _float(0, lo_open=True),
     "cpu_linear": _one_of("auto", "onednn", "aten"),  # mae_core.cpu_linear.CHOICES (this module is torch-free)
+    # pretraining's k-NN monitor (monitor.*; knn_k at most the monitor's training images: checked when known)
+    "knn_every": _NON_NEGATIVE,
+    "knn_k": _POSITIVE,
+    "knn_temperature": _float(0, lo_open=True),
+    "knn_global_pool": _one_of("token", "avg"),  # mae_core.vit.GLOBAL_POOLS (this module is torch-free)
+    "knn_train_subset": _POSITIVE,
+    "knn_val_subset": _POSITIVE,
+    "knn_data": _text,
 }
 
 

@@ -1,6 +1,7 @@
 """MAE pretraining on the shared engine (paper recipe: AdamW (0.9, 0.95), wd 0.05,
 lr = blr * batch / 256, warm-up + cosine per iteration, random-size crops)."""
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -9,7 +10,7 @@ from timm.optim import param_groups_weight_decay
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo
 from .errors import MaeBenchError
-from .engine import adamw, batch_plan, epoch_cosine_schedule, scaled_lr
+from .engine import Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
 from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
@@ -40,18 +41,25 @@ def build_optimizer(model: torch.nn.Module, optim: dict, lr: float) -> torch.opt
     return adamw(param_groups_weight_decay(model, optim["weight_decay"]), lr=lr, betas=optim["betas"])
 
 
-def run_pretrain(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None) -> dict:
-    """The `pretrain` task's runner (`mae-bench pretrain`): an MAE from scratch as the resolved recipe `cfg` says.
-    Returns the result record's parts; its metric is the last epoch's mean loss."""
+def check_start(cfg: dict, init: str, arch: str | None) -> None:
+    """Pretraining starts from scratch, and --arch (when given) is the recipe's model.arch."""
     if init != "scratch":
         raise MaeBenchError(f"MAE pretraining starts from scratch, not from {init!r}")
     if arch is not None and arch != cfg["model"]["arch"]:
         raise MaeBenchError(f"the encoder is model.arch ({cfg['model']['arch']}), not {arch}")
-    return run(cfg, lambda dist: _training(cfg, Path(data), Path(out), resume, dist), out=out, resume=resume,
-               device=cfg["runtime"]["device"])
 
 
-def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
+def run_pretrain(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resume: str | None = None,
+                 hooks: Sequence[Hook] = ()) -> dict:
+    """MAE pretraining from scratch as the resolved recipe `cfg` says, with `hooks` (engine hooks) added to the
+    run: the `pretrain` task's runner, `transfer.classification.knn_monitor.run_pretrain_monitored`, passes its
+    k-NN monitor here. Returns the result record's parts; its metric is the last epoch's mean loss."""
+    check_start(cfg, init, arch)
+    return run(cfg, lambda dist: _training(cfg, Path(data), Path(out), resume, dist, list(hooks)), out=out,
+               resume=resume, device=cfg["runtime"]["device"])
+
+
+def _training(cfg, data: Path, out: Path, resume, dist: DistInfo, hooks: list[Hook]) -> Training:
     """`epochs` passes over the images, the official warm-up + cosine per update; at the end (rank 0) the
     reconstructions of the first images and the result record's parts."""
     model_cfg, data_cfg, optim = cfg["model"], cfg["data"], cfg["optim"]
@@ -101,7 +109,8 @@ def _training(cfg, data: Path, out: Path, resume, dist: DistInfo) -> Training:
                             "subset": data_cfg["subset"], "images": len(dataset)}}
 
     return Training(model, optimizer, scheduler, schedule["epochs"] * updates, updates, loader, step, finish,
-                    config=config, desc="pretrain", compile=runtime.get("compile", False), notes=[linear], start=start)
+                    hooks=hooks, config=config, desc="pretrain", compile=runtime.get("compile", False), notes=[linear],
+                    start=start)
 
 
 def _logged_loss(out: Path) -> float:

@@ -41,3 +41,15 @@ runtime = dict(
     log_every=20,
     tensorboard=False,
 )
+# k-NN monitor (transfer/classification/knn_monitor.py, as lightly's KNNCallback and DINO's eval_knn):
+# every knn_every epochs and the last, the encoder's weighted k-NN top-1 / top-5 on a labelled split, logged in
+# log.jsonl (knn_top1, knn_top5) and drawn under the loss in RUN/monitor.png. 0: off (pretraining unchanged).
+monitor = dict(
+    knn_every=0,
+    knn_data=None,  # an ImageFolder root with train/ and val/ (None: the root of the train/ that pretraining reads)
+    knn_k=20,
+    knn_temperature=0.07,
+    knn_global_pool="token",  # token: cls token after the final norm | avg: mean patch token after fc_norm
+    knn_train_subset=None,  # N training images (the neighbours), the same N every time; None: all
+    knn_val_subset=None,  # N validation images scored; None: all
+)
