@@ -2,6 +2,8 @@
 import re
 from dataclasses import asdict, dataclass
 
+from .errors import MaeBenchError
+
 # size -> (embed_dim, depth, num_heads), as in ViT / timm
 VIT_SIZES = {
     "micro": (128, 6, 4),  # small-scale benchmarks on CPU (not a timm size)
@@ -19,12 +21,18 @@ ARCHS = {
 }
 
 
+def arch_key(name: str) -> str:
+    """`name` without the `mae_` prefix of the official MAE's model names and timm's `_224` suffix."""
+    return re.sub(r"^mae_|_224$", "", name)
+
+
 def arch_spec(name: str) -> dict:
-    """Encoder hyper-parameters of `vit_<size>_patch<p>` or `vit_w<D>_d<N>_h<H>_patch<P>` (an optional `mae_` prefix
-    is ignored)."""
+    """Encoder hyper-parameters of `vit_<size>_patch<p>` or `vit_w<D>_d<N>_h<H>_patch<P>` (`arch_key` first); an
+    unknown name is one line."""
     spec = parse_arch(name)
     if spec is None:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))} or vit_w<width>_d<depth>_h<heads>_patch<p>")
+        raise MaeBenchError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))} or "
+                            "vit_w<width>_d<depth>_h<heads>_patch<p>")
     return spec
 
 
@@ -105,7 +113,7 @@ class VitArch:
 
 def parse_arch(name: str) -> dict | None:
     """patch_size / embed_dim / depth / num_heads of a table name or a `vit_w<D>_d<N>_h<H>_patch<P>` name, or None."""
-    key = re.sub(r"^mae_|_224$", "", name)
+    key = arch_key(name)
     if key in ARCHS:
         return dict(ARCHS[key])
     m = _CUSTOM.match(key)

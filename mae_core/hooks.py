@@ -70,13 +70,18 @@ class EMA(Hook):
 
 
 class Counter(Hook):
-    """A count that survives a resume (extra_state `key`), e.g. the training samples skipped as unreadable."""
+    """A count that survives a resume (extra_state `key`) and, once above 0, joins every epoch's stats as `key`:
+    the one rule for the training samples skipped as unreadable ("skipped_samples") in every task."""
 
     def __init__(self, key: str):
         self.key, self.value = key, 0
 
     def add(self, n: int) -> None:
         self.value += n
+
+    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
+        if self.value:
+            stats[self.key] = self.value
 
     def state_dict(self) -> dict:
         return {self.key: self.value}

@@ -1,5 +1,6 @@
 """What every training command does around its task: join the process group, seed, wrap the model for DDP,
-drive the engine over the task's pieces (`run`, `Training`), read back a trained model (`read_trained`)."""
+drive the engine over the task's pieces (`run`, `Training`), read back a trained model for `--eval-only`
+(`read_trained`, `Trained`)."""
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import load_strict, read_checkpoint, save_checkpoint
 from .distributed import DistInfo, init_distributed, shutdown
 from .engine import Engine, Hook, seed_all
 from .errors import MaeBenchError
@@ -105,3 +106,27 @@ def read_trained(path: str, task: str) -> dict:
     if "model" not in ckpt:
         raise MaeBenchError(f"{path} holds no 'model' weights")
     return ckpt
+
+
+class Trained:
+    """What `--eval-only --weights PATH` evaluates, for every task that writes model_final.pth: the checkpoint
+    (`read_trained`, read once), its `config`, `cfg` (the recipe with the model section the weights were trained
+    with, so they are evaluated as they were trained), and `load`, which puts the weights into the model a task
+    built from `cfg`."""
+
+    def __init__(self, path: str, task: str, cfg: dict, dist: DistInfo):
+        ckpt = read_trained(path, task)
+        self.path, self.config, self._weights, self.cfg = str(path), ckpt["config"], ckpt["model"], cfg
+        recipe = self.config.get("recipe")
+        saved = recipe.get("model") if isinstance(recipe, dict) else None
+        if isinstance(saved, dict):
+            if saved != cfg["model"] and dist.is_main:
+                print(f"note: evaluating with the model settings recorded in {path}, not the recipe's")
+            self.cfg = {**cfg, "model": saved}
+
+    def load(self, model: torch.nn.Module, info: dict, what: str) -> dict:
+        """The weights into `model` (every key, every shape: `load_strict`); returns the run's `info` with
+        `weights`, the file evaluated."""
+        load_strict(model, self._weights, self.path, what)
+        self._weights = None  # held no longer than needed
+        return {**info, "weights": self.path}

@@ -10,6 +10,7 @@ from .archs import ARCHS, arch_name
 from .checkpoint import check_fit, read_checkpoint
 from .errors import MaeBenchError
 from .pos_embed import resize_pos_embed
+from .pretrain_knobs import PRETRAIN_KEYS
 
 _WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP, torch.compile
 _NON_ENCODER = ("decoder_", "mask_token", "encoder_mask_token", "head.", "fc_norm.")
@@ -140,9 +141,6 @@ def load_mae(path, **overrides):
     return model, info
 
 
-_PRETRAIN_KEYS = {"model": ("mask_ratio", "mask_strategy", "mask_tokens_in_encoder", "norm_pix_loss", "decoder_depth",
-                             "decoder_embed_dim", "img_size"),
-                   "schedule": ("epochs", "batch_size", "accum_iter"), "data": ("augment", "subset")}
 _OFFICIAL_ARGS = {"model": ("mask_ratio", "norm_pix_loss", "input_size"), "schedule": ("epochs", "batch_size", "accum_iter")}
 
 
@@ -153,8 +151,7 @@ def pretrain_summary(ckpt: dict) -> dict | None:
     config, args = ckpt.get("config"), ckpt.get("args")
     recipe = config.get("recipe") if isinstance(config, dict) else None
     if isinstance(recipe, dict) and isinstance(recipe.get("model"), dict) and "mask_ratio" in recipe["model"]:
-        keys = _PRETRAIN_KEYS
-        found = {sec: {k: recipe.get(sec, {}).get(k) for k in names} for sec, names in keys.items()}
+        found = {sec: {k: recipe.get(sec, {}).get(k) for k in names} for sec, names in PRETRAIN_KEYS.items()}
     elif isinstance(args, argparse.Namespace) and hasattr(args, "mask_ratio"):
         found = {sec: {k: getattr(args, k, None) for k in names} for sec, names in _OFFICIAL_ARGS.items()}
     else:
@@ -187,7 +184,7 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     (VitArch), format, kind, sha256, dropped (key -> why), pretrain, patch_size, embed_dim, depth, num_heads,
     grid and img_size (of the returned pos_embed). With `check`, the tensors are fit once against the encoder
     (token pooling, no head) built on the meta device; init_encoder checks against its own model instead."""
-    from .archs import parse_arch
+    from .archs import arch_key, arch_spec
     from .checkpoint import read_checkpoint_hashed
     from .formats import detect_format, get_format, infer_arch, pos_grid
     path = os.fspath(path)
@@ -198,15 +195,12 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     except MaeBenchError as exc:  # a mapping's refusal, named after the file
         msg = str(exc) if path in str(exc) else f"checkpoint {path} (format {form.name}): {exc}"
         raise MaeBenchError(msg) from None
-    wanted = parse_arch(arch) if arch else None
-    if arch and wanted is None:
-        raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "
-                            "vit_w<width>_d<depth>_h<heads>_patch<p>")
+    wanted = arch_spec(arch) if arch else None
     if not mapped.weights:
         raise MaeBenchError(f"checkpoint {path} read as {form.name} holds no encoder weights")
     spec = infer_arch(mapped.weights, mapped.hints, path)
     if wanted and (wanted["patch_size"], wanted["embed_dim"], wanted["depth"]) != (spec.patch_size, spec.embed_dim, spec.depth):
-        raise MaeBenchError(f"checkpoint {path} is {spec.name} but --arch says {re.sub(r'^mae_|_224$', '', arch)}")
+        raise MaeBenchError(f"checkpoint {path} is {spec.name} but --arch says {arch_key(arch)}")
     if wanted:
         spec = infer_arch(mapped.weights, mapped.hints, path, wanted["num_heads"])  # --arch sets the heads
     sd = dict(mapped.weights)

@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from mae_core.pretrain_knobs import PRETRAIN_AXES  # one list with mae_core.weights (torch-free)
+
 from .record import RESULT_FILE, ResultError, read_result
 
-# Figure 5 / Table 1 axes: column name -> where it sits in `init.pretrain` (the MAE checkpoint's config).
-PRETRAIN_AXES = {
-    "mask_ratio": ("model", "mask_ratio"),
-    "mask_strategy": ("model", "mask_strategy"),
-    "decoder_depth": ("model", "decoder_depth"),
-    "decoder_embed_dim": ("model", "decoder_embed_dim"),
-    "norm_pix_loss": ("model", "norm_pix_loss"),
-    "mask_tokens_in_encoder": ("model", "mask_tokens_in_encoder"),
-    "augment": ("data", "augment"),
-    "pretrain_epochs": ("schedule", "epochs"),
-}
 # The paper's default pretraining setting (the gray entries of its Table 1 and its caption: unnormalized pixels,
 # 800 epochs; the released models and Table 3 use normalized pixels and 1600 epochs).
 PAPER_DEFAULTS = {"mask_ratio": 0.75, "mask_strategy": "random", "decoder_depth": 8, "decoder_embed_dim": 512,

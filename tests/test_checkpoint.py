@@ -306,6 +306,9 @@ def test_pretrain_summary_reads_ours_and_official_and_nothing_else():
     ours = pretrain_summary({"model": {}, "epoch": 9, "config": {"arch": "vit_tiny_patch16", "recipe": recipe}})
     assert ours["model"]["mask_ratio"] == 0.6 and ours["model"]["mask_strategy"] == "block"
     assert ours["schedule"]["epochs"] == 40 and ours["data"]["augment"] == "rrc" and ours["epochs_done"] == 10
+    from mae_core.pretrain_knobs import PRETRAIN_AXES  # every knob the tables compare is one the summary records
+    assert {col: ours[section][key] for col, (section, key) in PRETRAIN_AXES.items()} == \
+        {col: recipe[section][key] for col, (section, key) in PRETRAIN_AXES.items()}
     official = pretrain_summary({"model": {}, "epoch": 799, "args": argparse.Namespace(
         mask_ratio=0.75, norm_pix_loss=True, input_size=224, epochs=800, batch_size=64, accum_iter=1)})
     assert official["model"] == {"mask_ratio": 0.75, "norm_pix_loss": True, "input_size": 224}

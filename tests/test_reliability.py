@@ -432,6 +432,32 @@ def test_unreadable_images_are_counted_in_every_classification_split(cached, syn
     assert "1 validation images are unreadable" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_resumed_run_reports_the_skipped_samples_of_an_unbroken_one(cached, synth_root, mae_ckpt, tmp_path):
+    """The training samples skipped as unreadable are one count kept over a resume (mae_core.hooks.Counter):
+    uncached, the broken image is skipped in each of the 2 epochs (24 images, batches of 8: none left out); with
+    cached features, once by the extraction, which a resume does again."""
+    import json
+    import shutil
+    from results.record import read_result
+    from tests.test_classification import run_args
+    data = tmp_path / "imagenet"
+    shutil.copytree(synth_root / "imagenet", data)
+    sorted((data / "train").rglob("*.png"))[0].write_bytes(b"broken")
+    extra = [f"runtime.cache_features={cached}"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    for out in (full, part):
+        assert main(run_args("in1k_linear", mae_ckpt, data, out, epochs=2, extra=extra)) == 0
+    (part / "checkpoint-last.pth").unlink()
+    (part / "checkpoint-0.pth").rename(part / "checkpoint-last.pth")  # as if stopped after the first epoch
+    assert main([*run_args("in1k_linear", mae_ckpt, data, part, epochs=2, extra=extra), "--resume", "auto"]) == 0
+    expected = [1, 1] if cached else [1, 2]  # after each epoch
+    for out in (full, part):
+        assert read_result(out)["dataset"]["skipped_samples"] == expected[-1]
+        logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert [r["skipped_samples"] for r in logged if r["type"] == "epoch"] == expected
+
+
 def test_a_terminated_step_stops_the_suite_as_terminated(synth_root, tmp_path, monkeypatch):
     from benchmarks.config import load_recipe
     from benchmarks.error_lines import Terminated

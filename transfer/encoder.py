@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from mae_core.archs import VitArch, parse_arch
+from mae_core.archs import VitArch, arch_spec
 from mae_core.errors import MaeBenchError
 from mae_core.formats import FORMATS, known_formats
 from mae_core.vit import GLOBAL_POOLS, BeitEncoder, vit_encoder
@@ -57,12 +57,7 @@ def parse_init(spec: str) -> InitSpec:
 
 
 def _arch_of(arch: str) -> VitArch:
-    spec = parse_arch(arch)
-    if spec is None:
-        from mae_core.archs import ARCHS
-        raise MaeBenchError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))} or "
-                            "vit_w<width>_d<depth>_h<heads>_patch<p>")
-    return VitArch(**spec)
+    return VitArch(**arch_spec(arch))
 
 
 def build_vit(arch: str | VitArch, img_size: int, num_classes: int, global_pool: str = "token",

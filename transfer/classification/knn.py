@@ -21,8 +21,9 @@ from mae_core.runner import run
 from results.evidence import PREDICTIONS_FILE
 from transfer.encoder import init_encoder
 
-from .data import ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root
+from .data import ImageFolderDataset, check_same_classes, check_splits, eval_transform, resolve_root
 from .evaluate import write_val_predictions
+from .features import extract_features
 
 
 def nearest(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -68,25 +69,6 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int, tem
             "top5": 100.0 * correct[:, :min(5, k, num_classes)].sum().item() / n}
 
 
-@torch.no_grad()
-def extract(model, dataset, batch_size: int, workers: int, device: str, read: list | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Pre-logit features (cls token after the final norm, or the pooled tokens after fc_norm) in fp32,
-    labels, and the number of unreadable images left out (`read`, when given, gets each batch's mask of the
-    images kept)."""
-    model.eval()
-    feats, labels, bad = [], [], 0
-    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                            pin_memory=device.startswith("cuda")):
-        if read is not None:
-            read.append(torch.as_tensor(batch[2], dtype=torch.bool))
-        x, y, n_bad = drop_bad(batch)
-        bad += n_bad
-        feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels), bad
-
-
 def check_k(k, n_train: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_train:
         raise MaeBenchError(f"knn.k must be an integer in [1, {n_train}] (the number of training images), got {k!r}")
@@ -112,10 +94,11 @@ def _knn(cfg: dict, init: str, arch: str | None, data: str, out: str, dist: Dist
     split_facts = check_splits(sets["train"], sets["val"], out)
     model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=model_cfg["global_pool"])
     model.to(dist.device)
-    bs, workers = cfg["schedule"]["batch_size"], data_cfg["num_workers"]
-    tr_x, tr_y, tr_bad = extract(model, sets["train"], bs, workers, dist.device)
+    loaders = {split: DataLoader(ds, batch_size=cfg["schedule"]["batch_size"], num_workers=data_cfg["num_workers"],
+                                 pin_memory=dist.device.startswith("cuda")) for split, ds in sets.items()}
+    tr_x, tr_y, tr_bad = extract_features(model, loaders["train"], dist.device)
     read, ranked = [], []
-    va_x, va_y, va_bad = extract(model, sets["val"], bs, workers, dist.device, read)
+    va_x, va_y, va_bad = extract_features(model, loaders["val"], dist.device, read)
     check_k(knn["k"], len(tr_y))
     n_cls = sets["train"].num_classes
     metrics = knn_accuracy(tr_x.to(dist.device), tr_y, va_x.to(dist.device), va_y, knn["k"],

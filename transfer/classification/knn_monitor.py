@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from mae_core.curves import epoch_records, plot_epochs
 from mae_core.data import pretrain_folder
@@ -27,7 +28,8 @@ from mae_core.weights import encoder_state_dict, fit_encoder
 from transfer.encoder import build_vit
 
 from .data import ImageFolderDataset, check_same_classes, check_splits, eval_transform, resolve_root
-from .knn import extract, knn_accuracy
+from .features import extract_features
+from .knn import knn_accuracy
 
 PLOT_FILE = "monitor.png"
 METRICS = ("knn_top1", "knn_top5")
@@ -172,8 +174,9 @@ class KnnMonitor(PeriodicEval):
         fit_encoder(encoder.state_dict(), sd, "the model being pretrained", f"a {self.arch} encoder with "
                     f"global_pool={self.global_pool}", "mae", may_be_missing=_FRESH_FC_NORM if avg else ())
         encoder.load_state_dict(sd, strict=not avg)
-        tr_x, tr_y, tr_bad = extract(encoder, self.train_set, self.batch_size, self.workers, device)
-        va_x, va_y, va_bad = extract(encoder, self.val_set, self.batch_size, self.workers, device)
+        loaders = [DataLoader(ds, batch_size=self.batch_size, num_workers=self.workers,
+                              pin_memory=device.startswith("cuda")) for ds in (self.train_set, self.val_set)]
+        (tr_x, tr_y, tr_bad), (va_x, va_y, va_bad) = (extract_features(encoder, lo, device) for lo in loaders)
         if not 1 <= self.k <= len(tr_y):
             raise MaeBenchError(f"monitor.knn_k={self.k} is more than the {len(tr_y)} readable training images of "
                                 f"the k-NN monitor")

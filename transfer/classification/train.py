@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
-from mae_core.engine import Engine, Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
-from mae_core.hooks import EMA, BestCheckpoint
+from mae_core.engine import adamw, amp_context, batch_plan, epoch_cosine_schedule, scaled_lr
+from mae_core.hooks import EMA, BestCheckpoint, Counter, PeriodicEval
 from mae_core.runner import Training, run
 from mae_core.errors import MaeBenchError
 from results.evidence import PREDICTIONS_FILE
@@ -26,6 +26,7 @@ from transfer.encoder import init_encoder
 from .data import (ImageFolderDataset, check_same_classes, check_splits, drop_bad, eval_transform, resolve_root,
                    train_transform)
 from .evaluate import evaluate_classifier, write_val_predictions
+from .features import extract_features
 from .heads import finetune_head, linear_probe_head, set_trainable
 from .optim import Lars, param_groups_lrd
 
@@ -113,23 +114,6 @@ def build_criterion(cfg: dict, num_classes: int):
     return None, nn.CrossEntropyLoss()
 
 
-@torch.no_grad()
-def extract_features(model: nn.Module, loader, device: str, read: list | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Pre-logit features (what the linear head sees) and labels for a whole loader, and how many
-    unreadable samples were dropped (`read`, when given, gets each batch's mask of the samples kept)."""
-    model.eval()
-    feats, labels, dropped = [], [], 0
-    for batch in loader:
-        if read is not None:
-            read.append(torch.as_tensor(batch[2], dtype=torch.bool))
-        x, y, bad = drop_bad(batch)
-        feats.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).cpu())
-        labels.append(y)
-        dropped += bad
-    return torch.cat(feats), torch.cat(labels), dropped
-
-
 def run_classification(cfg: dict, *, init: str, arch: str | None, data: str, out: str,
                        resume: str | None = None) -> dict:
     """Train and evaluate one protocol; returns {"metrics", "init", "dataset", "arch"} (rank 0's view)."""
@@ -209,18 +193,18 @@ class Sources:
 
 
 class TrainStep:
-    """`step(net, batch) -> (loss, n)`: unreadable samples dropped and counted, Mixup/CutMix, the criterion."""
+    """`step(net, batch) -> (loss, n)`: unreadable samples dropped and counted in `skipped`, Mixup/CutMix, the
+    criterion."""
 
-    def __init__(self, mixup, criterion, device: str, cached: bool):
-        self.mixup, self.criterion, self.device, self.cached = mixup, criterion, device, cached
-        self.skipped = 0
+    def __init__(self, mixup, criterion, device: str, cached: bool, skipped: Counter):
+        self.mixup, self.criterion, self.device, self.cached, self.skipped = mixup, criterion, device, cached, skipped
 
     def __call__(self, net, batch):
         if self.cached:
             x, y = batch
         else:
             x, y, bad = drop_bad(batch)
-            self.skipped += bad
+            self.skipped.add(bad)
             if self.mixup is not None and len(y) % 2:  # Mixup pairs samples: keep the batch even
                 x, y = x[:-1], y[:-1]
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -230,41 +214,30 @@ class TrainStep:
         return self.criterion(net(x), target), len(y)
 
 
-class TopKEval(Hook):
-    """Top-1/top-5 of the reported model (the EMA one with EMA, then also the trained one's, as *_raw) after
-    every runtime.eval_every-th epoch and the last."""
+class TopKEval:
+    """`evaluate(epoch, last) -> stats`: top-1/top-5 of the reported model (the EMA one with EMA, then also the
+    trained one's, as *_raw); the last evaluation writes the per-image predictions. Run by mae_core.hooks.PeriodicEval
+    after every runtime.eval_every-th epoch and the last."""
 
-    def __init__(self, sources: Sources, model: nn.Module, ema, every: int, out: Path):
-        self.sources, self.model, self.ema, self.every, self.out = sources, model, ema, every, out
+    def __init__(self, sources: Sources, model: nn.Module, ema, out: Path, autocast, epochs: int):
+        self.sources, self.model, self.ema, self.out = sources, model, ema, out
+        self.autocast, self.epochs = autocast, epochs
 
-    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
-        if not engine.is_last(epoch) and (epoch + 1) % self.every:
-            return
+    def __call__(self, epoch: int, last: bool) -> dict:
         src, dist = self.sources, self.sources.dist
         self.model.eval()  # (the EMA model is always in eval mode)
         reported = self.ema.module if self.ema is not None else self.model
-        last = engine.is_last(epoch)
-        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, engine.autocast, keep=last)
+        res = evaluate_classifier(src.eval_forward(reported), src.val, dist, self.autocast, keep=last)
         if last and dist.is_main:  # the reported model's per-image predictions, for paired comparisons
             write_val_predictions(self.out / PREDICTIONS_FILE, src.val_set, res["rows"])
-        stats.update(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
+        stats = dict(top1=res["top1"], top5=res["top5"], val_loss=res["loss"], val_scored=res["n"])
         if self.ema is not None:
-            raw = evaluate_classifier(src.eval_forward(self.model), src.val, dist, engine.autocast)
+            raw = evaluate_classifier(src.eval_forward(self.model), src.val, dist, self.autocast)
             stats.update(top1_raw=raw["top1"], top5_raw=raw["top5"])
         if dist.is_main:
-            print(f"epoch {epoch + 1}/{engine.epochs}: top1 {stats['top1']:.2f} top5 {stats['top5']:.2f}"
+            print(f"epoch {epoch + 1}/{self.epochs}: top1 {stats['top1']:.2f} top5 {stats['top5']:.2f}"
                   + (f" (EMA; without EMA top1 {stats['top1_raw']:.2f})" if self.ema is not None else ""))
-
-
-class SkippedSamples(Hook):
-    """Adds the training samples skipped as unreadable so far to an evaluated epoch's stats."""
-
-    def __init__(self, step: TrainStep):
-        self.step = step
-
-    def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
-        if "top1" in stats and self.step.skipped:
-            stats["skipped_samples"] = self.step.skipped
+        return stats
 
 
 def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: DistInfo) -> Training:
@@ -285,18 +258,21 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
                                       cfg["optim"]["min_lr"])
     mixup, criterion = build_criterion(cfg, train_set.num_classes)
     sources = Sources(train_set, val_set, cfg, protocol, dist)
-    step = TrainStep(mixup, criterion, dist.device, sources.cached)
+    skipped = Counter("skipped_samples")  # training samples skipped as unreadable, kept over a resume
+    step = TrainStep(mixup, criterion, dist.device, sources.cached, skipped)
 
     ema = ModelEmaV3(model, decay=runtime["ema_decay"]) if runtime["ema_decay"] else None
     reported = ema.module if ema is not None else model  # what checkpoints hold as "model" (see hooks.EMA)
-    hooks = [*([EMA(ema, model)] if ema is not None else []),
-             TopKEval(sources, model, ema, runtime["eval_every"], out),
-             BestCheckpoint("top1", out / "checkpoint-best.pth", reported), SkippedSamples(step)]
+    topk = TopKEval(sources, model, ema, out, amp_context(dist.device, runtime["amp"])[0], schedule["epochs"])
+    hooks = [*([EMA(ema, model)] if ema is not None else []), PeriodicEval(topk, runtime["eval_every"]),
+             BestCheckpoint("top1", out / "checkpoint-best.pth", reported), skipped]
     config = {"task": cfg.get("task"), "arch": info["arch"], "num_classes": train_set.num_classes,
               "classes": train_set.classes, "global_pool": model_cfg["global_pool"], "recipe": cfg}
 
     def start(engine):
-        step.skipped += sources.prepare(model)  # after the resume: the features of the resumed model
+        dropped = sources.prepare(model)  # after the resume: the features of the resumed model
+        if sources.cached:  # the training images the extraction dropped (counted again when a resume extracts again)
+            skipped.value = dropped
         if dist.is_main:
             print(f"{protocol}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
                   f"({train_set.num_classes} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
@@ -312,7 +288,7 @@ def _training(cfg, protocol: str, init, arch, data, out: Path, resume, dist: Dis
                 "dataset": {"name": name, "root": str(root), "split": "val",
                             "subset": data_cfg["subset"], "num_classes": train_set.num_classes,
                             "train_images": len(train_set), "val_images": scored, "val_skipped": len(val_set) - scored,
-                            "skipped_samples": step.skipped, **split_facts}}
+                            "skipped_samples": skipped.value, **split_facts}}
 
     # with cached features the optimiser step differentiates through the head alone
     return Training(reported, optimizer, scheduler, schedule["epochs"] * updates, updates, sources.train_loader, step,

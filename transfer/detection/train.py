@@ -9,11 +9,10 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from mae_core.checkpoint import load_strict
 from mae_core.distributed import DistInfo
 from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
-from mae_core.hooks import PeriodicEval
-from mae_core.runner import Training, read_trained, run
+from mae_core.hooks import Counter, PeriodicEval
+from mae_core.runner import Trained, Training, run
 from mae_core.errors import MaeBenchError
 from transfer.leakage import check_distinct_splits, count_leakage
 from results.evidence import COCO_EVAL_FILE, write_coco_eval
@@ -126,16 +125,16 @@ class CocoEvaluator:
 
 
 class DetectionStep(Hook):
-    """`step(net, batch) -> (loss, n)`: the sum of Mask R-CNN's losses; as a hook, each loss term's mean over the
-    epoch and the training images skipped as unreadable, in the epoch's stats."""
+    """`step(net, batch) -> (loss, n)`: the sum of Mask R-CNN's losses, the training images skipped as unreadable
+    counted in `skipped`; as a hook, each loss term's mean over the epoch in the epoch's stats."""
 
-    def __init__(self, model, device: str):
-        self.model, self.device = model, device
-        self.unreadable, self.losses, self.steps = 0, dict.fromkeys(LOSS_NAMES, 0.0), 0
+    def __init__(self, model, device: str, skipped: Counter):
+        self.model, self.device, self.skipped = model, device, skipped
+        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
 
     def __call__(self, net, batch):
         images, targets, bad = batch
-        self.unreadable += bad
+        self.skipped.add(bad)
         if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
             return sum(p.sum() * 0 for p in self.model.parameters() if p.requires_grad), 0
         images = [im.to(self.device, non_blocking=True) for im in images]
@@ -150,25 +149,13 @@ class DetectionStep(Hook):
     def after_epoch(self, engine: Engine, epoch: int, stats: dict) -> None:
         stats.update({k: v / max(1, self.steps) for k, v in self.losses.items()})
         self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
-        if self.unreadable:
-            stats["skipped_samples"] = self.unreadable
-
-
-def _weights_recipe(cfg: dict, trained: dict, weights: str, dist: DistInfo) -> dict:
-    """The recipe with the model section `weights` was trained with (evaluated as it was trained)."""
-    saved = trained["config"].get("recipe", {}).get("model")
-    if not isinstance(saved, dict):
-        return cfg
-    if saved != cfg["model"] and dist.is_main:
-        print(f"note: evaluating with the model settings recorded in {weights}, not the recipe's")
-    return {**cfg, "model": saved}
 
 
 def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | None, dist: DistInfo) -> Training | dict:
     """The detector's training, or with eval_only the result of evaluating `weights`."""
-    trained = read_trained(weights, cfg["task"]) if eval_only else None
-    if trained:
-        cfg = _weights_recipe(cfg, trained, weights, dist)
+    trained = Trained(weights, cfg["task"], cfg, dist) if eval_only else None
+    if eval_only:
+        cfg = trained.cfg  # evaluated with the model settings it was trained with
     data_cfg = cfg["data"]
     root, name = resolve_root(data)
     train_set, val_set = _datasets(cfg, root, train=not eval_only)
@@ -183,12 +170,10 @@ def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | Non
         return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
 
     if eval_only:
-        load_strict(model, trained["model"], weights, "this detector")
+        info = trained.load(model, info, "this detector")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
-        metrics = evaluate()
-        info["weights"] = str(weights)
-        return result(metrics)
+        return result(evaluate())
     return _training(cfg, model, info, train_set, val_set, evaluate, root, dist, dataset, result)
 
 
@@ -211,7 +196,8 @@ def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistIn
     scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=schedule["warmup_iters"],
                                warmup_factor=schedule["warmup_factor"], lr_schedule=schedule["lr_schedule"],
                                milestones=steps, min_lr=optim["min_lr"])
-    step = DetectionStep(model, dist.device)
+    skipped = Counter("skipped_samples")  # training images skipped as unreadable, kept over a resume
+    step = DetectionStep(model, dist.device, skipped)
 
     def loader(epoch):
         train_set.set_epoch(epoch)
@@ -235,9 +221,9 @@ def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistIn
 
     def finish(stats: dict) -> dict:
         dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                       skipped_samples=step.unreadable)
+                       skipped_samples=skipped.value)
         return result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
 
     return Training(model, optimizer, scheduler, total, updates, loader, step, finish, config=config,
-                    hooks=[step, PeriodicEval(lambda epoch, last: evaluate(), runtime["eval_every"])], desc=cfg["task"],
-                    start=start, save_final=True)
+                    hooks=[step, skipped, PeriodicEval(lambda epoch, last: evaluate(), runtime["eval_every"])],
+                    desc=cfg["task"], start=start, save_final=True)

@@ -8,12 +8,11 @@ from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
 from mae_core.atomic import atomic_write
-from mae_core.checkpoint import load_strict
 from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
 from mae_core.engine import adamw
 from mae_core.hooks import Counter, PeriodicEval
-from mae_core.runner import Training, read_trained, run
+from mae_core.runner import Trained, Training, run
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from results.evidence import SEG_COUNTS_FILE, write_seg_counts
@@ -56,18 +55,6 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
                out=out, resume=resume)
 
 
-def _load_trained(weights: str, num_classes: int, task: str) -> tuple[Segmenter, dict, dict]:
-    ckpt = read_trained(weights, task)
-    conf = ckpt["config"]
-    if conf["num_classes"] != num_classes:
-        raise MaeBenchError(f"{weights} predicts {conf['num_classes']} classes but the data set has {num_classes}")
-    recipe = conf["recipe"]
-    model, _ = build_segmenter(recipe["model"], recipe["model"]["img_size"], "scratch", conf["arch"], num_classes)
-    load_strict(model, ckpt["model"], weights, "its own recipe's segmenter")
-    info = dict(conf.get("init") or {"kind": "scratch", "ckpt": None}, weights=str(weights))
-    return model, info, recipe
-
-
 def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> Training | dict:
     """The segmenter's training, or with eval_only the result of evaluating `weights`."""
     data_cfg = cfg["data"]
@@ -79,7 +66,13 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
     dataset = {"name": name, "root": str(root), "split": "val", "subset": data_cfg["subset"],
                "val_subset": data_cfg["val_subset"], "num_classes": num_classes, "val_images": len(val_set)}
     if eval_only:
-        model, info, _ = _load_trained(weights, num_classes, cfg["task"])
+        trained = Trained(weights, cfg["task"], cfg, dist)
+        conf, model_cfg = trained.config, trained.cfg["model"]
+        if conf.get("num_classes") != num_classes:
+            raise MaeBenchError(f"{weights} predicts {conf.get('num_classes')} classes but the data set has "
+                                f"{num_classes}")
+        model, _ = build_segmenter(model_cfg, model_cfg["img_size"], "scratch", conf["arch"], num_classes)
+        info = trained.load(model, conf.get("init") or {"kind": "scratch", "ckpt": None}, "its own recipe's segmenter")
         model.to(dist.device)
         res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir,
                                  num_workers=data_cfg["num_workers"], keep=True)
@@ -106,9 +99,9 @@ class SegEval:
     """`evaluate_segmenter(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
     `preds_dir` with --save-preds); the full result of the latest (per-class IoU and Acc) stays in `result`."""
 
-    def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, skipped: Counter, dist: DistInfo):
+    def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, dist: DistInfo):
         self.model, self.val_set, self.cfg, self.num_classes = model, val_set, cfg, num_classes
-        self.preds_dir, self.skipped, self.dist = preds_dir, skipped, dist
+        self.preds_dir, self.dist = preds_dir, dist
         self.result: dict = {}
 
     def __call__(self, epoch: int, last: bool) -> dict:
@@ -117,8 +110,6 @@ class SegEval:
                                preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"],
                                keep=last)
         stats = _main_metrics(self.result)
-        if self.skipped.value:
-            stats["skipped_samples"] = self.skipped.value
         if self.dist.is_main:
             print(f"iter {(epoch + 1) * schedule['eval_interval']}/{schedule['iters']}: mIoU {stats['mIoU']:.2f} "
                   f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
@@ -146,7 +137,7 @@ def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
     skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
-    val = SegEval(model, val_set, cfg, num_classes, preds_dir, skipped, dist)
+    val = SegEval(model, val_set, cfg, num_classes, preds_dir, dist)
     per_rank, per_epoch = schedule["batch_size"], schedule["eval_interval"]
 
     def loader(epoch):
@@ -174,7 +165,7 @@ def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: 
         return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist, val_set)
 
     return Training(model, optimizer, scheduler, schedule["iters"], schedule["eval_interval"], loader, step, finish,
-                    hooks=[skipped, PeriodicEval(val, runtime["eval_every"])], config=config, desc=cfg["task"],
+                    hooks=[PeriodicEval(val, runtime["eval_every"]), skipped], config=config, desc=cfg["task"],
                     notes=[linear], start=start, save_final=True)
 
 
