@@ -310,6 +310,7 @@ def detection(c: Check) -> dict:
     from transfer.detection.model import detector_from_init, param_groups
     from transfer.detection.train import DetectionStep, _datasets
     from mae_core.engine import adamw
+    from mae_core.hooks import Counter
     cfg = _recipe("coco_det", "smoke" if c.tiny else "paper", {"data.subset": None, "data.val_subset": None})
     arch = "vit_tiny_patch16" if c.tiny else "vit_base_patch16"
     batch = 1 if c.tiny else cfg["schedule"]["batch_size"]
@@ -320,7 +321,7 @@ def detection(c: Check) -> dict:
     opt = adamw(param_groups(model, o["weight_decay"], o["layer_decay"], len(model.backbone.net.blocks),
                              o["weight_decay_norm"], o["zero_decay"]), lr=1e-4)
     autocast, scaler = c.autocast(cfg["runtime"]["amp"])
-    loss_of = DetectionStep(model, c.dev)
+    loss_of = DetectionStep(model, c.dev, Counter("skipped_samples"))
     train_batch = collate([train_set[i % len(train_set)] for i in range(batch)])
 
     def step():
@@ -359,6 +360,7 @@ def segmentation(c: Check) -> dict:
     from transfer.segmentation.model import total_loss
     from transfer.segmentation.train import build_segmenter, resolve_root
     from mae_core.engine import adamw
+    from mae_core.hooks import Counter
     cfg = _recipe("ade20k_seg", "smoke" if c.tiny else "paper", {"data.subset": None} if not c.tiny else None)
     arch = "vit_tiny_patch16" if c.tiny else "vit_base_patch16"
     m, crop = cfg["model"], cfg["model"]["img_size"]
