@@ -13,6 +13,7 @@ import torch.nn as nn
 from mae_core.errors import MaeBenchError
 from mae_core.pos_embed import resize_rel_pos_table
 from tests.reference import beit_vit
+from tests.test_formats import _one_line, close, images, ours  # the shared loading and comparison helpers
 from transfer.encoder import init_encoder, refuse_variants
 
 W, HEADS, PATCH = 64, 2, 8
@@ -29,20 +30,6 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
             base = 1.0 if p.ndim == 1 and ("norm" in name or "layernorm" in name) else 0.0
             p.copy_(torch.randn(p.shape, generator=g) * 0.2 + base)
     return model.eval()
-
-
-def images(size: int, n: int = 2, seed: int = 1) -> torch.Tensor:
-    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def ours(ckpt: str, size: int, **kw):
-    model, info = init_encoder(ckpt, arch=kw.pop("arch", None), img_size=size, num_classes=0, **kw)
-    return model.eval(), info
-
-
-def close(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), (a - b).abs().max()
 
 
 def finetune_reference(ckpt: dict, size: int, **kw) -> nn.Module:
@@ -194,13 +181,6 @@ def test_rel_pos_resize_is_beits_cubic_spline_through_geometric_positions():
 
 
 # ---- refusals, the other tasks, layer decay ----------------------------------------------------------------------
-def _one_line(exc, *phrases):
-    msg = str(exc.value)
-    assert "\n" not in msg, msg
-    for p in phrases:
-        assert p in msg, msg
-
-
 def test_beit_weights_are_refused_rather_than_dropped(tmp_path):
     ref = _pretrained(abs_pos=True)  # (a timm ViT needs a pos_embed to get as far as the fit check)
     path = tmp_path / "beit.pth"
