@@ -5,6 +5,7 @@ RoIAlign with aligned=True at scales fixed from the backbone strides (ROIPooler,
 regression (smooth_l1_beta 0) with detectron2's normalisers, and hard mask targets rasterised per RoI.
 """
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -19,19 +20,25 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_area, roi_align
 
-from mae_core.archs import arch_spec
+from mae_core.archs import VitArch, arch_spec
 from mae_core.checkpoint import check_fit
 from mae_core.errors import MaeBenchError
 from mae_core.images import IMAGENET_MEAN, IMAGENET_STD
 from mae_core.param_groups import layer_decay_groups
-from mae_core.pos_embed import resize_pos_embed
-from transfer.encoder import init_encoder, refuse_variants
+from mae_core.pos_embed import REL_POS_EXTRA, resize_pos_embed, resize_rel_pos_table, rel_pos_grid
+from transfer.encoder import init_encoder
 
 from .backbone import SimpleFeaturePyramid, ViT, global_block_indexes
 
 # Encoder keys a ViTDet ViT does not have: the cls token (its position slot stays in pos_embed, as
 # pretrain_use_cls_token=True expects) and the final norm (ViTDet's pyramid starts from the last block's output).
 DROPPED = ("cls_token", "norm.weight", "norm.bias")
+# Why each encoder key ViTDet's backbone leaves out is left out (the run's init.unused; README, Protocols)
+_NO_TOKENS = "ViTDet's windowed backbone carries patch tokens only (it drops the class token's role)"
+_WHY = {"cls_token": f"class token: {_NO_TOKENS}", "reg_token": f"register tokens: {_NO_TOKENS}",
+        "dist_token": f"distillation token: {_NO_TOKENS}",
+        "norm.weight": "final norm: ViTDet's pyramid starts from the last block's output",
+        "norm.bias": "final norm: ViTDet's pyramid starts from the last block's output"}
 VITDET_PATCH = 16  # ViTDet runs every ViT at patch 16, so the pyramid strides are 4..32
 
 
@@ -42,10 +49,10 @@ def vitdet_pretrain_size(patch_size: int, pretrain_img_size: int) -> int:
     return pretrain_img_size if patch_size in (14, VITDET_PATCH) else pretrain_img_size * VITDET_PATCH // patch_size
 
 
-def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
+def to_patch16(sd: dict, pretrain_img_size: int, prefix: int = 1) -> dict:
     """ViTDet's ViT-H/14 handling (detectron2's mae_pretrain_vit_huge_p14to16 init): a patch-14 encoder's
-    patch-embedding kernel resized to 16 x 16 and its pos_embed to the patch-16 grid of the pretraining
-    size, both bicubic (align_corners=False), as EVA's interpolate_patch_14to16 does.
+    patch-embedding kernel resized to 16 x 16 and its pos_embed (`prefix` token slots first) to the patch-16 grid
+    of the pretraining size, both bicubic (align_corners=False), as EVA's interpolate_patch_14to16 does.
     Other patch sizes (the small-scale ViT-Micro/Tiny/8, no reference) use FlexiViT's pseudo-inverse resize
     (timm's resample_patch_embed): the 16 x 16 kernel on an image upsampled 2x gives the tokens the 8 x 8 kernel
     gave on the original, where a bicubic resize would multiply them by about 4."""
@@ -57,35 +64,103 @@ def to_patch16(sd: dict, pretrain_img_size: int) -> dict:
         kernel = F.interpolate(w.float(), size=(VITDET_PATCH,) * 2, mode="bicubic", align_corners=False)
     else:
         kernel = resample_patch_embed(w.float(), [VITDET_PATCH] * 2)
-    return {**sd, "patch_embed.proj.weight": kernel.to(w.dtype), "pos_embed": resize_pos_embed(sd["pos_embed"], (g, g))}
+    out = {**sd, "patch_embed.proj.weight": kernel.to(w.dtype)}
+    if "pos_embed" in sd:
+        out["pos_embed"] = resize_pos_embed(sd["pos_embed"], (g, g), prefix)
+    return out
 
 
-def build_vitdet_vit(model_cfg: dict, arch: str) -> ViT:
-    """The ViTDet ViT of `arch` as the recipe's `model` section configures it (patch 16 for every arch)."""
-    spec = arch_spec(arch)
+def vitdet_variants(spec: VitArch) -> dict:
+    """The ViTDet Block options (backbone.Block) that carry `spec`'s block variants."""
+    return dict(qkv_bias=spec.qkv_bias, qv_bias=spec.beit and spec.qkv_bias, rel_pos_table=spec.rel_pos_bias,
+                layer_scale=spec.layer_scale, swiglu=spec.swiglu, norm_eps=spec.norm_eps)
+
+
+def build_vitdet_vit(model_cfg: dict, arch: str | VitArch) -> ViT:
+    """The ViTDet ViT of `arch` (a name, or the VitArch of a checkpoint with its variants) as the recipe's `model`
+    section configures it (patch 16 for every arch). A plain ViT's class slot stays in pos_embed (detectron2's
+    pretrain_use_cls_token); an encoder with other prefix slots, or none, keeps the patches' only."""
+    spec = arch if isinstance(arch, VitArch) else VitArch(**arch_spec(arch))
     if model_cfg["pretrain_img_size"] % VITDET_PATCH:
         raise MaeBenchError(f"model.pretrain_img_size {model_cfg['pretrain_img_size']} is not a multiple of ViTDet's "
                             f"patch size {VITDET_PATCH}")
-    globals_ = global_block_indexes(spec["depth"])
+    globals_ = global_block_indexes(spec.depth)
     return ViT(img_size=model_cfg["img_size"], pretrain_img_size=model_cfg["pretrain_img_size"],
-               patch_size=VITDET_PATCH, embed_dim=spec["embed_dim"], depth=spec["depth"], num_heads=spec["num_heads"],
-               drop_path_rate=model_cfg["drop_path"], window_size=model_cfg["window_size"],
-               window_block_indexes=[i for i in range(spec["depth"]) if i not in globals_],
-               use_rel_pos=model_cfg["use_rel_pos"])
+               patch_size=VITDET_PATCH, embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
+               mlp_ratio=spec.mlp_ratio, drop_path_rate=model_cfg["drop_path"], window_size=model_cfg["window_size"],
+               window_block_indexes=[i for i in range(spec.depth) if i not in globals_],
+               use_rel_pos=model_cfg["use_rel_pos"], use_abs_pos=spec.abs_pos,
+               pretrain_use_cls_token=_pos_slots(spec) == 1,
+               variants=None if spec.plain else vitdet_variants(spec))
+
+
+def _pos_slots(spec: VitArch) -> int:
+    """How many token slots precede the patches in the encoder's pos_embed."""
+    return 0 if spec.no_embed_class or not spec.abs_pos else spec.prefix_tokens
+
+
+def refuse_for_vitdet(spec: VitArch, info: dict) -> None:
+    """One error line, before any work, for an encoder ViTDet's backbone cannot take as it was pretrained."""
+    src = f"{info.get('ckpt') or spec.name} ({info.get('format', 'scratch')})"
+    if spec.in_chans != 3:
+        raise MaeBenchError(f"ViTDet (coco_det) takes RGB images; {src} has {spec.in_chans} input channels")
+    if spec.rel_pos_bias and spec.patch_size != VITDET_PATCH:
+        raise MaeBenchError(f"ViTDet (coco_det): {src} has patch {spec.patch_size} and BEiT relative position tables; "
+                            f"tables are not resampled to ViTDet's patch 16 (no reference does it)")
+
+
+def vitdet_weights(enc_sd: dict, spec: VitArch, vit: ViT, pretrain_img_size: int) -> tuple[dict, dict]:
+    """(the encoder's tensors under the ViTDet backbone's names and shapes, {key it leaves out: why}).
+    Extra tokens and the final norm are left out (ViTDet's windowed backbone has patch tokens only), as are the
+    token slots of pos_embed unless it is the plain ViT's one class slot; layer scale (BEiT's gamma_1 / gamma_2
+    renamed to timm's ls1 / ls2.gamma) and q / v biases are kept; each block's BEiT table is resized to that
+    block's attention grid (the window, or the whole image grid for a global block) by BEiT's own cubic resize, its
+    3 class-token rows left out."""
+    dropped = {k: _WHY[k] for k in ("cls_token", "reg_token", "dist_token", "norm.weight", "norm.bias")
+               if k in enc_sd}
+    sd = {k: v for k, v in enc_sd.items() if k not in dropped and not k.endswith("relative_position_index")}
+    slots = _pos_slots(spec)
+    if "pos_embed" in sd and slots and not vit.pretrain_use_cls_token:
+        sd["pos_embed"] = sd["pos_embed"][:, slots:]
+        dropped[f"pos_embed[:, :{slots}]"] = f"position slots of the {slots} prefix tokens: {_NO_TOKENS}"
+    elif "pos_embed" in sd and slots:
+        dropped["pos_embed[:, :1]"] = ("class token's position slot, kept unused in pos_embed as detectron2's "
+                                       "pretrain_use_cls_token")
+    sd = {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", k): v for k, v in sd.items()}
+    for i, blk in enumerate(vit.blocks):
+        key = f"blocks.{i}.attn.relative_position_bias_table"
+        if key not in sd:
+            continue
+        grid = blk.attn.table_grid
+        try:
+            table = resize_rel_pos_table(sd[key], grid)
+        except ValueError as e:
+            raise MaeBenchError(f"ViTDet (coco_det): block {i}'s relative position table ({rel_pos_grid(sd[key])} x "
+                                f"{rel_pos_grid(sd[key])} grid) cannot be resized to its {grid[0]} x {grid[1]} "
+                                f"attention grid: {e}") from None
+        sd[key] = table[:-REL_POS_EXTRA]
+        dropped[f"{key}[-{REL_POS_EXTRA}:]"] = f"class-token rows of BEiT's relative position table: {_NO_TOKENS}"
+    return to_patch16(sd, pretrain_img_size, int(vit.pretrain_use_cls_token)), dropped
 
 
 def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, dict]:
     """A ViTDet ViT initialised by transfer/encoder.py's rules from `--ckpt` (`init`); pos_embed stays
-    at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet."""
+    at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet. Any encoder
+    the formats registry reads enters with its variants (vitdet_weights; README, Protocols); what it leaves out is
+    added to info["dropped"] (the record's init.unused)."""
     enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
-    refuse_variants(info, "ViTDet (coco_det)")
+    spec = VitArch(**{k: v for k, v in info["arch_spec"].items() if k != "name"}) if "arch_spec" in info \
+        else VitArch(**arch_spec(info["arch"]))
+    refuse_for_vitdet(spec, info)
     size = vitdet_pretrain_size(enc.patch_embed.patch_size[0], model_cfg["pretrain_img_size"])
-    vit = build_vitdet_vit({**model_cfg, "pretrain_img_size": size}, info["arch"])
-    sd = to_patch16({k: v for k, v in enc.state_dict().items() if k not in DROPPED}, model_cfg["pretrain_img_size"])
+    vit = build_vitdet_vit({**model_cfg, "pretrain_img_size": size}, spec)
+    sd, dropped = vitdet_weights(enc.state_dict(), spec, vit, model_cfg["pretrain_img_size"])
     expected = vit.state_dict()
     check_fit(expected, sd, info["ckpt"] or info["arch"], "the ViTDet backbone",
               may_be_missing=[k for k in expected if ".rel_pos_" in k])  # relative position tables start at zero
     vit.load_state_dict(sd, strict=False)
+    if "dropped" in info:  # a checkpoint: its record names every key the backbone does not use
+        info["dropped"] = {**info["dropped"], **dropped}
     return vit, info
 
 
