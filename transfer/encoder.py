@@ -82,8 +82,9 @@ def _report(path: str, info: dict) -> None:
 
 
 def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
-                 global_pool: str = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
-    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
+                 global_pool: str | None = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
+    """The timm ViT that `spec` describes (global_pool None: "token" when it has a class token, else "avg", for a
+    task that reads no pooled feature), and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
     checkpoint, "format", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped" (key -> why) and
     "pretrain" (plain data: it goes into checkpoints' configs).
     Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh."""
@@ -92,12 +93,15 @@ def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_c
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
         vit_arch = _arch_of(arch)
+        global_pool = global_pool or "token"
         model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
         return model, {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
                        "global_pool": global_pool}
     sd, found = load_encoder(init.path, img_size=img_size, arch=arch, fmt=init.kind if init.forced else None,
                              check=False)
     vit_arch: VitArch = found["spec"]
+    if global_pool is None:
+        global_pool = "token" if vit_arch.class_token else "avg"
     model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
     avg = global_pool == "avg"
     fit_encoder(model.state_dict(), sd, init.path, f"a {vit_arch.name} encoder with global_pool={global_pool}",

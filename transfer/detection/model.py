@@ -116,9 +116,13 @@ def vitdet_weights(enc_sd: dict, spec: VitArch, vit: ViT, pretrain_img_size: int
     renamed to timm's ls1 / ls2.gamma) and q / v biases are kept; each block's BEiT table is resized to that
     block's attention grid (the window, or the whole image grid for a global block) by BEiT's own cubic resize, its
     3 class-token rows left out."""
-    dropped = {k: _WHY[k] for k in ("cls_token", "reg_token", "dist_token", "norm.weight", "norm.bias")
-               if k in enc_sd}
-    sd = {k: v for k, v in enc_sd.items() if k not in dropped and not k.endswith("relative_position_index")}
+    dropped = {k: _WHY[k] for k in ("cls_token", "reg_token", "norm.weight", "norm.bias") if k in enc_sd}
+    if spec.dist_token:  # DeiT's distillation token rides in timm's register slot (mae_core.vit)
+        dropped = {("dist_token" if k == "reg_token" else k): _WHY["dist_token" if k == "reg_token" else k]
+                   for k in dropped}
+    fresh = ("fc_norm.weight", "fc_norm.bias")  # an avg-pool encoder's new fc_norm (not from the checkpoint)
+    sd = {k: v for k, v in enc_sd.items() if k not in dropped and k not in fresh and k != "reg_token"
+          and not k.endswith("relative_position_index")}
     slots = _pos_slots(spec)
     if "pos_embed" in sd and slots and not vit.pretrain_use_cls_token:
         sd["pos_embed"] = sd["pos_embed"][:, slots:]
@@ -148,7 +152,8 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet. Any encoder
     the formats registry reads enters with its variants (vitdet_weights; README, Protocols); what it leaves out is
     added to info["dropped"] (the record's init.unused)."""
-    enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0)
+    enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0,
+                             global_pool=None)  # ViTDet reads no pooled feature; an encoder without class token: avg
     spec = VitArch(**{k: v for k, v in info["arch_spec"].items() if k != "name"}) if "arch_spec" in info \
         else VitArch(**arch_spec(info["arch"]))
     refuse_for_vitdet(spec, info)
@@ -161,6 +166,7 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     vit.load_state_dict(sd, strict=False)
     if "dropped" in info:  # a checkpoint: its record names every key the backbone does not use
         info["dropped"] = {**info["dropped"], **dropped}
+        info["dropped"].update({k: _WHY[k] for k in ("norm.weight", "norm.bias") if k in info["dropped"]})
     return vit, info
 
 
