@@ -132,6 +132,16 @@ def test_a_windowed_block_gets_beits_table_resized_to_its_window(tmp_path):
     assert vit.window_block_indexes == [3] and vit.blocks[3].attn.table_grid == (2, 2)
     close(vit.blocks[3].attn.relative_position_bias_table, resize_rel_pos_table(table, (2, 2))[:-3])
     close(vit.blocks[4].attn.relative_position_bias_table, table[:-3])  # a global block: the whole 4 x 4 grid
+    # the windowed block equals unilm's block run on each 2 x 2 window (norms, MLP and residuals are per token) with
+    # BEiT's own bias for a 2 x 2 grid (its RelativePositionBias holding the resized table), patch rows / columns
+    window_bias = beit_vit.RelativePositionBias((2, 2), HEADS)
+    with torch.no_grad():
+        window_bias.relative_position_bias_table.copy_(resize_rel_pos_table(table, (2, 2)))
+        x = torch.randn(2, GRID, GRID, 64, generator=torch.Generator().manual_seed(3))
+        windows = x.reshape(2, 2, 2, 2, 2, 64).permute(0, 1, 3, 2, 4, 5).reshape(8, 4, 64)  # [B * 4 windows, 4, C]
+        out = ref.blocks[3](windows, rel_pos_bias=window_bias()[:, 1:, 1:])
+        expected = out.reshape(2, 2, 2, 2, 2, 64).permute(0, 1, 3, 2, 4, 5).reshape(2, GRID, GRID, 64)
+        close(vit.blocks[3](x), expected)
 
 
 def test_what_stays_refused_is_one_line_before_any_work(tmp_path):
@@ -141,13 +151,13 @@ def test_what_stays_refused_is_one_line_before_any_work(tmp_path):
     with pytest.raises(MaeBenchError) as e:
         backbone(tmp_path / "gray.pth", img_size=32, pretrain_img_size=32)
     _one_line(e, "gray.pth", "RGB", "1 input channels")
-    beit8 = randomize_beit(beit_vit.VisionTransformerForMaskedImageModeling(
-        img_size=32, patch_size=8, vocab_size=16, embed_dim=64, depth=1, num_heads=HEADS, qkv_bias=True,
+    beit14 = randomize_beit(beit_vit.VisionTransformerForMaskedImageModeling(
+        img_size=56, patch_size=14, vocab_size=16, embed_dim=64, depth=1, num_heads=HEADS, qkv_bias=True,
         norm_layer=LN, init_values=0.1, use_abs_pos_emb=False, use_shared_rel_pos_bias=True))
-    torch.save({"model": beit8.state_dict()}, tmp_path / "beit8.pth")
+    torch.save({"model": beit14.state_dict()}, tmp_path / "beit14.pth")
     with pytest.raises(MaeBenchError) as e:
-        backbone(tmp_path / "beit8.pth", img_size=32, pretrain_img_size=32)
-    _one_line(e, "beit8.pth", "patch 8", "relative position tables")
+        backbone(tmp_path / "beit14.pth", img_size=64, pretrain_img_size=112)
+    _one_line(e, "beit14.pth", "patch 14", "relative position tables")
 
 
 # ---- one coco_det step on a DINOv2-with-registers (patch 14) and a BEiT checkpoint --------------------------------

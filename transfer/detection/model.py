@@ -104,9 +104,9 @@ def refuse_for_vitdet(spec: VitArch, info: dict) -> None:
     src = f"{info.get('ckpt') or spec.name} ({info.get('format', 'scratch')})"
     if spec.in_chans != 3:
         raise MaeBenchError(f"ViTDet (coco_det) takes RGB images; {src} has {spec.in_chans} input channels")
-    if spec.rel_pos_bias and spec.patch_size != VITDET_PATCH:
-        raise MaeBenchError(f"ViTDet (coco_det): {src} has patch {spec.patch_size} and BEiT relative position tables; "
-                            f"tables are not resampled to ViTDet's patch 16 (no reference does it)")
+    if spec.rel_pos_bias and spec.patch_size == 14:  # the one patch whose token grid changes (vitdet_pretrain_size)
+        raise MaeBenchError(f"ViTDet (coco_det): {src} has patch 14 and BEiT relative position tables, whose offsets "
+                            f"count patch-14 tokens; no reference resamples them to ViTDet's patch 16")
 
 
 def vitdet_weights(enc_sd: dict, spec: VitArch, vit: ViT, pretrain_img_size: int) -> tuple[dict, dict]:
@@ -116,12 +116,11 @@ def vitdet_weights(enc_sd: dict, spec: VitArch, vit: ViT, pretrain_img_size: int
     renamed to timm's ls1 / ls2.gamma) and q / v biases are kept; each block's BEiT table is resized to that
     block's attention grid (the window, or the whole image grid for a global block) by BEiT's own cubic resize, its
     3 class-token rows left out."""
-    dropped = {k: _WHY[k] for k in ("cls_token", "reg_token", "norm.weight", "norm.bias") if k in enc_sd}
-    if spec.dist_token:  # DeiT's distillation token rides in timm's register slot (mae_core.vit)
-        dropped = {("dist_token" if k == "reg_token" else k): _WHY["dist_token" if k == "reg_token" else k]
-                   for k in dropped}
+    left_out = [k for k in ("cls_token", "reg_token", "norm.weight", "norm.bias") if k in enc_sd]
+    named = {"reg_token": "dist_token"} if spec.dist_token else {}  # DeiT's token rides in timm's register slot
+    dropped = {named.get(k, k): _WHY[named.get(k, k)] for k in left_out}
     fresh = ("fc_norm.weight", "fc_norm.bias")  # an avg-pool encoder's new fc_norm (not from the checkpoint)
-    sd = {k: v for k, v in enc_sd.items() if k not in dropped and k not in fresh and k != "reg_token"
+    sd = {k: v for k, v in enc_sd.items() if k not in left_out and k not in fresh
           and not k.endswith("relative_position_index")}
     slots = _pos_slots(spec)
     if "pos_embed" in sd and slots and not vit.pretrain_use_cls_token:
