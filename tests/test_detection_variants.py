@@ -7,7 +7,6 @@ covering the whole grid, compared on the last block's output. Then: layer scale 
 is resized to a window by BEiT's own rule, what stays refused is one line, and one coco_det step runs."""
 import pytest
 import torch
-import torch.nn as nn
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
