@@ -6,6 +6,7 @@ forward_intermediates, BEiT's semantic-segmentation backbone; and mmseg 1.2.2's 
 installed); the variant's own weights are used; layer decay counts its blocks; one ade20k_seg step runs on it."""
 import pytest
 import torch
+from timm.models.beit import Beit
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
@@ -108,7 +109,10 @@ _TIMM = {"deit_distilled": lambda: VisionTransformerDistilled(img_size=48, patch
                                                      init_values=0.1),
          "deit3_registers": lambda: VisionTransformer(img_size=48, patch_size=16, embed_dim=W, depth=DEPTH, num_heads=1,
                                                       num_classes=0, init_values=0.1, reg_tokens=2,
-                                                      no_embed_class=True)}
+                                                      no_embed_class=True),
+         # a timm Beit without tables or layer scale: the recipe adds zero tables and gammas of 1 (the identity)
+         "timm_beit_abs_pos": lambda: Beit(img_size=48, patch_size=16, embed_dim=W, depth=DEPTH, num_heads=1,
+                                           num_classes=0, use_abs_pos_emb=True, use_rel_pos_bias=False)}
 
 
 @pytest.mark.parametrize("name", sorted(_TIMM))
@@ -123,7 +127,7 @@ def test_timm_variant_maps_equal_timms_forward_intermediates(tmp_path, name):
                                              intermediates_only=True)
         assert_maps(model.backbone(x), expected)
     assert model.backbone.prefix == ref.num_prefix_tokens
-    assert info["format"] == ("deit" if name == "deit_distilled" else "timm")
+    assert info["format"] == {"deit_distilled": "deit", "timm_beit_abs_pos": "timm_beit"}.get(name, "timm")
 
 
 # ---- BEiT: q / v biases, gamma_1 / gamma_2, per-block tables resized to the crop ---------------------------------
