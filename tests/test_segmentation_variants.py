@@ -172,6 +172,7 @@ def test_beit_maps_equal_mmseg_beit_backbone(tmp_path):
     if import_mmseg() is None:
         pytest.skip("mmsegmentation / mmcv-lite not installed")
     from mmseg.registry import MODELS
+
     from transfer.segmentation.export import to_mmseg
     _, path = _beit(tmp_path)
     model, _ = segmenter(path, 48, rel_pos_bias=False, layer_scale_init=None)
@@ -225,7 +226,8 @@ def test_one_ade20k_seg_step_on_dinov2_registers_and_beit(tmp_path, tiny_ade, ca
         out = tmp_path / name
         assert main(_run(ckpt, tiny_ade, out, crop)) == 0
         rec = read_result(out)
-        assert rec["init"]["format"] == name and rec["init"]["arch_spec"]["patch_size"] == (14 if name == "dinov2" else 8)
+        assert rec["init"]["format"] == name
+        assert rec["init"]["arch_spec"]["patch_size"] == (14 if name == "dinov2" else 8)
         # --eval-only rebuilds the recorded variant encoder and gives the run's numbers
         ev = tmp_path / f"{name}-eval"
         assert main([*_run(ckpt, tiny_ade, ev, crop), "--eval-only", "--weights", str(out / "model_final.pth")]) == 0

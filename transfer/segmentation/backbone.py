@@ -67,7 +67,7 @@ class RelPosAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False,
                 shared_rel_pos_bias=None) -> torch.Tensor:  # the keywords of timm's Block and Beit's Block
-        b, n, c = x.shape
+        b, n, _ = x.shape
         if self.q_bias is not None:  # timm Beit: q and v biases, none for k
             qkv = F.linear(x, self.qkv.weight, torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias)))
         else:
@@ -108,7 +108,8 @@ class ViTBackbone(nn.Module):
                 blk.gamma_1 = nn.Parameter(layer_scale_init * torch.ones(vit.embed_dim))
                 blk.gamma_2 = nn.Parameter(layer_scale_init * torch.ones(vit.embed_dim))
             elif not self.beit and isinstance(blk.ls1, nn.Identity):  # a pretrained layer scale is kept
-                blk.ls1, blk.ls2 = LayerScale(vit.embed_dim, layer_scale_init), LayerScale(vit.embed_dim, layer_scale_init)
+                blk.ls1 = LayerScale(vit.embed_dim, layer_scale_init)
+                blk.ls2 = LayerScale(vit.embed_dim, layer_scale_init)
         vit.head = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -168,7 +169,8 @@ def _check_blocks(vit: nn.Module) -> None:
                             "(the checkpoint formats copy a shared table into every block)")
     for blk in vit.blocks:
         attn = blk.attn
-        extra = [n for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
+        extra = [n for n in ("q_norm", "k_norm", "norm")
+                 if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
         if extra or getattr(attn, "gate", None) is not None or getattr(attn, "qkv_bias_separate", False):
             raise MaeBenchError(f"UperNet's attention does not take {', '.join(extra) or 'a gated / separate-bias'} "
                                 "attention")
