@@ -250,3 +250,10 @@ def test_a_crop_that_is_not_a_multiple_of_patch_14_is_one_line_before_any_work(t
     assert not (out / "result.json").exists() and not list(out.glob("checkpoint*"))
     with pytest.raises(MaeBenchError, match="multiple"):
         segmenter(dv2, 32)
+
+
+def test_a_block_the_backbone_would_run_differently_is_one_line():
+    from transfer.segmentation.backbone import ViTBackbone
+    vit = VisionTransformer(img_size=32, patch_size=16, embed_dim=W, depth=DEPTH, num_heads=1, qk_norm=True)
+    with pytest.raises(MaeBenchError, match="q_norm, k_norm"):
+        ViTBackbone(vit, OUT, rel_pos_bias=True)

@@ -4,13 +4,14 @@ The encoder is the timm ViT (or timm Beit) that `transfer.encoder.init_encoder` 
 Options of the paper's ADE20K set-up (mmsegmentation's MAE backbone): a relative position bias in every block
 (zero-initialised, so a pretrained encoder starts unchanged) and layer scale (init 1.0, also the identity).
 
-Every variant the checkpoint formats load enters as mmseg's BEiT backbone (mmseg/models/backbones/beit.py) and
-BEiT's own segmentation code (unilm beit/semantic_segmentation/backbone/beit.py) take BEiT, and DINOv2's
-segmentation code (dinov2/models/vision_transformer.py `get_intermediate_layers`) takes registers: the extra tokens
-(class, registers, DeiT's distillation token) pass through every block and are removed from the maps fed to the
-neck; the encoder's own layer scale (ls1 / ls2, BEiT's gamma_1 / gamma_2), q / v biases and relative position
-tables are kept (the recipe's options only add what an encoder lacks); BEiT's tables arrive resized to the crop's
-grid by the loader, as BEiT's and mmseg's checkpoint loading does (mae_core.pos_embed.resize_rel_pos_table).
+Every variant the checkpoint formats load enters as the references take theirs: mmseg's BEiT backbone
+(mmseg/models/backbones/beit.py) and BEiT's segmentation code (unilm beit/semantic_segmentation/backbone/beit.py)
+pass the class token through every block and feed the neck `x[:, 1:]`; DINOv2's `get_intermediate_layers`
+(dinov2/models/vision_transformer.py) does so with the class and register tokens. So here every extra token (class,
+registers, DeiT's distillation token) passes through the blocks and leaves the maps. The encoder's own layer scale
+(ls1 / ls2, BEiT's gamma_1 / gamma_2), q / v biases and relative position tables are kept (the recipe's options add
+only what an encoder lacks); BEiT's tables arrive resized to the crop's grid by the loader, as BEiT's and mmseg's
+checkpoint loading does (mae_core.pos_embed.resize_rel_pos_table).
 """
 import math
 
@@ -95,8 +96,8 @@ class ViTBackbone(nn.Module):
         self.depth = depth
         self.beit = isinstance(vit, Beit)
         self.prefix = vit.num_prefix_tokens  # class, register and distillation tokens (timm's count; Beit: 1)
-        # the MAE layout: one class token with a position slot (timm's Beit with abs. positions lays out the same)
-        self.plain = not self.beit and self.prefix == 1 and vit.cls_token is not None and not vit.no_embed_class
+        # the MAE token layout: one class token with a position slot (the path MAE checkpoints always took)
+        self.mae_tokens = not self.beit and self.prefix == 1 and vit.cls_token is not None and not vit.no_embed_class
         _check_blocks(vit)
         grid = window or vit.patch_embed.grid_size
         for blk in vit.blocks:
@@ -117,7 +118,7 @@ class ViTBackbone(nn.Module):
         x = vit.patch_embed.proj(x)  # [B, C, h, w]
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)
-        if self.plain:
+        if self.mae_tokens:
             pos = vit.pos_embed
             if pos.shape[1] != h * w + 1:
                 pos = resample_abs_pos_embed(pos, (h, w), num_prefix_tokens=1)
@@ -154,7 +155,7 @@ class ViTBackbone(nn.Module):
         return x if self.beit else vit.norm_pre(x)
 
 
-def trained_arch(config: dict):
+def trained_arch(config: dict) -> str | VitArch:
     """The encoder a trained segmenter's `config` records: its arch name, or for a variant (registers, layer
     scale, BEiT blocks, ...) the VitArch the run resolved, so `--eval-only` rebuilds that encoder."""
     spec = (config.get("init") or {}).get("arch_spec")
@@ -169,11 +170,10 @@ def _check_blocks(vit: nn.Module) -> None:
                             "(the checkpoint formats copy a shared table into every block)")
     for blk in vit.blocks:
         attn = blk.attn
-        extra = [n for n in ("q_norm", "k_norm", "norm")
-                 if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
-        if extra or getattr(attn, "gate", None) is not None or getattr(attn, "qkv_bias_separate", False):
-            raise MaeBenchError(f"UperNet's attention does not take {', '.join(extra) or 'a gated / separate-bias'} "
-                                "attention")
+        odd = [n for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
+        odd += [n for n in ("gate", "qkv_bias_separate") if getattr(attn, n, None)]
+        if odd:
+            raise MaeBenchError(f"UperNet's attention does not take an attention with {', '.join(odd)}")
 
 
 def _even(depth: int) -> tuple[int, ...]:
