@@ -36,8 +36,8 @@ def vit_encoder(arch: VitArch, img_size: int, num_classes: int, global_pool: str
                 drop_path_rate: float = 0.0) -> VisionTransformer | BeitEncoder:
     """A randomly initialised timm ViT of `arch` (LayerNorm eps arch.norm_eps: 1e-6 for MAE, timm, DINO).
     global_pool "token": class token after the final norm (linear probe); "avg": mean of the patch tokens,
-    then fc_norm (fine-tuning)."""
-    if global_pool not in GLOBAL_POOLS:
+    then fc_norm (fine-tuning); "" (timm's no pooling): the dense tasks read the tokens, the final norm is kept."""
+    if global_pool not in GLOBAL_POOLS and global_pool != "":
         raise MaeBenchError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}, got {global_pool!r}")
     if global_pool == "token" and not arch.class_token:
         raise MaeBenchError(f"{arch.name} has no class token; use model.global_pool=avg")

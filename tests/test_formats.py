@@ -289,7 +289,7 @@ def test_unknown_ambiguous_and_forced_formats(tmp_path, monkeypatch):
     assert info["kind"] == "supervised" and info["format"] == "supervised"
 
 
-def test_detection_and_segmentation_refuse_variants_in_one_line(tmp_path):
+def test_detection_and_the_mmseg_export_refuse_variants_in_one_line(tmp_path):
     ref = randomize(VisionTransformer(img_size=32, patch_size=16, embed_dim=W, depth=1, num_heads=HEADS, num_classes=0,
                                       init_values=0.1, reg_tokens=2))
     path = tmp_path / "ls.pth"
@@ -298,11 +298,6 @@ def test_detection_and_segmentation_refuse_variants_in_one_line(tmp_path):
     with pytest.raises(MaeBenchError) as e:
         refuse_variants(info, "ViTDet (coco_det)")
     _one_line(e, "ViTDet", "layer scale", "2 register tokens")
-    from transfer.segmentation.train import build_segmenter
-    cfg = dict(drop_path=0.0, out_indices=None, rel_pos_bias=False, layer_scale_init=None, channels=8, aux_channels=8,
-               pool_scales=(1, 2), dropout=0.0, aux_weight=0.4)
-    with pytest.raises(MaeBenchError, match="UperNet"):
-        build_segmenter(cfg, 32, str(path), None, 3)
     from transfer.detection.export import detectron2_state_dict
     from transfer.segmentation.export import export_mmseg
     with pytest.raises(MaeBenchError, match="detectron2 export"):

@@ -81,27 +81,29 @@ def _report(path: str, info: dict) -> None:
         print(f"checkpoint {path}: {len(info['dropped'])} keys left out on purpose: {'; '.join(parts)}")
 
 
-def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
+def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: int, num_classes: int,
                  global_pool: str | None = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
-    """The timm ViT that `spec` describes (global_pool None: "token" when it has a class token, else "avg", for a
-    task that reads no pooled feature), and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
+    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
     checkpoint, "format", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped" (key -> why) and
     "pretrain" (plain data: it goes into checkpoints' configs).
-    Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh."""
+    Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh. global_pool None
+    (a dense task reads the tokens): "token" for an encoder with a class token, else "" (timm's no pooling).
+    `arch` may be a VitArch (a trained model's recorded encoder, variants included) for `scratch`."""
     init = spec if isinstance(spec, InitSpec) else parse_init(spec)
     if init.kind == "scratch":
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
-        vit_arch = _arch_of(arch)
-        global_pool = global_pool or "token"
+        vit_arch = arch if isinstance(arch, VitArch) else _arch_of(arch)
+        if global_pool is None:
+            global_pool = "token" if vit_arch.class_token else ""
         model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
         return model, {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
                        "global_pool": global_pool}
-    sd, found = load_encoder(init.path, img_size=img_size, arch=arch, fmt=init.kind if init.forced else None,
-                             check=False)
+    sd, found = load_encoder(init.path, img_size=img_size, arch=arch.name if isinstance(arch, VitArch) else arch,
+                             fmt=init.kind if init.forced else None, check=False)
     vit_arch: VitArch = found["spec"]
     if global_pool is None:
-        global_pool = "token" if vit_arch.class_token else "avg"
+        global_pool = "token" if vit_arch.class_token else ""
     model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
     avg = global_pool == "avg"
     fit_encoder(model.state_dict(), sd, init.path, f"a {vit_arch.name} encoder with global_pool={global_pool}",

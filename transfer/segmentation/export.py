@@ -69,6 +69,8 @@ def export_mmseg(ckpt_path, out_path) -> str:
     ckpt = read_checkpoint(ckpt_path)
     conf = ckpt.get("config") if isinstance(ckpt, dict) else None
     if isinstance(conf, dict) and conf.get("task") == "ade20k_seg":
+        init = conf.get("init") or {}  # a segmenter on a variant encoder has no mmseg MAE layout
+        refuse_variants({**init, "ckpt": str(ckpt_path), "format": init.get("format")}, "the mmseg export")
         sd, info = segmenter_to_mmseg(ckpt["model"]), {"arch": conf["arch"]}
     else:
         enc, info = load_encoder(ckpt_path)

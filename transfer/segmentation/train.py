@@ -17,9 +17,9 @@ from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from results.evidence import SEG_COUNTS_FILE, write_seg_counts
 from transfer.leakage import count_leakage
-from transfer.encoder import init_encoder, refuse_variants
+from transfer.encoder import init_encoder
 
-from .backbone import ViTBackbone
+from .backbone import ViTBackbone, trained_arch
 from .data import ADE20KDataset, EpochSampler, read_num_classes, resolve_root
 from .evaluate import evaluate_segmenter
 from .model import Segmenter, total_loss
@@ -29,9 +29,8 @@ def build_segmenter(model_cfg: dict, crop: int, init: str, arch: str | None,
                     num_classes: int) -> tuple[Segmenter, dict]:
     """The segmenter of the recipe's `model` section on the encoder `init` (pos_embed resized to the crop), and
     init info."""
-    vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool="token",
-                             drop_path_rate=model_cfg["drop_path"])
-    refuse_variants(info, "UperNet (ade20k_seg)")
+    vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool=None,
+                             drop_path_rate=model_cfg["drop_path"])  # every variant enters (backbone.py)
     vit.norm = nn.Identity()  # features are taken inside the trunk (mmseg's MAE: final_norm=False)
     backbone = ViTBackbone(vit, model_cfg["out_indices"], model_cfg["rel_pos_bias"], model_cfg["layer_scale_init"])
     model = Segmenter(backbone, num_classes, model_cfg["channels"], model_cfg["aux_channels"],
@@ -71,7 +70,7 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
         if conf.get("num_classes") != num_classes:
             raise MaeBenchError(f"{weights} predicts {conf.get('num_classes')} classes but the data set has "
                                 f"{num_classes}")
-        model, _ = build_segmenter(model_cfg, model_cfg["img_size"], "scratch", conf["arch"], num_classes)
+        model, _ = build_segmenter(model_cfg, model_cfg["img_size"], "scratch", trained_arch(conf), num_classes)
         info = trained.load(model, conf.get("init") or {"kind": "scratch", "ckpt": None}, "its own recipe's segmenter")
         model.to(dist.device)
         res = evaluate_segmenter(model, val_set, dist, cfg["test"], num_classes, preds_dir=preds_dir,
