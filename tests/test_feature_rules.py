@@ -189,14 +189,15 @@ def test_hf_data2vec_has_no_method_rule(tmp_path):
     assert {n for n, f in FORMATS.items() if f.features is None} == {"hf_data2vec"}
 
 
-@pytest.mark.parametrize("task", ["in1k_linear", "knn"])
+@pytest.mark.parametrize("task", ["in1k_linear", "knn", "in1k_partial"])
 def test_linear_probe_and_knn_run_with_method_features(synth_root, tmp_path, task):
+    """One short run each (in1k_partial with blocks=0: the linear probe)."""
     from benchmarks.cli import main
     from results.record import read_result
     from tests.test_classification import run_args
     _, path = _dinov2(tmp_path, 4, regs=2)
     out = tmp_path / task
-    extra = ["model.img_size=28", "model.features=method"]
+    extra = ["model.img_size=28", "model.features=method", *(["blocks=0"] if task == "in1k_partial" else [])]
     if task == "knn":
         argv = ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(path), "--data", str(synth_root),
                 "--out", str(out), *[a for s in [*extra, "schedule.batch_size=8", "runtime.device='cpu'"]
@@ -207,7 +208,7 @@ def test_linear_probe_and_knn_run_with_method_features(synth_root, tmp_path, tas
     assert main(argv) == 0
     rec = read_result(out)
     assert rec["init"]["format"] == "dinov2" and rec["init"]["method"] == "DINOv2"
-    want = "cls_last4_avg" if task == "in1k_linear" else "cls"
+    want = "cls" if task == "knn" else "cls_last4_avg"
     assert rec["init"]["features"]["option"] == "method" and rec["init"]["features"]["rule"] == want
     assert rec["recipe"]["model"]["features"] == "method"
 
