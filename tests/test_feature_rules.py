@@ -197,7 +197,8 @@ def test_linear_probe_and_knn_run_with_method_features(synth_root, tmp_path, tas
     from tests.test_classification import run_args
     _, path = _dinov2(tmp_path, 4, regs=2)
     out = tmp_path / task
-    extra = ["model.img_size=28", "model.features=method", *(["blocks=0"] if task == "in1k_partial" else [])]
+    k0 = ["blocks=0", "linear_probe.schedule.batch_size=8", "linear_probe.schedule.warmup_epochs=1"]
+    extra = ["model.img_size=28", "model.features=method", *(k0 if task == "in1k_partial" else [])]
     if task == "knn":
         argv = ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(path), "--data", str(synth_root),
                 "--out", str(out), *[a for s in [*extra, "schedule.batch_size=8", "runtime.device='cpu'"]
