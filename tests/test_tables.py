@@ -497,3 +497,8 @@ def test_other_methods_rows_are_named_by_method_and_size_beside_their_reference_
     assert by_file["dv2m/result.json"]["features"] == "method:cls_last4_avg"
     assert by_file["dv2/result.json"]["features"] == "paper" and by_file["dv2/result.json"]["format"] == "dinov2"
     assert by_file["mae/result.json"]["init_method"] == "mae" and by_file["beit/result.json"]["init_method"] == "BEiT"
+    from results.frame import load_frame
+    from results.regression import measured_values
+    keys = set(measured_values(load_frame(tmp_path / "r")).index)  # never pooled in the regression keys either
+    assert {"in1k_linear/dinov2/vit_small_patch14/top1",
+            "in1k_linear/features=cls_last4_avg/dinov2/vit_small_patch14/top1"} <= keys
