@@ -5,14 +5,16 @@ class token after the final norm, or with `model.global_pool=avg` the mean patch
 checkpoint format (mae_core.formats) also records its method's own rule, which `model.features="method"` selects
 for `in1k_linear` and `knn`:
 
-| rule | features | read by |
-|---|---|---|
-| `cls` | the class token after the final norm | MAE main_linprobe.py, MoCo v3 main_lincls.py, DeiT, timm; DINO / iBOT / DINOv2 k-NN |
-| `cls_last4` | class tokens of the last 4 blocks, each after the final norm, concatenated | DINO and iBOT eval_linear.py, ViT-S |
-| `dino_cls_avg` | the class token and the mean patch token of the last block (after the norm), interleaved | DINO eval_linear.py, ViT-B |
-| `cls_avg` | the same two, concatenated | iBOT evaluation/eval_linear.py, ViT-B/L (avgpool_patchtokens=2) |
-| `cls_last4_avg` | class tokens of the last 4 blocks and the mean patch token of the last, after the norm | DINOv2 hub linear heads (layers=4) |
-| `beit_last_cls_avg` | the class token and the mean patch token of the last block, without the final norm | BEiT run_linear_eval.py |
+- `cls`: the class token after the final norm (MAE main_linprobe.py, MoCo v3 main_lincls.py, DeiT, timm; the
+  k-NN of DINO, iBOT and DINOv2);
+- `cls_last4`: class tokens of the last 4 blocks, each after the final norm, concatenated (DINO / iBOT
+  eval_linear.py, ViT-S);
+- `dino_cls_avg`: the class token and the mean patch token of the last block, after the norm, interleaved (DINO
+  eval_linear.py, ViT-B); `cls_avg`: the same two concatenated (iBOT eval_linear.py, ViT-B/L);
+- `cls_last4_avg`: class tokens of the last 4 blocks and the last block's mean patch token, after the norm (DINOv2
+  linear.py, the hub's default linear head);
+- `beit_last_cls_avg`: the class token and the mean patch token of the last block, without the final norm (BEiT
+  run_linear_eval.py).
 
 Each rule is one function of timm's `forward_intermediates` (VisionTransformer and Beit alike); `use_rule` makes a
 built encoder read it (its `forward_features` gives the rule's vector, the head's input width follows it).

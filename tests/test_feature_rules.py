@@ -2,7 +2,6 @@
 encoder loaded through `--ckpt`, equals the method's own evaluation features computed with the method's own model
 code (tests/reference: DINO / iBOT's and DINOv2's get_intermediate_layers, BEiT's), as their eval scripts combine
 them; the default (`paper`) leaves the encoder untouched; the linear probe and k-NN run with the option on."""
-import argparse
 
 import pytest
 import torch
