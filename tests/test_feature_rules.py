@@ -221,3 +221,27 @@ def test_unknown_option_is_refused_by_the_recipe_check(synth_root, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "features" in err[0] and "paper, method" in err[0], err
     assert not (tmp_path / "o" / "result.json").exists()
+
+
+@pytest.mark.parametrize("name", ["Dinov2", "Dinov2WithRegisters"])
+def test_hf_dinov2_folders_take_the_dinov2_rule(tmp_path, name):
+    """The same rule through HF's Dinov2Model: its hidden states of the last 4 layers through its final layernorm,
+    class tokens and the last layer's patch mean (registers left out), as create_linear_input concatenates them."""
+    transformers = pytest.importorskip("transformers")
+    extra = {"num_register_tokens": 2} if name.endswith("Registers") else {}
+    config = getattr(transformers, f"{name}Config")(hidden_size=64, num_hidden_layers=4, num_attention_heads=2,
+                                                    intermediate_size=128, image_size=28, patch_size=14, **extra)
+    hf = getattr(transformers, f"{name}Model")(config)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2 + (1.0 if p.ndim == 1 else 0.0))
+    hf.eval().save_pretrained(tmp_path / "hf")
+    feats, _, info = method_features(tmp_path / "hf", size=28)
+    with torch.no_grad():
+        states = hf(pixel_values=images(28), output_hidden_states=True).hidden_states[-4:]
+        normed = [hf.layernorm(h) for h in states]
+        first_patch = 1 + extra.get("num_register_tokens", 0)
+        expected = torch.cat([h[:, 0] for h in normed] + [normed[-1][:, first_patch:].mean(1)], dim=-1)
+    close(feats, expected)
+    assert info["format"] == "hf_dinov2" and info["features"]["rule"] == "cls_last4_avg"
