@@ -160,12 +160,16 @@ def use_rule(model: nn.Module, rule: FeatureRule) -> nn.Module:
     return model
 
 
+def check_option(option) -> None:
+    if option not in CHOICES:
+        raise MaeBenchError(f"model.features must be one of {', '.join(CHOICES)}, got {option!r}")
+
+
 def resolve(option: str, probe: str, method: MethodFeatures | None, arch: VitArch, global_pool: str,
             source: str) -> FeatureRule | None:
     """The rule `model.features=option` means for this encoder (None: the paper's, which the model reads already);
     one error line for an unknown option or a format without a method rule."""
-    if option not in CHOICES:
-        raise MaeBenchError(f"model.features must be one of {', '.join(CHOICES)}, got {option!r}")
+    check_option(option)
     if option == "paper":
         return None
     if probe not in PROBES:

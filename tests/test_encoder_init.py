@@ -144,7 +144,7 @@ def test_scratch():
     assert model.pos_embed.shape == (1, 5, 384) and model.head.out_features == 7
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
     assert info == {"kind": "scratch", "ckpt": None, "arch": "vit_small_patch16", "img_size": 32,
-                    "global_pool": "token", "features": {"option": "paper", "rule": "cls", "width": 384}}
+                    "global_pool": "token"}
 
 
 def test_arch_mismatch(mae_ckpt):

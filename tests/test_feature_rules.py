@@ -160,7 +160,7 @@ def test_class_token_methods_read_what_paper_reads(tmp_path):
 
 
 def paper_info(path, **kw):
-    return init_encoder(str(path), arch=None, img_size=32, num_classes=0, **kw)[1]
+    return init_encoder(str(path), arch=None, img_size=32, num_classes=0, probe="linear", **kw)[1]
 
 
 def test_refusals_are_one_line(tmp_path):
@@ -169,17 +169,23 @@ def test_refusals_are_one_line(tmp_path):
         method_features(path, size=28)
     _one_line(e, "cls_last4_avg", "last 4 blocks", "has 2")
     with pytest.raises(MaeBenchError) as e:
-        init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="dino")
+        init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="dino", probe="knn")
     _one_line(e, "model.features must be one of paper, method")
     with pytest.raises(MaeBenchError) as e:
-        init_encoder("scratch", arch="vit_tiny_patch16", img_size=32, num_classes=0, features="method")
+        init_encoder("scratch", arch="vit_tiny_patch16", img_size=32, num_classes=0, features="method", probe="knn")
     _one_line(e, "scratch", "records no method feature rule")
     with pytest.raises(MaeBenchError) as e:
-        init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="method", global_pool="avg")
+        init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="method", global_pool="avg",
+                     probe="linear")
     _one_line(e, "global_pool")
     with pytest.raises(MaeBenchError) as e:
         init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="method", probe="finetune")
     _one_line(e, "linear probe and k-NN")
+    with pytest.raises(MaeBenchError) as e:  # ViTDet / UperNet read every token: no probe, no method rule
+        init_encoder(str(path), arch=None, img_size=28, num_classes=0, features="method")
+    _one_line(e, "linear probe and k-NN")
+    _, info = init_encoder(str(path), arch=None, img_size=28, num_classes=0)
+    assert "features" not in info
 
 
 def test_hf_data2vec_has_no_method_rule(tmp_path):

@@ -86,6 +86,11 @@ def _features(model: nn.Module, info: dict, option: str, probe: str, arch: VitAr
     """Apply `model.features` (mae_core.feature_rules): "paper" leaves the model as built (global_pool's token);
     "method" makes it read the format's own rule (the class-token rule is what it reads already). Recorded in
     info["features"]: the option, the rule, its reference and the feature width."""
+    feature_rules.check_option(option)
+    if probe is None:  # ViTDet / UperNet read every token
+        if option != "paper":
+            raise MaeBenchError(f"model.features={option} is for the linear probe and k-NN")
+        return
     rule = feature_rules.resolve(option, probe, method, arch, info["global_pool"], source)
     if rule is not None and rule.name != "cls":
         feature_rules.use_rule(model, rule)
@@ -99,12 +104,13 @@ def _features(model: nn.Module, info: dict, option: str, probe: str, arch: VitAr
 
 def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
                  global_pool: str = "token", drop_path_rate: float = 0.0, features: str = "paper",
-                 probe: str = "linear") -> tuple[nn.Module, dict]:
+                 probe: str | None = None) -> tuple[nn.Module, dict]:
     """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool", "features"} plus,
     for a checkpoint, "format", "method", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped"
     (key -> why) and "pretrain" (plain data: it goes into checkpoints' configs).
     Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh. `features`
-    ("paper" | "method") picks the features `probe` ("linear" | "knn") reads (mae_core.feature_rules)."""
+    ("paper" | "method") picks the pooled features `probe` reads ("linear", "knn"; the classification tasks pass
+    their protocol, and only they record "features": ViTDet and UperNet read every token, pass None)."""
     init = spec if isinstance(spec, InitSpec) else parse_init(spec)
     if init.kind == "scratch":
         if arch is None:
