@@ -13,6 +13,8 @@ A measured cell is the mean ± std (n=runs) over the runs of one setting; its pr
 sha256, dataset, split, subset) is in the CSV and, per row id, under the Markdown table. The `data` column says what
 was measured (dataset/split · images · full set or subset N, and the dataset root where runs of one label differ in
 it), so subset numbers never pass for paper-scale ones and runs of different data are never pooled.
+A measured row of another method's checkpoint is named by its method and size (`DINOv2 ViT-S/14`) and stands right
+after the paper's reference rows of that method (`beside_reference`).
 Pure pandas + matplotlib (Agg); no torch.
 """
 import re
