@@ -64,6 +64,7 @@ RULES = {
     "knn_k": _POSITIVE,
     "knn_temperature": _float(0, lo_open=True),
     "knn_global_pool": _one_of("token", "avg"),  # mae_core.vit.GLOBAL_POOLS (this module is torch-free)
+    "features": _one_of("paper", "method"),  # model.features: mae_core.feature_rules.CHOICES
     "knn_train_subset": _POSITIVE,
     "knn_val_subset": _POSITIVE,
     "knn_data": _text,

@@ -16,6 +16,7 @@ import torch
 
 from .archs import ARCHS, VitArch, parse_arch
 from .errors import MaeBenchError
+from .feature_rules import METHODS, MethodFeatures
 
 _WRAPPER = re.compile(r"^(?:module\.|_orig_mod\.)+")  # DDP, torch.compile
 
@@ -38,17 +39,21 @@ class Format:
     rule: str  # the detection rule, in words
     detect: Callable[[dict], bool]
     map: Callable[[dict], Mapped]
+    method: str = ""  # the method's name as tables print it ("DINOv2", "MoCo v3")
+    features: MethodFeatures | None = None  # what the method's own linear evaluation and k-NN read (feature_rules)
 
 
 FORMATS: dict[str, Format] = {}  # name -> Format, in registration order
 
 
-def register_format(name: str, *, kind: str, summary: str, example: str, rule: str, detect: Callable[[dict], bool]):
-    """Decorator: register the mapping function it decorates as format `name`."""
+def register_format(name: str, *, kind: str, summary: str, example: str, rule: str, detect: Callable[[dict], bool],
+                    method: str = ""):
+    """Decorator: register the mapping function it decorates as format `name`; `method` names the method (as the
+    tables print it) whose feature rules (mae_core.feature_rules.METHODS) model.features=method takes."""
     def wrap(fn):
         if name in FORMATS:
             raise ValueError(f"checkpoint format {name!r} is registered already")
-        FORMATS[name] = Format(name, kind, summary, example, rule, detect, fn)
+        FORMATS[name] = Format(name, kind, summary, example, rule, detect, fn, method, METHODS.get(method))
         return fn
     return wrap
 
@@ -191,11 +196,11 @@ register_format("mae", kind="mae", summary="ours, the official MAE releases and 
                 rule="a `config` dict (ours) or an `args` with mask_ratio (official training), or a ViT with an "
                      "MAE decoder, or `model` holding a ViT without a head or with fc_norm + head (official "
                      "releases), or an HF folder of model_type vit_mae",
-                detect=_detect_mae)(map_mae)
+                detect=_detect_mae, method="MAE")(map_mae)
 
 register_format("supervised", kind="supervised", summary="our supervised baseline's checkpoint (as mae; only forced)",
                 example="supervised:RUN/checkpoint-last.pth", rule="never detected: give supervised:PATH",
-                detect=lambda top: False)(map_mae)
+                detect=lambda top: False, method="supervised")(map_mae)
 
 
 # ---- timm --------------------------------------------------------------------------------------------------------
@@ -227,7 +232,7 @@ register_format("timm", kind="timm", summary="a timm VisionTransformer state dic
                 example="vit_base_patch16_224.augreg_in21k/model.safetensors, dino_deitsmall16_pretrain.pth",
                 rule="flat tensors (or `state_dict`) in timm names with patch_embed.proj.weight, none of the other "
                      "formats' marks",
-                detect=_detect_timm)(map_timm)
+                detect=_detect_timm, method="timm")(map_timm)
 
 
 # ---- DeiT (facebookresearch/deit) --------------------------------------------------------------------------------
@@ -262,7 +267,7 @@ register_format("deit", kind="deit", summary="DeiT releases (`model` with a clas
                 example="deit_base_distilled_patch16_224-df68dfff.pth, deit_3_base_224_1k.pth",
                 rule="`model` holding a ViT with head and final norm but no fc_norm, decoder or config (or any "
                      "file with dist_token)",
-                detect=_detect_deit)(map_deit)
+                detect=_detect_deit, method="DeiT")(map_deit)
 
 
 # ---- MoCo v3 (facebookresearch/moco-v3) --------------------------------------------------------------------------
@@ -291,7 +296,7 @@ def map_moco_v3(top: dict) -> Mapped:
 
 register_format("moco_v3", kind="moco_v3", summary="MoCo v3 training checkpoints (base encoder used)",
                 example="vit-b-300ep.pth.tar", rule="`state_dict` with module.base_encoder. keys",
-                detect=_detect_moco)(map_moco_v3)
+                detect=_detect_moco, method="MoCo v3")(map_moco_v3)
 
 
 # ---- DINO and iBOT (facebookresearch/dino, bytedance/ibot) ------------------------------------------------------
@@ -343,11 +348,11 @@ def _detect_ibot(top: dict) -> bool:
 register_format("dino", kind="dino", summary="DINO checkpoints: full (teacher used) or backbone-only (force dino:)",
                 example="dino_vitbase16_pretrain_full_checkpoint.pth, dino:dino_deitsmall16_pretrain.pth",
                 rule="`teacher` and `student` without `ibot_loss` (backbone-only files read as timm unless forced)",
-                detect=_detect_dino)(lambda top: _dino_like(top, "DINO"))
+                detect=_detect_dino, method="DINO")(lambda top: _dino_like(top, "DINO"))
 register_format("ibot", kind="ibot", summary="iBOT checkpoints: full (teacher used) or backbone (`state_dict`)",
                 example="ibot vitb_16/checkpoint.pth, vitb_16/checkpoint_teacher.pth",
                 rule="`teacher` with `ibot_loss`, or weights with masked_embed",
-                detect=_detect_ibot)(lambda top: _dino_like(top, "iBOT"))
+                detect=_detect_ibot, method="iBOT")(lambda top: _dino_like(top, "iBOT"))
 
 
 # ---- DINOv2 torch-hub releases (facebookresearch/dinov2) ---------------------------------------------------------
@@ -392,7 +397,8 @@ def map_dinov2(top: dict) -> Mapped:
 
 register_format("dinov2", kind="dinov2", summary="DINOv2 torch-hub releases (layer scale, registers, patch 14, 518 px)",
                 example="dinov2_vits14_pretrain.pth, dinov2_vitb14_reg4_pretrain.pth",
-                rule="a ViT with a 2-D mask_token [1, D]", detect=_detect_dinov2)(map_dinov2)
+                rule="a ViT with a 2-D mask_token [1, D]", detect=_detect_dinov2,
+                method="DINOv2")(map_dinov2)
 
 
 # ---- HF transformers folders: ViTModel, DeiTModel, Dinov2Model (hf_import reads them) ---------------------------
@@ -429,7 +435,8 @@ for _type, _name in (("vit", "hf_vit"), ("deit", "hf_deit"), ("dinov2", "hf_dino
                              "dinov2": "facebook/dinov2-small, facebook/dinov2-with-registers-small"}[_type],
                     rule=f"a folder whose config.json has model_type "
                          f"{' or '.join(t for t, n in _HF_TYPES.items() if n == _name)}",
-                    detect=lambda top, n=_name: _HF_TYPES.get(top.get("hf_model_type")) == n)(
+                    detect=lambda top, n=_name: _HF_TYPES.get(top.get("hf_model_type")) == n,
+                    method={"hf_vit": "timm", "hf_deit": "DeiT", "hf_dinov2": "DINOv2"}[_name])(
         lambda top, m=_type: _hf_mapping(top, m))
 
 
@@ -523,11 +530,11 @@ register_format("beit", kind="beit", summary="BEiT / BEiT v2 releases (q/v biase
                 example="beit_base_patch16_224_pt22k.pth, beitv2_base_patch16_224_pt1k.pth, "
                         "beit_base_patch16_224_pt22k_ft22kto1k.pth",
                 rule="`model` (or `module`) holding a ViT with q_bias or relative_position_bias_table",
-                detect=_detect_beit)(map_beit)
+                detect=_detect_beit, method="BEiT")(map_beit)
 register_format("timm_beit", kind="beit", summary="a timm Beit state dict (beit_* / beitv2_*, flat or .safetensors)",
                 example="beitv2_base_patch16_224.in1k_ft_in1k/model.safetensors",
                 rule="flat tensors (or `state_dict`) with q_bias or relative_position_bias_table",
-                detect=_detect_timm_beit)(map_timm_beit)
+                detect=_detect_timm_beit, method="BEiT")(map_timm_beit)
 
 
 # HF transformers BeitModel / Data2VecVisionModel (modeling_beit.py / modeling_data2vec_vision.py names)
@@ -587,7 +594,8 @@ for _type, _name, _example in (("beit", "hf_beit", "microsoft/beit-base-patch16-
     register_format(_name, kind="beit" if _type == "beit" else "data2vec",
                     summary=f"HF transformers {_type} folders (BeitModel / Data2VecVisionModel layout)",
                     example=_example, rule=f"a folder whose config.json has model_type {_type}",
-                    detect=lambda top, t=_type: top.get("hf_model_type") == t)(_hf_beit)
+                    detect=lambda top, t=_type: top.get("hf_model_type") == t,
+                    method="BEiT" if _type == "beit" else "data2vec")(_hf_beit)
 
 
 # ---- the architecture the tensors describe -----------------------------------------------------------------------

@@ -19,7 +19,8 @@ PAPER_DEFAULTS = {"mask_ratio": 0.75, "mask_strategy": "random", "decoder_depth"
                   "norm_pix_loss": False, "mask_tokens_in_encoder": False, "augment": "rrc", "pretrain_epochs": 800}
 
 RUN_COLUMNS = ["file", "task", "protocol", "arch", "init", "ckpt", "sha256", "blocks", "blocks_part", "dataset",
-               "root", "split", "subset", "images", "data", *PRETRAIN_AXES, "finished", "wall_s"]
+               "root", "split", "subset", "images", "data", *PRETRAIN_AXES, "finished", "wall_s", "format",
+               "init_method", "features"]
 COLUMNS = [*RUN_COLUMNS, "metric", "value"]
 
 ARCH_NAMES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L", "huge": "H"}
@@ -38,6 +39,13 @@ def arch_from_label(label: str) -> str:
         return label.strip()
     size = {v: k for k, v in ARCH_NAMES.items()}[m.group(1)]
     return f"vit_{size}_patch{m.group(2)}"
+
+
+def features_label(features) -> str:
+    """What the run's probe read (init.features, mae_core.feature_rules): `paper`, or `method:<rule>`."""
+    if not isinstance(features, dict) or features.get("option") != "method":
+        return "paper"
+    return f"method:{features.get('rule')}"
 
 
 def find_result_files(results_dir: str | Path) -> list[Path]:
@@ -111,7 +119,8 @@ def run_row(path: Path, rec: dict, root: Path | None = None) -> dict:
            "blocks": rec.get("blocks"),
            "blocks_part": rec.get("blocks_part") if rec.get("blocks") is not None else None,
            "dataset": ds.get("name"), "root": _norm_root(ds.get("root")), "split": ds.get("split"), "subset": ds.get("subset"), "images": images,
-           "finished": rec.get("finished"), "wall_s": rec.get("wall_s")}
+           "finished": rec.get("finished"), "wall_s": rec.get("wall_s"), "format": init.get("format"),
+           "init_method": init.get("method") or init["kind"], "features": features_label(init.get("features"))}
     row["data"] = data_label(row["dataset"], row["split"], images, row["subset"])
     for col, (section, key) in PRETRAIN_AXES.items():
         row[col] = _pretrain_axis(init.get("pretrain"), section, key)

@@ -81,7 +81,9 @@ FIELD_TYPES += [(key, (int,), "an integer") for key in ("blocks", "dataset.subse
 # what the data checks found (transfer.leakage, ImageFolder's other extensions, COCO's annotation issues)
 FIELD_TYPES += [("dataset.val_duplicates_of_train", (int,), "an integer"),
                 ("dataset.ignored_files", (dict,), "an object"), ("dataset.annotation_issues", (dict,), "an object")]
-FIELD_TYPES += [("init.format", (str,), "a string"), ("init.arch_spec", (dict,), "an object"),
+FIELD_TYPES += [("init.format", (str,), "a string"), ("init.method", (str,), "a string"),
+                ("init.features", (dict,), "an object"), ("init.features.rule", (str,), "a string"),
+                ("init.arch_spec", (dict,), "an object"),
                 ("init.unused", (dict,), "an object"), ("init.unused.count", (int,), "an integer"),
                 ("init.unused.keys", (dict,), "an object")]
 FIELD_TYPES += [("dataset", (dict,), "an object"), ("init.pretrain", (dict,), "an object"),

@@ -2,11 +2,12 @@
 
 Setting key: one string per (setting, metric), built from the record:
 
-    <task>[/protocol=<protocol>][/blocks=<K>[-mlp]]/<init kind>/<arch>/<metric>
+    <task>[/protocol=<protocol>][/blocks=<K>[-mlp]][/features=<rule>]/<init kind>/<arch>/<metric>
 
 `protocol=` appears only when it is not the task's own (in1k_linear -> linear, in1k_partial -> partial,
 in1k_finetune -> finetune, knn, coco_det, ade20k_seg -> themselves or det / seg); `blocks=` only for partial
-fine-tuning (`-mlp` for the MLP-only variant). Examples: `in1k_linear/mae/vit_tiny_patch16/top1`,
+fine-tuning (`-mlp` for the MLP-only variant); `features=` only for a run that read its method's own features
+(`model.features=method`). Examples: `in1k_linear/mae/vit_tiny_patch16/top1`,
 `in1k_partial/blocks=4/mae/vit_tiny_patch16/top1`, `coco_det/scratch/vit_tiny_patch16/bbox_AP`.
 Duplicate runs of one setting are compared by their mean.
 
@@ -32,13 +33,16 @@ def _missing(v) -> bool:
 
 
 def setting_key(task: str, protocol: str, init: str, arch: str, metric: str, blocks=None,
-                blocks_part=None) -> str:
-    """The documented key (module docstring) of one metric of one setting."""
+                blocks_part=None, features=None) -> str:
+    """The documented key (module docstring) of one metric of one setting; `features` (frame column: `paper` or
+    `method:<rule>`) adds `features=<rule>` for a run that read its method's own features."""
     parts = [task]
     if protocol not in (task, task.split("_", 1)[-1]):
         parts.append(f"protocol={protocol}")
     if protocol == "partial" and not _missing(blocks):
         parts.append(f"blocks={int(blocks)}" + ("-mlp" if blocks_part == "mlp" else ""))
+    if isinstance(features, str) and features.startswith("method:"):
+        parts.append(f"features={features[len('method:'):]}")
     return "/".join([*parts, init, arch, metric])
 
 
@@ -81,7 +85,8 @@ def measured_values(measured) -> pd.DataFrame:
     f = _as_frame(measured)
     if f.empty:
         return pd.DataFrame(columns=["task", "metric", "value", "runs", "data"])
-    keys = [setting_key(r.task, r.protocol, r.init, r.arch, r.metric, r.blocks, r.blocks_part) for r in f.itertuples()]
+    keys = [setting_key(r.task, r.protocol, r.init, r.arch, r.metric, r.blocks, r.blocks_part, r.features)
+            for r in f.itertuples()]
     g = f.assign(key=keys).groupby("key", sort=True)
     return g.agg(task=("task", "first"), metric=("metric", "first"), value=("value", "mean"), runs=("value", "size"),
                  std=("value", "std"), data=("data", lambda d: "; ".join(sorted(set(d)))))

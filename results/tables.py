@@ -13,6 +13,8 @@ A measured cell is the mean ± std (n=runs) over the runs of one setting; its pr
 sha256, dataset, split, subset) is in the CSV and, per row id, under the Markdown table. The `data` column says what
 was measured (dataset/split · images · full set or subset N, and the dataset root where runs of one label differ in
 it), so subset numbers never pass for paper-scale ones and runs of different data are never pooled.
+A measured row of another method's checkpoint is named by its method and size (`DINOv2 ViT-S/14`) and stands right
+after the paper's reference rows of that method (`beside_reference`).
 Pure pandas + matplotlib (Agg); no torch.
 """
 import re
@@ -163,11 +165,44 @@ def variant_axes(frame: pd.DataFrame) -> list[str]:
 
 
 def method_label(row, axes: list[str]) -> str:
-    label = INIT_LABEL.get(row["init"], row["init"])
-    if row["init"] != "mae" or not axes:
-        return label
-    return label + " (" + ", ".join(f"{AXIS_LABEL[a]} {'?' if _missing(row[a]) else _value_text(row[a])}"
-                                    for a in axes) + ")"
+    """MAE, supervised and scratch as the paper names them (MAE with the pretraining knobs that vary); another
+    method's checkpoint by its method and size from its format (`DINOv2 ViT-S/14`, `MoCo v3 ViT-B/16`; a size outside
+    the paper's by its arch name); `(<rule> features)` after it when the probe read the method's own features
+    (model.features=method), so such runs are never pooled with the paper-protocol ones."""
+    init = row["init"]
+    label = INIT_LABEL.get(init) or f"{row.get('init_method') or init} {arch_label(row['arch'])}"
+    if init == "mae" and axes:
+        label += " (" + ", ".join(f"{AXIS_LABEL[a]} {'?' if _missing(row[a]) else _value_text(row[a])}"
+                                  for a in axes) + ")"
+    features = row.get("features")
+    if isinstance(features, str) and features.startswith("method:"):
+        label += f" ({features[len('method:'):]} features)"
+    return label
+
+
+def _family(pretrain: str, method: str) -> bool:
+    """A reference row of `method`: its pretrain names it as a word (`DINO IN1K` for DINO, not for DINOv2)."""
+    return isinstance(pretrain, str) and isinstance(method, str) and (pretrain == method
+                                                                        or pretrain.startswith(method + " "))
+
+
+def beside_reference(measured: pd.DataFrame, reference: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Measured rows of another method's checkpoint (not MAE, supervised, scratch) sorted right after the last
+    reference row of that method in the same group (protocol, or model in Figure 9): a measured `MoCo v3 ViT-B/16`
+    stands beside the paper's `MoCo v3 IN1K` rows. Rows of a method the reference lacks keep their place."""
+    if measured.empty or reference.empty or "pretrain" not in reference:
+        return measured
+    groups = [c for c in index if c not in ("method", "source", "data")]
+    measured = measured.copy()
+    for i, row in measured.iterrows():
+        if row["init"] in INIT_LABEL:
+            continue
+        mine = reference[[_family(p, row.get("init_method")) for p in reference["pretrain"]]]
+        for col in groups:
+            mine = mine[mine[col] == row[col]]
+        if not mine.empty:
+            measured.at[i, "row_sort"] = (*max(mine["row_sort"]), 1, row["row_sort"])
+    return measured
 
 
 # ---- cells ------------------------------------------------------------------------------
@@ -254,10 +289,11 @@ def _table(name, title, index, measured, ref, eval_data, labels) -> Table | None
     """Reference rows (from the reference frame) and measured cells (aggregated runs) of one table;
     `labels(rows, kind)` adds the row-label, `column`, `col_sort` and `row_sort` columns (kind 0 = reference)."""
     parts = []
+    reference = labels(_reference_cells(ref, eval_data), 0) if not ref.empty else pd.DataFrame()
     if not ref.empty:
-        parts.append(labels(_reference_cells(ref, eval_data), 0))
+        parts.append(reference)
     if not measured.empty:
-        parts.append(measured_cells(labels(measured, 1), index))
+        parts.append(measured_cells(beside_reference(labels(measured, 1), reference, index), index))
     return _finish(name, title, index, parts)
 
 

@@ -446,3 +446,59 @@ def test_runs_of_different_dataset_roots_are_not_pooled(tmp_path):
                  plots=False, echo=False, show_reference=False)
     cells = list(csv.DictReader(io.StringIO((tmp_path / "out1" / "in1k.csv").read_text())))
     assert {(c["data"], float(c["value"]), c["n"]) for c in cells if c["metric"] == "top1"} == {(DATA, 5.0, "2")}
+
+
+# ---- other methods' checkpoints (mae_core.formats): named by method and size, beside the paper's rows of the method
+def method_record(task, fmt, method, arch, top1, features=None, kind=None):
+    rec = record(task, "mae", {"top1": top1, "top5": 90.0}, arch=arch)
+    rec["init"] = {"kind": kind or fmt, "ckpt": f"ckpts/{fmt}.pth", "sha256": "b" * 64, "format": fmt,
+                   "method": method, "features": features or {"option": "paper", "rule": "cls", "width": 384}}
+    return rec
+
+
+def _rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| ")]
+
+
+def test_other_methods_rows_are_named_by_method_and_size_beside_their_reference_rows(tmp_path):
+    method = {"option": "method", "rule": "cls_last4_avg", "width": 1920}
+    runs = {"moco": method_record("in1k_finetune", "moco_v3", "MoCo v3", "vit_base_patch16", 60.0),
+            "dino": method_record("in1k_finetune", "dino", "DINO", "vit_base_patch16", 61.0),
+            "beit": method_record("in1k_finetune", "timm_beit", "BEiT", "vit_base_patch16", 62.0, kind="beit"),
+            "own": method_record("in1k_finetune", "dino", "DINO", "vit_w128_d2_h2_patch8", 30.0),
+            "dv2": method_record("in1k_linear", "dinov2", "DINOv2", "vit_small_patch14", 70.0),
+            "dv2m": method_record("in1k_linear", "dinov2", "DINOv2", "vit_small_patch14", 72.0, features=method),
+            "mocolin": method_record("in1k_linear", "moco_v3", "MoCo v3", "vit_base_patch16", 50.0),
+            "mae": record("in1k_finetune", "mae", {"top1": 64.0, "top5": 90.0}, arch="vit_base_patch16")}
+    det = method_record("coco_det", "moco_v3", "MoCo v3", "vit_base_patch16", 0.0)
+    det["metrics"] = {"bbox_AP": 20.0, "segm_AP": 18.0}
+    det["dataset"] = {"name": "synthetic-coco", "root": "/data/coco", "split": "val2017", "subset": None, "images": 50}
+    runs["det"] = det
+    out = tmp_path / "out"
+    build_tables(write_runs(tmp_path / "r", runs), out, TASKS.values(), plots=False, echo=False)
+    rows = [r[:3] for r in _rows((out / "in1k.md").read_text())[1:]]  # (protocol, method, source)
+    fine = [(m, s) for p, m, s in rows if p == "fine-tune"]
+    names = [m for m, _ in fine]
+    # each measured row right after the last reference row of its method (Table 3: DINO, MoCo v3, BEiT in order)
+    at = {m: i for i, m in enumerate(names)}
+    assert at["DINO ViT-B/16"] == at["DINO IN1K"] + 1 and at["DINO vit_w128_d2_h2_patch8"] == at["DINO IN1K"] + 2
+    assert at["MoCo v3 ViT-B/16"] == max(i for i, m in enumerate(names) if m == "MoCo v3 IN1K") + 1
+    assert at["BEiT ViT-B/16"] == max(i for i, m in enumerate(names) if m.startswith("BEiT IN1K")) + 1
+    assert dict(fine)["MoCo v3 ViT-B/16"] == "measured" and names.index("MAE") > at["BEiT ViT-B/16"]
+    linear = [m for p, m, _ in rows if p == "linear probe"]
+    # no reference row of DINOv2, nor of MoCo v3's linear probe (its 77.6 is Figure 9's K=0): after the reference
+    # rows; the run that read DINOv2's own features is a row of its own
+    assert linear == ["BEiT IN1K+DALLE", "MAE IN1K", "DINOv2 ViT-S/14", "DINOv2 ViT-S/14 (cls_last4_avg features)",
+                      "MoCo v3 ViT-B/16"]
+    coco = [r[0] for r in _rows((out / "coco.md").read_text())[1:]]  # Table 4: supervised, MoCo v3, BEiT, MAE
+    assert coco.index("MoCo v3 ViT-B/16") == coco.index("MoCo v3 IN1K") + 1
+    runs_csv = list(csv.DictReader(io.StringIO((out / "runs.csv").read_text())))
+    by_file = {r["file"]: r for r in runs_csv}
+    assert by_file["dv2m/result.json"]["features"] == "method:cls_last4_avg"
+    assert by_file["dv2/result.json"]["features"] == "paper" and by_file["dv2/result.json"]["format"] == "dinov2"
+    assert by_file["mae/result.json"]["init_method"] == "mae" and by_file["beit/result.json"]["init_method"] == "BEiT"
+    from results.frame import load_frame
+    from results.regression import measured_values
+    keys = set(measured_values(load_frame(tmp_path / "r")).index)  # never pooled in the regression keys either
+    assert {"in1k_linear/dinov2/vit_small_patch14/top1",
+            "in1k_linear/features=cls_last4_avg/dinov2/vit_small_patch14/top1"} <= keys

@@ -13,6 +13,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 from mae_core.archs import VitArch, arch_spec
+from mae_core import feature_rules
 from mae_core.errors import MaeBenchError
 from mae_core.formats import FORMATS, known_formats
 from mae_core.vit import GLOBAL_POOLS, BeitEncoder, vit_encoder
@@ -81,13 +82,36 @@ def _report(path: str, info: dict) -> None:
         print(f"checkpoint {path}: {len(info['dropped'])} keys left out on purpose: {'; '.join(parts)}")
 
 
+def _features(model: nn.Module, info: dict, option: str, probe: str, arch: VitArch, method, source: str) -> None:
+    """Apply `model.features` (mae_core.feature_rules): "paper" leaves the model as built (global_pool's token);
+    "method" makes it read the format's own rule (the class-token rule is what it reads already). Recorded in
+    info["features"]: the option, the rule, its reference and the feature width."""
+    feature_rules.check_option(option)
+    if probe is None:  # ViTDet / UperNet read every token
+        if option != "paper":
+            raise MaeBenchError(f"model.features={option} is for the linear probe and k-NN")
+        return
+    rule = feature_rules.resolve(option, probe, method, arch, info["global_pool"], source)
+    if rule is not None and rule.name != "cls":
+        feature_rules.use_rule(model, rule)
+    name = rule.name if rule is not None else ("cls" if info["global_pool"] == "token" else "avg")
+    width = rule.width(arch.embed_dim, arch.depth) if rule is not None else arch.embed_dim
+    info["features"] = {"option": option, "rule": name, "width": width,
+                        **({"source": rule.source} if rule is not None else {})}
+    if rule is not None:
+        print(f"features: {method.method}'s {probe} rule {name}, {width} wide ({rule.source})")
+
+
 def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: int, num_classes: int,
-                 global_pool: str | None = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
-    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
-    checkpoint, "format", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped" (key -> why) and
-    "pretrain" (plain data: it goes into checkpoints' configs).
-    Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh. global_pool None
-    (a dense task reads the tokens): "token" for an encoder with a class token, else "" (timm's no pooling).
+                 global_pool: str | None = "token", drop_path_rate: float = 0.0, features: str = "paper",
+                 probe: str | None = None) -> tuple[nn.Module, dict]:
+    """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool", "features"} plus,
+    for a checkpoint, "format", "method", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped"
+    (key -> why) and "pretrain" (plain data: it goes into checkpoints' configs).
+    Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh. `features`
+    ("paper" | "method") picks the pooled features `probe` reads ("linear", "knn"; the classification tasks pass
+    their protocol, and only they record "features": ViTDet and UperNet read every token, pass None). global_pool
+    None (a dense task reads the tokens): "token" for an encoder with a class token, else "" (timm's no pooling).
     `arch` may be a VitArch (a trained model's recorded encoder, variants included) for `scratch`."""
     init = spec if isinstance(spec, InitSpec) else parse_init(spec)
     if init.kind == "scratch":
@@ -97,8 +121,10 @@ def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: 
         if global_pool is None:
             global_pool = "token" if vit_arch.class_token else ""
         model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
-        return model, {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
-                       "global_pool": global_pool}
+        info = {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
+                "global_pool": global_pool}
+        _features(model, info, features, probe, vit_arch, None, "--ckpt scratch")
+        return model, info
     sd, found = load_encoder(init.path, img_size=img_size, arch=arch.name if isinstance(arch, VitArch) else arch,
                              fmt=init.kind if init.forced else None, check=False)
     vit_arch: VitArch = found["spec"]
@@ -112,10 +138,13 @@ def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: 
     dropped = dict(found["dropped"])
     if avg:
         dropped.update({k: _AVG_DROPS_NORM for k in _UNUSED_WITH_AVG if k in sd})
+    form = FORMATS[found["format"]]
     info = {"kind": found["kind"], "ckpt": init.path, "arch": vit_arch.name, "img_size": img_size,
-            "global_pool": global_pool, "format": found["format"], "sha256": found["sha256"],
+            "global_pool": global_pool, "format": found["format"], "method": form.method, "sha256": found["sha256"],
             "arch_spec": vit_arch.as_dict(), "dropped": dropped}
     _report(init.path, {**found, "dropped": dropped})
+    _features(model, info, features, probe, vit_arch, form.features,
+              f"checkpoint {init.path} (format {form.name})")
     if found.get("pretrain"):
         info["pretrain"] = found["pretrain"]  # the MAE checkpoint's pretraining settings, for the result record
     return model, info

@@ -73,7 +73,7 @@ def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, opt
     extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
     # the loader hashed the file it read; the identity hashed it too when the loader does not say
     sha = info.get("sha256") or (checkpoint_sha256(ckpt) if ckpt else None)
-    loaded = {k: info[k] for k in ("format", "arch_spec") if info.get(k)}
+    loaded = {k: info[k] for k in ("format", "method", "arch_spec", "features") if info.get(k)}
     if "dropped" in info:  # every checkpoint key the encoder did not use, and why
         loaded["unused"] = {"count": len(info["dropped"]), "keys": info["dropped"]}
     rec = make_record(task=task.name, protocol=protocol, arch=res["arch"],

@@ -5,7 +5,8 @@
 #
 # A trimmed copy of facebookresearch/dinov2: dinov2/layers/{patch_embed,attention,mlp,layer_scale,swiglu_ffn,
 # block}.py and dinov2/models/vision_transformer.py (DinoVisionTransformer), kept as the reference model of
-# tests/test_formats.py. Trimmed: xFormers paths, nested-tensor lists, block chunking, stochastic-depth training
+# tests/test_formats.py and tests/test_feature_rules.py (get_intermediate_layers: what dinov2/eval/linear.py reads).
+# Trimmed: xFormers paths, nested-tensor lists, block chunking, stochastic-depth training
 # paths, weight-init helpers (tests load weights). The forward computation is the repository's.
 import math
 from functools import partial
@@ -186,3 +187,31 @@ class DinoVisionTransformer(nn.Module):
             "x_prenorm": x,
             "masks": masks,
         }
+
+    def _get_intermediate_layers_not_chunked(self, x, n=1):
+        x = self.prepare_tokens_with_masks(x)
+        # If n is an int, take the n last blocks. If it's a list, take them
+        output, total_block_len = [], len(self.blocks)
+        blocks_to_take = range(total_block_len - n, total_block_len) if isinstance(n, int) else n
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i in blocks_to_take:
+                output.append(x)
+        assert len(output) == len(blocks_to_take), f"only {len(output)} / {len(blocks_to_take)} blocks found"
+        return output
+
+    def get_intermediate_layers(self, x, n=1, reshape=False, return_class_token=False, norm=True):
+        outputs = self._get_intermediate_layers_not_chunked(x, n)  # (block chunking trimmed)
+        if norm:
+            outputs = [self.norm(out) for out in outputs]
+        class_tokens = [out[:, 0] for out in outputs]
+        outputs = [out[:, 1 + self.num_register_tokens :] for out in outputs]
+        if reshape:
+            B, _, w, h = x.shape
+            outputs = [
+                out.reshape(B, w // self.patch_size, h // self.patch_size, -1).permute(0, 3, 1, 2).contiguous()
+                for out in outputs
+            ]
+        if return_class_token:
+            return tuple(zip(outputs, class_tokens))
+        return tuple(outputs)

@@ -7,7 +7,7 @@
 # A trimmed copy of bytedance/ibot models/vision_transformer.py (itself "mostly copy-paste from DINO and timm"),
 # kept as the reference model of tests/test_formats.py for iBOT and DINO: with init_values=0 and
 # masked_im_modeling=False it is facebookresearch/dino's vision_transformer.py VisionTransformer (same modules,
-# names and forward). Trimmed: drop path (inference only), attention maps, weight init (tests load weights).
+# names and forward; get_intermediate_layers as in both repositories, read by their eval_linear.py). Trimmed: drop path (inference only), attention maps, weight init (tests load weights).
 import math
 from functools import partial
 
@@ -154,6 +154,16 @@ class VisionTransformer(nn.Module):
             x = blk(x)
         x = self.norm(x)
         return x if return_all_tokens else x[:, 0]
+
+    def get_intermediate_layers(self, x, n=1):
+        x = self.prepare_tokens(x)
+        # we return the output tokens from the `n` last blocks
+        output = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if len(self.blocks) - i <= n:
+                output.append(self.norm(x))
+        return output
 
 
 class DINOHead(nn.Module):

@@ -7,3 +7,5 @@ blocks_part = "all"  # all | mlp (only the MLP sub-block of the tuned blocks; pa
 # ((K, epochs), ...): the epochs of the K listed (others: schedule.epochs), e.g. ((1, 200), (4, 100)). The paper
 # fine-tunes each K for the best of 50, 100 and 200 epochs (fewer blocks need longer; appendix A.1).
 schedule = dict(epochs_per_blocks=())
+# model.features: "paper", or with blocks=0 (the linear probe) "method" as in1k_linear (refused for blocks > 0)
+model = dict(features="paper")

@@ -4,3 +4,5 @@ protocol = "partial"
 blocks = 1
 blocks_part = "all"  # all | mlp (only the MLP sub-block of the tuned blocks; paper Fig. 9 "MLP only")
 schedule = dict(epochs_per_blocks=())  # ((K, epochs), ...); the paper takes the best of 50 / 100 / 200 per K
+# model.features: "paper", or with blocks=0 (the linear probe) "method" as in1k_linear (refused for blocks > 0)
+model = dict(features="paper")
