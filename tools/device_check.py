@@ -360,7 +360,6 @@ def segmentation(c: Check) -> dict:
     from transfer.segmentation.model import total_loss
     from transfer.segmentation.train import build_segmenter, resolve_root
     from mae_core.engine import adamw
-    from mae_core.hooks import Counter
     cfg = _recipe("ade20k_seg", "smoke" if c.tiny else "paper", {"data.subset": None} if not c.tiny else None)
     arch = "vit_tiny_patch16" if c.tiny else "vit_base_patch16"
     m, crop = cfg["model"], cfg["model"]["img_size"]
