@@ -1,6 +1,6 @@
 """ImageNet protocols on the shared engine: linear probe, partial and full fine-tuning.
 
-One function runs all three; the recipe's `protocol` picks what is trained, the head and
+One trainer runs all three; the recipe's `protocol` picks what is trained, the head and
 the optimiser (LARS for the linear probe, AdamW with layer-wise lr decay otherwise). Partial
 fine-tuning of 0 blocks is the linear probe (paper Figure 9).
 """
