@@ -193,18 +193,6 @@ class Engine:
         self.log = JsonlLogger(self.run_dir / "log.jsonl" if dist.is_main else None)
         self.tb = self._tensorboard() if tensorboard and dist.is_main else None
 
-    @classmethod
-    def from_recipe(cls, cfg: dict, model, optimizer, scheduler, *, dist: DistInfo, run_dir, total_updates: int,
-                    updates_per_epoch: int, **kw) -> "Engine":
-        """An engine with the settings every recipe spells the same way: runtime.{amp, seed, save_every,
-        keep_last, log_every, tensorboard}, optim.clip_grad, schedule.accum_iter (absent: off / 1)."""
-        runtime, optim, schedule = cfg["runtime"], cfg["optim"], cfg["schedule"]
-        return cls(model, optimizer, scheduler=scheduler, run_dir=run_dir, dist=dist, total_updates=total_updates,
-                   updates_per_epoch=updates_per_epoch, accum_iter=schedule.get("accum_iter", 1), amp=runtime["amp"],
-                   clip_grad=optim.get("clip_grad"), seed=runtime["seed"], save_every=runtime["save_every"],
-                   keep_last=runtime["keep_last"], log_every=runtime["log_every"],
-                   tensorboard=runtime.get("tensorboard", False), **kw)
-
     def note(self, record: dict) -> None:
         """A record in log.jsonl beside the training's (e.g. a choice made at start-up); after `resume`, which
         rewinds the log."""

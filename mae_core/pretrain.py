@@ -5,17 +5,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from timm.optim import param_groups_weight_decay
 
 from .data import PretrainImages, epoch_loader, pretrain_transform
 from .distributed import DistInfo
 from .errors import MaeBenchError
-from .engine import Hook, adamw, batch_plan, epoch_cosine_schedule, scaled_lr
+from .engine import Hook
 from .images import center_tensor
 from .masking import NoiseSampler
 from .models_mae import create_mae
-from .cpu_linear import select_cpu_linear
-from .runner import Training, run
+from .runner import run
+from .trainer import Trainer
 from .visualize import save_reconstructions
 
 
@@ -35,12 +34,6 @@ def build_mae(model_cfg: dict):
                       mask_tokens_in_encoder=model_cfg["mask_tokens_in_encoder"])
 
 
-def build_optimizer(model: torch.nn.Module, optim: dict, lr: float) -> torch.optim.AdamW:
-    """AdamW as official main_pretrain.py builds it: timm's add_weight_decay without a skip list, i.e. no
-    decay only on 1-D parameters and biases (cls_token and mask_token are decayed; pos embeddings are frozen)."""
-    return adamw(param_groups_weight_decay(model, optim["weight_decay"]), lr=lr, betas=optim["betas"])
-
-
 def check_start(cfg: dict, init: str, arch: str | None) -> None:
     """Pretraining starts from scratch, and --arch (when given) is the recipe's model.arch."""
     if init != "scratch":
@@ -55,62 +48,64 @@ def run_pretrain(cfg: dict, *, init: str, arch: str | None, data: str, out: str,
     run: the `pretrain` task's runner, `transfer.classification.knn_monitor.run_pretrain_monitored`, passes its
     k-NN monitor here. Returns the result record's parts; its metric is the last epoch's mean loss."""
     check_start(cfg, init, arch)
-    return run(cfg, lambda dist: _training(cfg, Path(data), Path(out), resume, dist, list(hooks)), out=out,
-               resume=resume, device=cfg["runtime"]["device"])
+    return run(cfg, lambda dist: PretrainTrainer(cfg, dist, data, out, resume, hooks).build())
 
 
-def _training(cfg, data: Path, out: Path, resume, dist: DistInfo, hooks: list[Hook]) -> Training:
+class PretrainTrainer(Trainer):
     """`epochs` passes over the images, the official warm-up + cosine per update; at the end (rank 0) the
     reconstructions of the first images and the result record's parts."""
-    model_cfg, data_cfg, optim = cfg["model"], cfg["data"], cfg["optim"]
-    schedule, runtime = cfg["schedule"], cfg["runtime"]
-    enable_fast_paths(dist)
-    model = build_mae(model_cfg).to(dist.device)
-    # before the checkpoint config copies the recipe
-    linear = select_cpu_linear(model, runtime, dist.device, out, resume)
-    grid = model.grid
-    transform = pretrain_transform(data_cfg["augment"], model_cfg["img_size"], data_cfg["crop_scale"])
-    dataset = PretrainImages(data, transform, NoiseSampler(model_cfg["mask_strategy"], grid, model_cfg["mask_ratio"]),
-                             subset=data_cfg["subset"], seed=runtime["seed"], strict=data_cfg["strict"])
-    per_rank_batch = schedule["batch_size"]
-    updates, eff_batch = batch_plan(len(dataset), per_rank_batch, schedule["accum_iter"], dist)
-    lr = scaled_lr(optim["blr"], eff_batch, optim["lr"])
-    optimizer = build_optimizer(model, optim, lr)
-    scheduler = epoch_cosine_schedule(optimizer, schedule["epochs"], updates, schedule["warmup_epochs"],
-                                      optim["min_lr"])
-    config = {**model.config, "arch": model_cfg["arch"], "recipe": cfg}
-    mask_ratio = model_cfg["mask_ratio"]
-    pin = dist.device.startswith("cuda")
 
-    def step(net, batch):
-        imgs, noise = (t.to(dist.device, non_blocking=True) for t in batch)
-        loss, _, _ = net(imgs, mask_ratio=mask_ratio, noise=noise)
+    desc = "pretrain"
+
+    def __init__(self, cfg: dict, dist: DistInfo, data, out, resume: str | None = None, hooks: Sequence[Hook] = ()):
+        super().__init__(cfg, dist, out, resume)
+        self.data, self.extra_hooks = Path(data), list(hooks)
+
+    def build_model(self):
+        enable_fast_paths(self.dist)
+        return build_mae(self.cfg["model"]).to(self.dist.device)
+
+    def build_train_set(self) -> PretrainImages:
+        model_cfg, data_cfg = self.cfg["model"], self.cfg["data"]
+        transform = pretrain_transform(data_cfg["augment"], model_cfg["img_size"], data_cfg["crop_scale"])
+        noise = NoiseSampler(model_cfg["mask_strategy"], self.model.grid, model_cfg["mask_ratio"])
+        return PretrainImages(self.data, transform, noise, subset=data_cfg["subset"], seed=self.cfg["runtime"]["seed"],
+                              strict=data_cfg["strict"])
+
+    def build_hooks(self):
+        return self.extra_hooks
+
+    def build_config(self):
+        return {**self.model.config, "arch": self.cfg["model"]["arch"], "recipe": self.cfg}
+
+    def build_train_loader(self, epoch: int):
+        dist = self.dist
+        return epoch_loader(self.train_set, epoch, self.cfg["schedule"]["batch_size"], dist.rank, dist.world_size,
+                            self.cfg["runtime"]["seed"], self.cfg["data"]["num_workers"], dist.device.startswith("cuda"))
+
+    def run_step(self, net, batch):
+        imgs, noise = (t.to(self.dist.device, non_blocking=True) for t in batch)
+        loss, _, _ = net(imgs, mask_ratio=self.cfg["model"]["mask_ratio"], noise=noise)
         return loss, imgs.shape[0]
 
-    def loader(epoch):
-        return epoch_loader(dataset, epoch, per_rank_batch, dist.rank, dist.world_size, runtime["seed"],
-                            data_cfg["num_workers"], pin)
+    def describe(self, engine):
+        return (f"pretraining {self.cfg['model']['arch']} on {len(self.train_set)} images ({self.train_set.root}); "
+                f"effective batch {self.batch}, lr {self.lr:.3g}, epochs {engine.start_epoch}->"
+                f"{self.cfg['schedule']['epochs']}, device {self.dist.device}")
 
-    def start(engine):
-        if dist.is_main:
-            print(f"pretraining {model_cfg['arch']} on {len(dataset)} images ({dataset.root}); effective batch "
-                  f"{eff_batch}, lr {lr:.3g}, epochs {engine.start_epoch}->{schedule['epochs']}, device {dist.device}")
-
-    def finish(stats: dict) -> dict:
-        if not dist.is_main:
+    def finish(self, stats: dict) -> dict:
+        if not self.dist.is_main:
             return stats
+        model_cfg, dataset, seed = self.cfg["model"], self.train_set, self.cfg["runtime"]["seed"]
         pictures = torch.stack([center_tensor(dataset.open_image(i), model_cfg["img_size"])
                                 for i in range(min(6, len(dataset)))])  # skips unreadable files as training did
-        save_reconstructions(model, pictures, out / "reconstructions.png", mask_ratio=mask_ratio, seed=runtime["seed"])
+        save_reconstructions(self.model, pictures, self.out / "reconstructions.png", mask_ratio=model_cfg["mask_ratio"],
+                             seed=seed)
         root = dataset.root.parent if dataset.root.name == "train" else dataset.root
-        return {"metrics": {"loss": stats["loss"] if "loss" in stats else _logged_loss(out)},
-                "init": {"kind": "scratch"}, "arch": model_cfg["arch"], "device": dist.device,
+        return {"metrics": {"loss": stats["loss"] if "loss" in stats else _logged_loss(self.out)},
+                "init": {"kind": "scratch"}, "arch": model_cfg["arch"], "device": self.dist.device,
                 "dataset": {"name": root.name, "root": str(dataset.root), "split": "train",
-                            "subset": data_cfg["subset"], "images": len(dataset)}}
-
-    return Training(model, optimizer, scheduler, schedule["epochs"] * updates, updates, loader, step, finish,
-                    hooks=hooks, config=config, desc="pretrain", compile=runtime.get("compile", False), notes=[linear],
-                    start=start)
+                            "subset": self.cfg["data"]["subset"], "images": len(dataset)}}
 
 
 def _logged_loss(out: Path) -> float:

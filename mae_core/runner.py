@@ -1,96 +1,27 @@
-"""What every training command does around its task: join the process group, seed, wrap the model for DDP,
-drive the engine over the task's pieces (`run`, `Training`), read back a trained model for `--eval-only`
-(`read_trained`, `Trained`)."""
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+"""What every command that runs a task does around it: join the process group, seed and run the task's trainer
+(`run`; the trainer: `mae_core.trainer`); read back a trained model for `--eval-only` (`read_trained`, `Trained`)."""
+from collections.abc import Callable
 
 import torch
 
-from .checkpoint import load_strict, read_checkpoint, save_checkpoint
+from .checkpoint import load_strict, read_checkpoint
 from .distributed import DistInfo, init_distributed, shutdown
-from .engine import Engine, Hook, seed_all
+from .engine import seed_all
 from .errors import MaeBenchError
 
 
-@contextmanager
-def session(runtime: dict, device: str | None = None) -> Iterator[DistInfo]:
-    """The process group torchrun describes (a single process otherwise) on `device` (default
-    runtime.device), seeded from runtime.seed; left on exit."""
-    dist = init_distributed(device or runtime["device"])
+def run(cfg: dict, build: Callable[[DistInfo], object]) -> dict:
+    """One run of a task: the process group torchrun describes (a single process otherwise) on runtime.device,
+    seeded from runtime.seed and left at the end; in it `build(dist)`: a built
+    `mae_core.trainer.Trainer`, whose `train` returns the task's result, or (a run that trains nothing: an
+    evaluation of given weights, k-NN) that result itself."""
+    dist = init_distributed(cfg["runtime"]["device"])
     try:
-        seed_all(runtime["seed"])
-        yield dist
+        seed_all(cfg["runtime"]["seed"])
+        job = build(dist)
+        return job if isinstance(job, dict) else job.train()
     finally:
         shutdown(dist)
-
-
-def wrap_ddp(model: torch.nn.Module, dist: DistInfo, compile: bool = False) -> torch.nn.Module:
-    """`model` under DistributedDataParallel when there are several processes (and torch.compile when asked):
-    what the engine trains; checkpoints hold the plain `model`."""
-    net = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    if compile:
-        net = torch.compile(net)
-    return net
-
-
-@dataclass
-class Training:
-    """A task's pieces, built from its recipe, that `run` trains (what detectron2's DefaultTrainer gets from its
-    build_* methods). The lr scheduler is the task's, in optimiser updates; evaluation, the best checkpoint and
-    EMA come as hooks (`mae_core.hooks`)."""
-
-    model: torch.nn.Module  # what checkpoints hold (with EMA, the averaged model)
-    optimizer: torch.optim.Optimizer
-    scheduler: object  # timm's `step_update(update)` interface
-    total_updates: int
-    updates_per_epoch: int  # an epoch: a pass over the data, or an iteration-based task's evaluation interval
-    loader: Callable[[int], Iterable]  # epoch -> this process's batches
-    step: Callable  # (net, batch) -> (loss, images on this process)
-    finish: Callable[[dict], dict]  # the last epoch's stats (with the hooks' metrics) -> the task's result
-    hooks: list[Hook] = field(default_factory=list)
-    config: dict = field(default_factory=dict)  # every checkpoint's "config"
-    desc: str = "train"
-    trained: torch.nn.Module | None = None  # what the optimiser differentiates through, when not `model`
-    compile: bool = False
-    notes: list[dict] = field(default_factory=list)  # log.jsonl records of start-up choices
-    start: Callable[[Engine], None] | None = None  # after the resume, before training (start-up line, last set-up)
-    save_final: bool = False  # RUN/model_final.pth: the trained model `--eval-only --weights` reads
-
-
-def run(cfg: dict, build: Callable[[DistInfo], "Training | dict"], *, out, resume: str | None = None,
-        device: str | None = None) -> dict:
-    """One run of a task: the session (process group, seed), the task's pieces from `build(dist)`, then
-    `train`; the task's `finish` makes its result. A `build` that trains nothing (an evaluation of given
-    weights) returns that result itself."""
-    with session(cfg["runtime"], device) as dist:
-        job = build(dist)
-        if not isinstance(job, Training):
-            return job
-        return job.finish(train(cfg, job, dist, Path(out), resume))
-
-
-def train(cfg: dict, job: Training, dist: DistInfo, out: Path, resume: str | None) -> dict:
-    """The engine over `job`: the model under DDP, the recipe's engine settings, resume (`auto` or a path), the
-    epochs with their hooks, checkpoints and logs; returns the last epoch's stats. A resumed finished run trains
-    nothing and evaluates once more."""
-    net = wrap_ddp(job.trained if job.trained is not None else job.model, dist, compile=job.compile)
-    engine = Engine.from_recipe(cfg, net, job.optimizer, job.scheduler, dist=dist, run_dir=out,
-                                total_updates=job.total_updates, updates_per_epoch=job.updates_per_epoch,
-                                desc=job.desc, module=job.model, config=job.config, hooks=job.hooks)
-    engine.resume(resume)
-    for record in job.notes:
-        engine.note(record)
-    if job.start is not None:
-        job.start(engine)
-    stats = engine.fit(job.loader, job.step)
-    if job.save_final and dist.is_main:
-        save_checkpoint(out / "model_final.pth", job.model.state_dict(), epoch=engine.epochs - 1, config=job.config)
-    return stats
 
 
 def read_trained(path: str, task: str) -> dict:

@@ -186,7 +186,7 @@ def test_run_seeds_writes_one_replicate_per_seed(cls_runs, synth_root, mae_ckpt,
 
 
 def two_rank_eval(rank, port, logits, labels, out):
-    """One of two gloo processes: its ShardSampler share (rank, rank + 2, ...) through evaluate_classifier."""
+    """One of two gloo processes: its share of the validation set (rank, rank + 2, ...) through evaluate_classifier."""
     import torch
     import torch.distributed as tdist
     from mae_core.distributed import DistInfo

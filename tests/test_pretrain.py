@@ -13,7 +13,7 @@ from mae_core.checkpoint import read_checkpoint
 from mae_core.data import PretrainImages
 from mae_core.engine import Engine, TrainingDiverged, epoch_cosine_schedule, scaled_lr
 from mae_core.errors import MaeBenchError
-from mae_core.pretrain import build_optimizer
+from mae_core.pretrain import PretrainTrainer
 from mae_core.distributed import DistInfo
 from tests.conftest import tiny_mae, tiny_pretrain_args
 
@@ -29,6 +29,13 @@ def cosine_lr_formula(update: float, base_lr: float, total: int, warmup: int, mi
 
 def _weights(path):
     return read_checkpoint(path)["model"]
+
+
+def build_optimizer(model, optim: dict, lr: float):
+    """The optimiser pretraining trains `model` with (`PretrainTrainer.build_optimizer`, the trainer's default)."""
+    trainer = PretrainTrainer.__new__(PretrainTrainer)
+    trainer.model, trainer.cfg, trainer.lr = model, {"optim": optim}, lr
+    return trainer.build_optimizer()
 
 
 def test_loss_decreases_over_a_few_dozen_steps():

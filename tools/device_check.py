@@ -115,12 +115,14 @@ def _pretrain_cfg(c: Check, arch: str) -> dict:
 
 def pretrain_step(c: Check, arch: str, compiled: bool) -> dict:
     from mae_core.distributed import DistInfo
-    from mae_core.pretrain import build_mae, build_optimizer, enable_fast_paths
+    from mae_core.engine import adamw
+    from mae_core.pretrain import build_mae, enable_fast_paths
+    from timm.optim import param_groups_weight_decay
     cfg = _pretrain_cfg(c, arch)
     m, batch = cfg["model"], cfg["schedule"]["batch_size"]
     enable_fast_paths(DistInfo(device=c.dev))
     model = build_mae(m).to(c.dev)
-    opt = build_optimizer(model, cfg["optim"], lr=1e-4)
+    opt = adamw(param_groups_weight_decay(model, cfg["optim"]["weight_decay"]), lr=1e-4, betas=cfg["optim"]["betas"])
     autocast, _ = c.autocast(cfg["runtime"]["amp"])
     net = model
     out = {"arch": m["arch"], "batch": batch, "img_size": m["img_size"],
@@ -189,7 +191,9 @@ def write_jpegs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> P
 def pretrain_from_jpegs(c: Check) -> dict:
     from mae_core.data import PretrainImages, epoch_loader, pretrain_transform
     from mae_core.distributed import DistInfo
-    from mae_core.pretrain import build_mae, build_optimizer, enable_fast_paths
+    from mae_core.engine import adamw
+    from mae_core.pretrain import build_mae, enable_fast_paths
+    from timm.optim import param_groups_weight_decay
     cfg = _pretrain_cfg(c, "vit_base_patch16")
     m, batch = cfg["model"], cfg["schedule"]["batch_size"]
     batches = 3 if c.tiny else 12  # the first batch of a pass is not timed (worker start-up)
@@ -212,7 +216,7 @@ def pretrain_from_jpegs(c: Check) -> dict:
     n, loader_img_s = rate(loader())  # loader only
     enable_fast_paths(DistInfo(device=c.dev))
     model = build_mae(m).to(c.dev)
-    opt = build_optimizer(model, cfg["optim"], lr=1e-4)
+    opt = adamw(param_groups_weight_decay(model, cfg["optim"]["weight_decay"]), lr=1e-4, betas=cfg["optim"]["betas"])
     autocast, _ = c.autocast(cfg["runtime"]["amp"])
     x0 = torch.randn(batch, 3, m["img_size"], m["img_size"], device=c.dev)
 
@@ -321,7 +325,7 @@ def detection(c: Check) -> dict:
     opt = adamw(param_groups(model, o["weight_decay"], o["layer_decay"], len(model.backbone.net.blocks),
                              o["weight_decay_norm"], o["zero_decay"]), lr=1e-4)
     autocast, scaler = c.autocast(cfg["runtime"]["amp"])
-    loss_of = DetectionStep(model, c.dev, Counter("skipped_samples"))
+    loss_of = DetectionStep(c.dev, Counter("skipped_samples"))
     train_batch = collate([train_set[i % len(train_set)] for i in range(batch)])
 
     def step():

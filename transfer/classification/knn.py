@@ -78,7 +78,7 @@ def run_knn(cfg: dict, *, init: str, arch: str | None, data: str, out: str, resu
     """Extract features of train/ and val/ with the frozen encoder and score val/ by k-NN over train/."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise MaeBenchError("knn runs in one process (start it without torchrun)")
-    return run(cfg, lambda dist: _knn(cfg, init, arch, data, out, dist), out=out)  # trains nothing
+    return run(cfg, lambda dist: _knn(cfg, init, arch, data, out, dist))  # trains nothing
 
 
 def _knn(cfg: dict, init: str, arch: str | None, data: str, out: str, dist: DistInfo) -> dict:

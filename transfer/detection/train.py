@@ -1,6 +1,5 @@
 """`coco_det`: ViTDet Mask R-CNN training and COCO evaluation on the shared engine."""
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -10,9 +9,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from mae_core.distributed import DistInfo
-from mae_core.engine import Engine, Hook, adamw, amp_context, batch_plan
+from mae_core.engine import Engine, Hook, amp_context
 from mae_core.hooks import Counter, PeriodicEval
-from mae_core.runner import Trained, Training, run
+from mae_core.runner import Trained, run
+from mae_core.trainer import Trainer
 from mae_core.errors import MaeBenchError
 from transfer.leakage import check_distinct_splits, count_leakage
 from results.evidence import COCO_EVAL_FILE, write_coco_eval
@@ -55,9 +55,7 @@ def run_detection(cfg: dict, *, init: str, arch: str | None, data: str, out: str
                   eval_only: bool = False, weights: str | None = None) -> dict:
     """Train (unless eval_only) and evaluate Mask R-CNN; returns {"metrics", "init", "arch", "dataset", "device"}.
     With eval_only, `weights` is the trained detector to evaluate (run_task checks the pair)."""
-    out = Path(out)
-    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, eval_only, weights, dist), out=out,
-               resume=resume)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, resume, eval_only, weights, dist))
 
 
 def _datasets(cfg: dict, root: Path, train: bool):
@@ -91,52 +89,18 @@ def _split_facts(train_set, val_set, root: Path, out: Path, dist: DistInfo) -> d
     return facts
 
 
-class CocoEvaluator:
-    """`evaluate() -> metrics`: the detector's predictions on val (each process its shard, gathered on rank 0),
-    written as RUN/coco_instances_results.json and scored by pycocotools (rank 0; other ranks get {})."""
-
-    def __init__(self, model, val_set: CocoInstances, cfg: dict, dist: DistInfo, out: Path):
-        self.model, self.val_set, self.dist, self.out = model, val_set, dist, out
-        self.autocast = amp_context(dist.device, cfg["runtime"]["eval_amp"])[0]  # detectron2 evaluates in float32
-        self.loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)),
-                                 batch_size=cfg["schedule"]["eval_batch_size"], collate_fn=collate,
-                                 num_workers=cfg["data"]["num_workers"])
-
-    def __call__(self) -> dict:
-        dist = self.dist
-        bar = tqdm(total=len(self.loader.dataset), desc="coco eval", leave=False,
-                   disable=None if dist.is_main else True)  # None: off when stderr is no terminal
-        results, ids, dropped = predict(self.model, self.loader, dist.device, self.val_set.cat_ids, self.autocast, bar)
-        bar.close()
-        if dist.enabled:
-            parts = [None] * dist.world_size if dist.is_main else None
-            tdist.gather_object((results, ids, dropped), parts, dst=0)
-            if not dist.is_main:
-                return {}
-            results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                                     sum(p[2] for p in parts))
-        write_results(self.out / RESULTS_FILE, results)
-        write_coco_eval(self.out / COCO_EVAL_FILE, self.val_set.ann_file.resolve(), ids)  # for paired re-scoring
-        metrics = coco_eval(self.val_set.coco, results, ids)
-        if dropped:
-            metrics["eval_unreadable_images"] = dropped
-        print("coco eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("AP", "AP50"))))
-        return metrics
-
-
 class DetectionStep(Hook):
     """`step(net, batch) -> (loss, n)`: the sum of Mask R-CNN's losses, the training images skipped as unreadable
     counted in `skipped`; as a hook, each loss term's mean over the epoch in the epoch's stats."""
 
-    def __init__(self, model, device: str, skipped: Counter):
-        self.model, self.device, self.skipped = model, device, skipped
-        self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
+    def __init__(self, device: str, skipped: Counter):
+        self.device, self.skipped, self.losses, self.steps = device, skipped, dict.fromkeys(LOSS_NAMES, 0.0), 0
 
     def __call__(self, net, batch):
         images, targets, bad = batch
         self.skipped.add(bad)
         if not images:  # every image of the batch was unreadable: a zero loss keeps DDP in step
-            return sum(p.sum() * 0 for p in self.model.parameters() if p.requires_grad), 0
+            return sum(p.sum() * 0 for p in net.parameters() if p.requires_grad), 0
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
                    for t in targets]
@@ -151,79 +115,125 @@ class DetectionStep(Hook):
         self.losses, self.steps = dict.fromkeys(LOSS_NAMES, 0.0), 0
 
 
-def _build(cfg, init, arch, data, out: Path, eval_only: bool, weights: str | None, dist: DistInfo) -> Training | dict:
-    """The detector's training, or with eval_only the result of evaluating `weights`."""
+def _build(cfg, init, arch, data, out, resume, eval_only: bool, weights: str | None, dist: DistInfo) -> Trainer | dict:
+    """The detector's trainer, or with eval_only the result of evaluating `weights`."""
     trained = Trained(weights, cfg["task"], cfg, dist) if eval_only else None
     if eval_only:
         cfg = trained.cfg  # evaluated with the model settings it was trained with
-    data_cfg = cfg["data"]
     root, name = resolve_root(data)
     train_set, val_set = _datasets(cfg, root, train=not eval_only)
-    model, info = detector_from_init(cfg["model"], init, arch, len(val_set.cat_ids))
-    model.to(dist.device)
-    evaluate = CocoEvaluator(model, val_set, cfg, dist, out)
+    data_cfg, out = cfg["data"], Path(out)
     dataset = {"name": name, "root": str(root), "split": data_cfg["val_split"], "subset": data_cfg["subset"],
                "val_subset": data_cfg["val_subset"], "val_images": len(val_set), "num_classes": len(val_set.cat_ids),
                "skipped": {"val": val_set.skipped}, **_split_facts(train_set, val_set, root, out, dist)}
-
-    def result(metrics: dict) -> dict:
-        return {"metrics": metrics, "init": info, "arch": info["arch"], "device": dist.device, "dataset": dataset}
-
-    if eval_only:
-        info = trained.load(model, info, "this detector")
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        return result(evaluate())
-    return _training(cfg, model, info, train_set, val_set, evaluate, root, dist, dataset, result)
+    job = DetectionTrainer(cfg, dist, out, resume, init, arch, train_set, val_set, root, dataset)
+    if not eval_only:
+        return job.build()
+    job.model = job.build_model()
+    job.info = trained.load(job.model, job.info, "this detector")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    return job.result(job.test())
 
 
-def _training(cfg, model, info, train_set, val_set, evaluate, root, dist: DistInfo, dataset: dict,
-              result: Callable[[dict], dict]) -> Training:
+class DetectionTrainer(Trainer):
     """The detector's training: `epochs` passes over the training images, ViTDet's lr schedule in updates, COCO
     evaluation every runtime.eval_every-th pass and after the last; its result has the last evaluation's
     bbox_ and segm_ metrics."""
-    data_cfg, schedule, runtime, optim = cfg["data"], cfg["schedule"], cfg["runtime"], cfg["optim"]
-    config = {"task": cfg["task"], "arch": info["arch"], "categories": val_set.cat_ids, "recipe": cfg,
-              "init": {k: info[k] for k in ("kind", "ckpt", "arch")}}
-    updates, eff_batch = batch_plan(len(train_set), schedule["batch_size"], schedule["accum_iter"], dist)
-    total = updates * schedule["epochs"]
-    lr = optim["lr"] * eff_batch / optim["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
-    depth = len(model.backbone.net.blocks)
-    groups = param_groups(model, optim["weight_decay"], optim["layer_decay"], depth, optim["weight_decay_norm"],
-                          optim["zero_decay"])
-    optimizer = adamw(groups, lr=lr, betas=optim["betas"])
-    steps = milestones(schedule, total) if schedule["lr_schedule"] == "step" else []
-    scheduler = make_scheduler(optimizer, total, lr=lr, warmup_iters=schedule["warmup_iters"],
-                               warmup_factor=schedule["warmup_factor"], lr_schedule=schedule["lr_schedule"],
-                               milestones=steps, min_lr=optim["min_lr"])
-    skipped = Counter("skipped_samples")  # training images skipped as unreadable, kept over a resume
-    step = DetectionStep(model, dist.device, skipped)
 
-    def loader(epoch):
+    save_final = True
+
+    def __init__(self, cfg: dict, dist: DistInfo, out, resume, init: str, arch: str | None, train_set, val_set,
+                 root: Path, dataset: dict):
+        super().__init__(cfg, dist, out, resume, train_set)
+        self.init, self.arch, self.val_set, self.root, self.dataset = init, arch, val_set, root, dataset
+        self.desc = cfg["task"]
+        self.skipped = Counter("skipped_samples")  # training images skipped as unreadable, kept over a resume
+        self.step = DetectionStep(self.dist.device, self.skipped)
+
+    def build_model(self):
+        model, self.info = detector_from_init(self.cfg["model"], self.init, self.arch, len(self.val_set.cat_ids))
+        return model.to(self.dist.device)
+
+    def base_lr(self):
+        optim = self.cfg["optim"]
+        return optim["lr"] * self.batch / optim["lr_batch"]  # the paper's lr is for lr_batch images; scale linearly
+
+    def param_groups(self):
+        optim = self.cfg["optim"]
+        return param_groups(self.model, optim["weight_decay"], optim["layer_decay"], len(self.model.backbone.net.blocks),
+                            optim["weight_decay_norm"], optim["zero_decay"])
+
+    def build_lr_scheduler(self):
+        schedule = self.cfg["schedule"]
+        return make_scheduler(self.optimizer, self.total_updates, lr=self.lr, warmup_iters=schedule["warmup_iters"],
+                              warmup_factor=schedule["warmup_factor"], lr_schedule=schedule["lr_schedule"],
+                              milestones=self.lr_steps(), min_lr=self.cfg["optim"]["min_lr"])
+
+    def lr_steps(self) -> list[int]:
+        schedule = self.cfg["schedule"]
+        return milestones(schedule, self.total_updates) if schedule["lr_schedule"] == "step" else []
+
+    def build_hooks(self):
+        return [self.step, self.skipped, PeriodicEval(self.test, self.cfg["runtime"]["eval_every"])]
+
+    def build_config(self):
+        return {"task": self.cfg["task"], "arch": self.info["arch"], "categories": self.val_set.cat_ids,
+                "recipe": self.cfg, "init": {k: self.info[k] for k in ("kind", "ckpt", "arch")}}
+
+    def build_train_loader(self, epoch: int):
+        train_set, dist = self.train_set, self.dist
         train_set.set_epoch(epoch)
         sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                     seed=runtime["seed"], drop_last=True)
+                                     seed=self.cfg["runtime"]["seed"], drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(train_set, batch_size=schedule["batch_size"], sampler=sampler, drop_last=True,
-                          collate_fn=collate, num_workers=data_cfg["num_workers"],
+        return DataLoader(train_set, batch_size=self.cfg["schedule"]["batch_size"], sampler=sampler, drop_last=True,
+                          collate_fn=collate, num_workers=self.cfg["data"]["num_workers"],
                           pin_memory=dist.device.startswith("cuda"))
 
-    def start(engine):
-        if not dist.is_main:
-            return
-        print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val images "
-              f"({len(val_set.cat_ids)} classes, {root}); effective batch {eff_batch}, lr {lr:.3g}, "
-              f"{total} updates" + (f" (x0.1 at {', '.join(map(str, steps))})" if steps else "")
-              + f", {info['params']:,} parameters")
-        for split, ds in (("train", train_set), ("val", val_set)):
-            if any(ds.skipped.values()):
-                print(f"note: {split} skipped {ds._skip_text()}")
+    def run_step(self, net, batch):
+        return self.step(net, batch)
 
-    def finish(stats: dict) -> dict:
-        dataset.update(train_images=len(train_set), skipped={"train": train_set.skipped, "val": val_set.skipped},
-                       skipped_samples=skipped.value)
-        return result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
+    def describe(self, engine):
+        info, steps, sets = self.info, ", ".join(map(str, self.lr_steps())), (("train", self.train_set), ("val", self.val_set))
+        notes = "".join(f"\nnote: {split} skipped {ds._skip_text()}" for split, ds in sets if any(ds.skipped.values()))
+        return (f"{self.cfg['task']}: {info['kind']} {info['arch']} on {len(self.train_set)} train / {len(self.val_set)} "
+                f"val images ({len(self.val_set.cat_ids)} classes, {self.root}); effective batch {self.batch}, lr "
+                f"{self.lr:.3g}, {self.total_updates} updates" + (f" (x0.1 at {steps})" if steps else "")
+                + f", {info['params']:,} parameters{notes}")
 
-    return Training(model, optimizer, scheduler, total, updates, loader, step, finish, config=config,
-                    hooks=[step, skipped, PeriodicEval(lambda epoch, last: evaluate(), runtime["eval_every"])],
-                    desc=cfg["task"], start=start, save_final=True)
+    def test(self, epoch: int | None = None, last: bool = True) -> dict:
+        """The detector's predictions on val (each process its shard, gathered on rank 0), written as
+        RUN/coco_instances_results.json and scored by pycocotools (rank 0; other ranks get {})."""
+        dist, val_set, cfg = self.dist, self.val_set, self.cfg
+        autocast = amp_context(dist.device, cfg["runtime"]["eval_amp"])[0]  # detectron2 evaluates in float32
+        loader = DataLoader(Subset(val_set, range(dist.rank, len(val_set), dist.world_size)),
+                            batch_size=cfg["schedule"]["eval_batch_size"], collate_fn=collate,
+                            num_workers=cfg["data"]["num_workers"])
+        bar = tqdm(total=len(loader.dataset), desc="coco eval", leave=False,
+                   disable=None if dist.is_main else True)  # None: off when stderr is no terminal
+        results, ids, dropped = predict(self.model, loader, dist.device, val_set.cat_ids, autocast, bar)
+        bar.close()
+        if dist.enabled:
+            parts = [None] * dist.world_size if dist.is_main else None
+            tdist.gather_object((results, ids, dropped), parts, dst=0)
+            if not dist.is_main:
+                return {}
+            results, ids, dropped = ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                                     sum(p[2] for p in parts))
+        write_results(self.out / RESULTS_FILE, results)
+        write_coco_eval(self.out / COCO_EVAL_FILE, val_set.ann_file.resolve(), ids)  # for paired re-scoring
+        metrics = coco_eval(val_set.coco, results, ids)
+        if dropped:
+            metrics["eval_unreadable_images"] = dropped
+        print("coco eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith(("AP", "AP50"))))
+        return metrics
+
+    def finish(self, stats: dict) -> dict:
+        self.dataset.update(train_images=len(self.train_set), skipped={"train": self.train_set.skipped,
+                            "val": self.val_set.skipped}, skipped_samples=self.skipped.value)
+        return self.result({k: v for k, v in stats.items() if k.startswith(("bbox_", "segm_"))})
+
+    def result(self, metrics: dict) -> dict:
+        return {"metrics": metrics, "init": self.info, "arch": self.info["arch"], "device": self.dist.device,
+                "dataset": self.dataset}

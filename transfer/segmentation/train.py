@@ -8,11 +8,10 @@ from timm.scheduler import PolyLRScheduler
 from torch.utils.data import DataLoader
 
 from mae_core.atomic import atomic_write
-from mae_core.cpu_linear import select_cpu_linear
 from mae_core.distributed import DistInfo
-from mae_core.engine import adamw
 from mae_core.hooks import Counter, PeriodicEval
-from mae_core.runner import Trained, Training, run
+from mae_core.runner import Trained, run
+from mae_core.trainer import Trainer
 from mae_core.errors import MaeBenchError
 from mae_core.threads import worker_init
 from results.evidence import SEG_COUNTS_FILE, write_seg_counts
@@ -49,13 +48,11 @@ def run_segmentation(cfg: dict, *, init: str, arch: str | None, data: str, out: 
                      eval_only: bool = False, weights: str | None = None, save_preds: bool = False) -> dict:
     """Train (or, with eval_only, only evaluate `weights`) and return {"metrics", "init", "arch", "dataset", "device"}.
     run_task checks that eval_only and weights come together."""
-    out = Path(out)
-    return run(cfg, lambda dist: _build(cfg, init, arch, data, out, resume, eval_only, weights, save_preds, dist),
-               out=out, resume=resume)
+    return run(cfg, lambda dist: _build(cfg, init, arch, data, Path(out), resume, eval_only, weights, save_preds, dist))
 
 
-def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> Training | dict:
-    """The segmenter's training, or with eval_only the result of evaluating `weights`."""
+def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_preds, dist: DistInfo) -> Trainer | dict:
+    """The segmenter's trainer, or with eval_only the result of evaluating `weights`."""
     data_cfg = cfg["data"]
     root, name = resolve_root(data)
     num_classes = read_num_classes(root)
@@ -81,7 +78,8 @@ def _build(cfg, init, arch, data, out: Path, resume, eval_only, weights, save_pr
     dataset["train_images"] = len(train_set)
     dataset["val_duplicates_of_train"] = count_leakage([p for p, _ in train_set.pairs], [p for p, _ in val_set.pairs],
                                                        root, out)
-    return _training(cfg, init, arch, train_set, val_set, num_classes, root, out, resume, preds_dir, dataset, dist)
+    return SegmentationTrainer(cfg, dist, out, resume, init, arch, train_set, val_set, num_classes, root, preds_dir,
+                               dataset).build()
 
 
 def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo, val_set: ADE20KDataset) -> dict:
@@ -94,78 +92,90 @@ def _result(res: dict, info: dict, dataset: dict, out: Path, dist: DistInfo, val
             "dataset": dataset}
 
 
-class SegEval:
-    """`evaluate_segmenter(epoch, last) -> stats`: mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to
-    `preds_dir` with --save-preds); the full result of the latest (per-class IoU and Acc) stays in `result`."""
+class SegmentationTrainer(Trainer):
+    """The segmenter's training, iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th)
+    an evaluation every `eval_interval` of them, so the engine's epoch is that interval (mmengine's
+    IterBasedTrainLoop); its result is the last evaluation's."""
 
-    def __init__(self, model, val_set, cfg: dict, num_classes: int, preds_dir, dist: DistInfo):
-        self.model, self.val_set, self.cfg, self.num_classes = model, val_set, cfg, num_classes
-        self.preds_dir, self.dist = preds_dir, dist
-        self.result: dict = {}
+    save_final = True
 
-    def __call__(self, epoch: int, last: bool) -> dict:
+    def __init__(self, cfg: dict, dist: DistInfo, out, resume, init: str, arch: str | None, train_set, val_set,
+                 num_classes: int, root: Path, preds_dir, dataset: dict):
+        super().__init__(cfg, dist, out, resume, train_set)
+        self.init, self.arch, self.val_set, self.num_classes, self.root = init, arch, val_set, num_classes, root
+        self.preds_dir, self.dataset, self.desc, self.tested = preds_dir, dataset, cfg["task"], {}
+        self.skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
+
+    def build_model(self):
+        model_cfg = self.cfg["model"]
+        model, self.info = build_segmenter(model_cfg, model_cfg["img_size"], self.init, self.arch, self.num_classes)
+        model.to(self.dist.device)
+        sync = self.dist.enabled and self.cfg["runtime"]["sync_bn"]  # SyncBatchNorm keeps the parameters, in order
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model) if sync else model
+
+    def plan(self):
         schedule = self.cfg["schedule"]
-        self.result = evaluate_segmenter(self.model, self.val_set, self.dist, self.cfg["test"], self.num_classes,
-                               preds_dir=self.preds_dir if last else None, num_workers=self.cfg["data"]["num_workers"],
-                               keep=last)
-        stats = _main_metrics(self.result)
+        if schedule["iters"] < 1 or schedule["eval_interval"] < 1 or schedule["iters"] % schedule["eval_interval"]:
+            raise MaeBenchError(f"schedule.iters ({schedule['iters']}) must be a positive multiple of "
+                                f"schedule.eval_interval ({schedule['eval_interval']})")
+        return schedule["iters"], schedule["eval_interval"], schedule["batch_size"] * self.dist.world_size
+
+    def base_lr(self):
+        return self.cfg["optim"]["lr"]
+
+    def param_groups(self):
+        return self.model.param_groups(self.cfg["optim"]["weight_decay"], self.cfg["optim"]["layer_decay"])
+
+    def build_lr_scheduler(self):
+        optim = self.cfg["optim"]
+        return poly_schedule(self.optimizer, self.total_updates, self.cfg["schedule"]["warmup_iters"], optim["power"],
+                             optim["min_lr"], optim["warmup_ratio"], self.lr)
+
+    def build_hooks(self):
+        return [PeriodicEval(self.test, self.cfg["runtime"]["eval_every"]), self.skipped]
+
+    def build_config(self):
+        return {"task": self.cfg["task"], "arch": self.info["arch"], "num_classes": self.num_classes,
+                "init": self.info, "recipe": self.cfg}
+
+    def build_train_loader(self, epoch: int):
+        per_rank, dist = self.cfg["schedule"]["batch_size"], self.dist
+        sampler = EpochSampler(len(self.train_set), self.updates_per_epoch * per_rank, self.cfg["runtime"]["seed"],
+                               epoch, dist.rank, dist.world_size)
+        return DataLoader(self.train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                          num_workers=self.cfg["data"]["num_workers"], pin_memory=dist.device.startswith("cuda"),
+                          persistent_workers=False, worker_init_fn=worker_init)  # one torch thread per worker
+
+    def run_step(self, net, batch):
+        x, y, ok = batch
+        self.skipped.add(int((~ok).sum()))
+        x, y = x.to(self.dist.device, non_blocking=True), y.to(self.dist.device, non_blocking=True)
+        logits, aux = net(x)
+        return total_loss(logits, aux, y, self.model.aux_weight, self.cfg["model"]["avg_non_ignore"]), len(y)
+
+    def describe(self, engine):
+        info, schedule, optim = self.info, self.cfg["schedule"], self.cfg["optim"]
+        return (f"{self.cfg['task']}: {info['kind']} {info['arch']} on {len(self.train_set)} train / "
+                f"{len(self.val_set)} val images ({self.num_classes} classes, {self.root}); {schedule['iters']} "
+                f"iterations of batch {schedule['batch_size']} x {self.dist.world_size}, lr {optim['lr']:.3g}, "
+                f"layer decay {optim['layer_decay']}")
+
+    def test(self, epoch: int, last: bool) -> dict:
+        """mIoU, mAcc, aAcc on val (the last evaluation writes its label maps to `preds_dir` with --save-preds); the
+        full result of the latest (per-class IoU and Acc) stays in `tested`."""
+        cfg, schedule = self.cfg, self.cfg["schedule"]
+        self.tested = evaluate_segmenter(self.model, self.val_set, self.dist, cfg["test"], self.num_classes,
+                                         preds_dir=self.preds_dir if last else None,
+                                         num_workers=cfg["data"]["num_workers"], keep=last)
+        stats = _main_metrics(self.tested)
         if self.dist.is_main:
             print(f"iter {(epoch + 1) * schedule['eval_interval']}/{schedule['iters']}: mIoU {stats['mIoU']:.2f} "
                   f"mAcc {stats['mAcc']:.2f} aAcc {stats['aAcc']:.2f}")
         return stats
 
-
-def _training(cfg, init, arch, train_set, val_set, num_classes: int, root, out: Path, resume, preds_dir, dataset: dict,
-              dist: DistInfo) -> Training:
-    """The segmenter's training, iteration-based: `iters` updates, a checkpoint and (every runtime.eval_every-th)
-    an evaluation every `eval_interval` of them, so the engine's epoch is that interval (mmengine's
-    IterBasedTrainLoop); its result is the last evaluation's."""
-    data_cfg, model_cfg, optim = cfg["data"], cfg["model"], cfg["optim"]
-    schedule, runtime = cfg["schedule"], cfg["runtime"]
-    model, info = build_segmenter(model_cfg, model_cfg["img_size"], init, arch, num_classes)
-    model.to(dist.device)
-    linear = select_cpu_linear(model, runtime, dist.device, out, resume)
-    if schedule["iters"] < 1 or schedule["eval_interval"] < 1 or schedule["iters"] % schedule["eval_interval"]:
-        raise MaeBenchError(f"schedule.iters ({schedule['iters']}) must be a positive multiple of "
-                            f"schedule.eval_interval ({schedule['eval_interval']})")
-    optimizer = adamw(model.param_groups(optim["weight_decay"], optim["layer_decay"]), lr=optim["lr"],
-                      betas=optim["betas"])
-    scheduler = poly_schedule(optimizer, schedule["iters"], schedule["warmup_iters"], optim["power"], optim["min_lr"],
-                              optim["warmup_ratio"], optim["lr"])
-    if dist.enabled and runtime["sync_bn"]:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    config = {"task": cfg["task"], "arch": info["arch"], "num_classes": num_classes, "init": info, "recipe": cfg}
-    skipped = Counter("skipped_samples")  # training samples skipped as unreadable, counted over a resume too
-    val = SegEval(model, val_set, cfg, num_classes, preds_dir, dist)
-    per_rank, per_epoch = schedule["batch_size"], schedule["eval_interval"]
-
-    def loader(epoch):
-        sampler = EpochSampler(len(train_set), per_epoch * per_rank, runtime["seed"], epoch, dist.rank,
-                               dist.world_size)
-        return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
-                          num_workers=data_cfg["num_workers"], pin_memory=dist.device.startswith("cuda"),
-                          persistent_workers=False,
-                          worker_init_fn=worker_init)  # one torch thread per worker
-
-    def step(net, batch):
-        x, y, ok = batch
-        skipped.add(int((~ok).sum()))
-        x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
-        logits, aux = net(x)
-        return total_loss(logits, aux, y, model.aux_weight, model_cfg["avg_non_ignore"]), len(y)
-
-    def start(engine):
-        if dist.is_main:
-            print(f"{cfg['task']}: {info['kind']} {info['arch']} on {len(train_set)} train / {len(val_set)} val "
-                  f"images ({num_classes} classes, {root}); {schedule['iters']} iterations of batch {per_rank} x "
-                  f"{dist.world_size}, lr {optim['lr']:.3g}, layer decay {optim['layer_decay']}")
-
-    def finish(stats: dict) -> dict:
-        return _result(val.result, info, {**dataset, "skipped_samples": skipped.value}, out, dist, val_set)
-
-    return Training(model, optimizer, scheduler, schedule["iters"], schedule["eval_interval"], loader, step, finish,
-                    hooks=[PeriodicEval(val, runtime["eval_every"]), skipped], config=config, desc=cfg["task"],
-                    notes=[linear], start=start, save_final=True)
+    def finish(self, stats: dict) -> dict:
+        return _result(self.tested, self.info, {**self.dataset, "skipped_samples": self.skipped.value}, self.out,
+                       self.dist, self.val_set)
 
 
 def _main_metrics(res: dict) -> dict:
