@@ -1,5 +1,6 @@
 """Recipes: every recipe of every family resolves to the very dict it resolved to before the schemas (a snapshot
-taken at commit 097d6b4, `tests/reference/recipes_097d6b4.json`: keys, order, types and values)."""
+taken at commit 097d6b4, `tests/reference/recipes_097d6b4.json`: keys, order, types and values; the tools' recipes
+named by their name there, not by the absolute path they were loaded from then)."""
 import json
 from pathlib import Path
 
