@@ -30,7 +30,7 @@ def recipe_schema(family: str) -> type:
     folder = RECIPE_ROOT / family
     path = folder / "schema.py"
     if not path.is_file():
-        raise MaeBenchError(f"recipe family {family} has no schema.py (its keys, their types, ranges and defaults)")
+        raise MaeBenchError(f"recipe folder {folder} has no schema.py (its keys, their types, ranges and defaults)")
     if folder.resolve().parent == RECIPE_ROOT.resolve():
         return importlib.import_module(f"benchmarks.recipes.{folder.name}.schema").Recipe
     name = f"recipe_schema_{abs(hash(str(path.resolve())))}"  # a task's own recipe folder
@@ -49,7 +49,7 @@ def recipe_path(family: str, name: str) -> Path | None:
         if name == "base" and not path.is_file():
             return None
     if not path.is_file():
-        raise MaeBenchError(f"no recipe {name!r} for {family}; available: {', '.join(available(family))}")
+        raise MaeBenchError(f"no recipe {name!r} for {Path(family).name}; available: {', '.join(available(family))}")
     return path
 
 

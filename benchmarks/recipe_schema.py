@@ -42,9 +42,7 @@ class Range:
 class NonEmpty:
     """A non-empty string (a path)."""
     holds = staticmethod(bool)
-
-    def __str__(self):
-        return "non-empty"
+    words = "a path (a non-empty string)"
 
 
 class Overlay:
@@ -124,6 +122,8 @@ def describe(kind) -> str:
         return "a dict" + (f" of {describe(args[1])}" if args else "")
     if _is_section(base):
         return f"a section ({', '.join(f.name for f in dataclasses.fields(base))})"
+    if rules and hasattr(rules[0], "words"):
+        return rules[0].words
     words = {int: "an integer", float: "a number", bool: "True or False", str: "a string", list: "a list or tuple",
              Any: "anything"}[base]
     return " ".join([words, *map(str, rules)])
