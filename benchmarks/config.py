@@ -36,8 +36,11 @@ def recipe_schema(family: str) -> type:
     name = f"recipe_schema_{abs(hash(str(path.resolve())))}"  # a task's own recipe folder
     spec = importlib.util.spec_from_file_location(name, path)
     module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Recipe
+    try:
+        spec.loader.exec_module(module)
+        return module.Recipe
+    except Exception as e:  # a user's schema: a syntax error, a raise, no `Recipe`
+        raise MaeBenchError(f"cannot read recipe schema {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
 def recipe_path(family: str, name: str) -> Path | None:

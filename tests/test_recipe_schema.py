@@ -162,21 +162,25 @@ def test_a_bad_recipe_file_stops_the_command_before_any_work(tmp_path, capsys):
 
 # ---- a task's own recipe folder: its schema.py beside its recipes -------------------------------------------------
 def test_a_recipe_folder_of_ones_own_declares_its_schema(tmp_path):
-    folder = tmp_path / "recipes" / "mine"
-    folder.mkdir(parents=True)
-    (folder / "smoke.py").write_text("steps = 3\n")
+    folders = {name: tmp_path / "recipes" / name for name in ("none", "broken", "mine")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "smoke.py").write_text("steps = 3\n")
     with pytest.raises(MaeBenchError, match="has no schema.py"):
-        load_recipe(str(folder), "smoke")
-    (folder / "schema.py").write_text(
+        load_recipe(str(folders["none"]), "smoke")
+    (folders["broken"] / "schema.py").write_text("class Recipe(:\n")
+    with pytest.raises(MaeBenchError, match=r"cannot read recipe schema .*schema.py: SyntaxError"):
+        load_recipe(str(folders["broken"]), "smoke")
+    family = str(folders["mine"])
+    (folders["mine"] / "schema.py").write_text(
         "from benchmarks.recipe_schema import Positive, section\n\n\n"
         "@section\nclass Optim:\n    lr: float = 0.1\n\n\n"
         "@section\nclass Recipe:\n    steps: Positive = 10\n    optim: Optim\n")
-    family = str(folder) + "/"  # another spelling: recipe_schema caches by family
     assert available(family) == ["base", "smoke"]
     assert load_recipe(family, "smoke", ["optim.lr=0.5"]).to_dict() == {
         "steps": 3, "optim": {"lr": 0.5}, "recipe_name": "smoke"}
     assert load_recipe(family, "base").to_dict() == {"steps": 10, "optim": {"lr": 0.1}, "recipe_name": "base"}
     with pytest.raises(MaeBenchError, match="recipe value steps=0 is invalid: it must be an integer >= 1"):
         load_recipe(family, "smoke", ["steps=0"])
-    with pytest.raises(MaeBenchError, match="no recipe 'paper' for .*; available: base, smoke"):
+    with pytest.raises(MaeBenchError, match="no recipe 'paper' for mine; available: base, smoke"):
         load_recipe(family, "paper")
