@@ -52,6 +52,8 @@ class Overlay:
 Positive = Annotated[int, Range(1)]
 NonNegative = Annotated[int, Range(0)]
 Probability = Annotated[float, Range(0, 1)]
+Fraction = Annotated[float, Range(0, 1, hi_open=True)]
+MaskRatio = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # pretraining without masking is not MAE
 NonNegativeFloat = Annotated[float, Range(0)]
 PositiveFloat = Annotated[float, Range(0, lo_open=True)]
 ImgSize = Annotated[int, Range(1, MAX_IMG_SIZE)]

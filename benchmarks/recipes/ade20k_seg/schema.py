@@ -1,9 +1,7 @@
 """ADE20K segmentation recipes: UperNet on a ViT-B/16 MAE encoder, ADE20K 512x512, 160k iterations, as
 mmsegmentation's configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py (the paper's Table 5 set-up)."""
-from typing import Annotated
-
-from benchmarks.recipe_schema import (CpuLinear, ImgSize, LayerDecay, NonNegative, NonNegativeFloat, Positive,
-                                      Probability, Range, section)
+from benchmarks.recipe_schema import (CpuLinear, Fraction, ImgSize, LayerDecay, NonNegative, NonNegativeFloat, Positive,
+                                      Probability, section)
 
 
 @section
@@ -16,7 +14,7 @@ class Model:
     channels: Positive = 768  # UPerHead width
     aux_channels: Positive = 256  # FCNHead width (on pyramid level 2)
     pool_scales: tuple[Positive, ...] = (1, 2, 3, 6)
-    dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.1
+    dropout: Fraction = 0.1
     aux_weight: NonNegativeFloat = 0.4
     avg_non_ignore: bool = False  # mmseg's CrossEntropyLoss default: loss summed over labelled pixels / all pixels
 

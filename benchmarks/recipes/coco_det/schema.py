@@ -16,7 +16,8 @@ class Rpn:
 class Model:
     img_size: ImgSize = 1024  # LSJ crop and test size (longest side, padded to a square)
     pretrain_img_size: ImgSize = 224  # pos_embed is kept at this grid and resized to the input each forward
-    window_size: Positive = 14  # window attention in all blocks but four evenly spaced global ones (2, 5, 8, 11 for ViT-B)
+    # window attention in all blocks but four evenly spaced global ones (2, 5, 8, 11 for ViT-B)
+    window_size: Positive = 14
     use_rel_pos: bool = True  # decomposed relative position bias, zero-initialised
     drop_path: Probability = 0.1  # ViT-L 0.4, ViT-H 0.5
     fpn_channels: Positive = 256
@@ -41,7 +42,8 @@ class Data:
     flip: bool = True
     subset: Positive | None = None  # N training images, deterministic
     val_subset: Positive | None = None
-    strict: bool = False  # True: a missing/unreadable image or malformed annotation fails the run; False: skipped and counted
+    # True: a missing/unreadable image or malformed annotation fails the run; False: skipped and counted
+    strict: bool = False
     num_workers: NonNegative = 8
 
 

@@ -1,11 +1,7 @@
 """ImageNet classification recipes (fine-tuning; in1k_linear and in1k_partial are these keys with their own
 defaults): every key's type, range and default. The defaults are the official MAE recipe for ViT-B/16 (FINETUNE.md)."""
-from typing import Annotated
-
-from benchmarks.recipe_schema import (CpuLinear, ImgSize, LayerDecay, NonNegative, NonNegativeFloat, Positive,
-                                      Probability, Range, section)
-
-Fraction = Annotated[float, Range(0, 1, hi_open=True)]
+from benchmarks.recipe_schema import (CpuLinear, Fraction, ImgSize, LayerDecay, NonNegative, NonNegativeFloat, Positive,
+                                      Probability, section)
 
 
 @section

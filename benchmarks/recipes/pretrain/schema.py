@@ -1,15 +1,15 @@
 """MAE pretraining recipes: every knob of the paper's ablations (Table 1, Figure 5), its type, range and default."""
-from typing import Annotated, Literal
+from typing import Literal
 
-from benchmarks.recipe_schema import (CpuLinear, ImgSize, NonNegative, NonNegativeFloat, Path, Positive, PositiveFloat,
-                                      Range, section)
+from benchmarks.recipe_schema import (CpuLinear, ImgSize, MaskRatio, NonNegative, NonNegativeFloat, Path, Positive,
+                                      PositiveFloat, section)
 
 
 @section
 class Model:
     arch: str = "vit_base_patch16"
     img_size: ImgSize = 224
-    mask_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.75  # pretraining without masking is not MAE
+    mask_ratio: MaskRatio = 0.75
     mask_strategy: str = "random"  # random | block | grid
     mask_tokens_in_encoder: bool = False
     norm_pix_loss: bool = True
@@ -65,7 +65,8 @@ class Monitor:
     knn_every epochs and the last, the encoder's weighted k-NN top-1 / top-5 on a labelled split, logged in log.jsonl
     (knn_top1, knn_top5) and drawn under the loss in RUN/monitor.png. 0: off (pretraining unchanged)."""
     knn_every: NonNegative = 0
-    knn_data: Path | None = None  # an ImageFolder root with train/ and val/ (None: the root of the train/ that pretraining reads)
+    # an ImageFolder root with train/ and val/ (None: the root of the train/ that pretraining reads)
+    knn_data: Path | None = None
     knn_k: Positive = 20  # at most the monitor's training images: checked when they are known
     knn_temperature: PositiveFloat = 0.07
     # token: cls token after the final norm | avg: mean patch token after fc_norm (mae_core.vit.GLOBAL_POOLS)

@@ -5,10 +5,12 @@ from benchmarks.recipe_schema import NonNegative, section
 
 @section
 class Recipe:
-    knob: str | tuple[str, ...] | None = None  # recipe key the grid varies, e.g. "model.decoder_depth", or a tuple of keys set together
+    # recipe key the grid varies, e.g. "model.decoder_depth", or a tuple of keys set together
+    knob: str | tuple[str, ...] | None = None
     values: list = []  # one entry per cell (a tuple per cell when `knob` is a tuple)
     stage: str = "pretrain"  # pretrain: one MAE per cell | task: one MAE, the knob set on the tasks (paper Figure 9)
-    tasks: list[str] = ["in1k_finetune", "in1k_linear"]  # the protocols each cell runs (results in cells/<cell>/seed<s>/<task>)
+    # the protocols each cell runs (results in cells/<cell>/seed<s>/<task>)
+    tasks: list[str] = ["in1k_finetune", "in1k_linear"]
     seeds: list[NonNegative] = [0]
     table: str | None = None  # the `mae-bench tables` output that shows this sweep (printed at the end)
     # Per scale and step: the family recipe, its --set overrides, and the effective batch to hold (None: the recipe's);
@@ -19,7 +21,8 @@ class Recipe:
     # in1k_partial: `effective_batch` holds for K >= 1, `effective_batch_probe` for K = 0 (the linear probe's batch).
     # Open below the scale: the sweep checks each step's recipe and overrides before any work.
     scales: dict = dict(
-        paper=dict(  # the paper's Table 1 setting: ViT-L/16, 800 epochs, unnormalized pixels; ViT-L fine-tuning; linear probe
+        # the paper's Table 1 setting: ViT-L/16, 800 epochs, unnormalized pixels; ViT-L fine-tuning; linear probe
+        paper=dict(
             pretrain=dict(recipe="paper", sets={"model.norm_pix_loss": False}, effective_batch=4096),
             in1k_finetune=dict(recipe="paper", sets={}, effective_batch=1024),
             in1k_linear=dict(recipe="paper", sets={}, effective_batch=16384),

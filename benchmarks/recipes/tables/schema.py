@@ -8,5 +8,6 @@ from benchmarks.recipe_schema import Path, Range, section
 class Recipe:
     reference: Path | None = None  # reference numbers CSV; None: results/reference/mae_reference.csv
     show_reference: bool = True  # False: measured rows only
-    decimals: Annotated[int, Range(0, 10)] = 1  # digits after the point in measured cells (reference numbers are shown as written)
+    # digits after the point in measured cells (reference numbers are shown as written)
+    decimals: Annotated[int, Range(0, 10)] = 1
     plots: bool = True  # fig5_mask_ratio.png, fig7_pretrain_epochs.png and fig9_partial.png

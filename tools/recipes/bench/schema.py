@@ -1,8 +1,6 @@
 """`python -m tools.speed` recipes: training-step throughput, our MAE vs HF ViTMAEForPreTraining, and the paper's
 Table 2 (mask tokens x decoder depth)."""
-from typing import Annotated
-
-from benchmarks.recipe_schema import CpuLinear, ImgSize, NonNegative, NonNegativeFloat, Positive, Range, section
+from benchmarks.recipe_schema import CpuLinear, ImgSize, MaskRatio, NonNegative, NonNegativeFloat, Positive, section
 
 
 @section
@@ -19,7 +17,7 @@ class Recipe:
     warmup: NonNegative = 3
     repeats: Positive = 1  # run every measurement this often, interleaved; the median img/s is reported
     seed: NonNegative = 0
-    mask_ratio: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.75
+    mask_ratio: MaskRatio = 0.75
     norm_pix_loss: bool = True
     decoder_depth: Positive = 8
     decoder_embed_dim: Positive = 512

@@ -4,11 +4,13 @@ from benchmarks.recipe_schema import NonNegative, Path, Positive, section
 
 @section
 class Recipe:
-    data: Path | None = None  # a folder of JPEGs (the first `num_images`, sorted); None: synthetic photo-like JPEGs in a temp folder
+    # a folder of JPEGs (the first `num_images`, sorted); None: synthetic photo-like JPEGs in a temp folder
+    data: Path | None = None
     num_images: Positive = 64
     image_size: list[Positive] = [500, 375]  # synthetic images' width x height (an ImageNet-typical size)
     quality: int = 90  # synthetic JPEG quality
-    decoders: list[str] = ["pil", "pil_draft", "tv"]  # pil (what pretraining runs) | pil_draft (Image.draft) | tv (torchvision.io.decode_jpeg)
+    # pil (what pretraining runs) | pil_draft (Image.draft) | tv (torchvision.io.decode_jpeg)
+    decoders: list[str] = ["pil", "pil_draft", "tv"]
     pretrain_recipe: str = "base"  # the pretraining recipe whose crop size and scale are timed
     procs: Positive | None = None  # processes, one per core; None: every core this process may use
     passes: Positive = 2  # times each process decodes every image per repeat
