@@ -1,6 +1,11 @@
-"""Recipes: mmengine Config files under `benchmarks/recipes/<family>/<name>.py`,
-picked by `--recipe NAME` (or a path), adjusted by `--set key=value`."""
+"""Recipes: a family's schema (`benchmarks/recipes/<family>/schema.py`: every key's type, range and default, the
+`base` recipe) under the mmengine Config files that override it (`<name>.py`, picked by `--recipe NAME` or a path),
+adjusted by `--set key=value`."""
 import ast
+import importlib
+import importlib.util
+import sys
+from functools import cache
 from pathlib import Path
 
 from mmengine.config import Config
@@ -8,23 +13,46 @@ from mmengine.config import Config
 from mae_core.atomic import atomic_write
 from mae_core.errors import MaeBenchError
 
-from .recipe_checks import check_ranges, check_types
+from .recipe_schema import Checker, defaults
 
 RECIPE_ROOT = Path(__file__).parent / "recipes"
 
 
 def available(family: str) -> list[str]:
-    """Recipe names of a family (`pretrain`, `in1k_linear`, ...), `base` excluded."""
-    return sorted(p.stem for p in (RECIPE_ROOT / family).glob("*.py") if not p.stem.startswith("_"))
+    """Recipe names of a family (`pretrain`, ... or a recipe folder), `base` (the schema's defaults) too."""
+    names = {p.stem for p in (RECIPE_ROOT / family).glob("*.py") if not p.stem.startswith("_") and p.stem != "schema"}
+    return sorted(names | {"base"})
 
 
-def recipe_path(family: str, name: str) -> Path:
+@cache
+def recipe_schema(family: str) -> type:
+    """The family's `Recipe` dataclass, from its folder's schema.py."""
+    folder = RECIPE_ROOT / family
+    path = folder / "schema.py"
+    if not path.is_file():
+        raise MaeBenchError(f"recipe folder {folder} has no schema.py (its keys, their types, ranges and defaults)")
+    if folder.resolve().parent == RECIPE_ROOT.resolve():
+        return importlib.import_module(f"benchmarks.recipes.{folder.name}.schema").Recipe
+    name = f"recipe_schema_{abs(hash(str(path.resolve())))}"  # a task's own recipe folder
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        return module.Recipe
+    except Exception as e:  # a user's schema: a syntax error, a raise, no `Recipe`
+        raise MaeBenchError(f"cannot read recipe schema {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+
+
+def recipe_path(family: str, name: str) -> Path | None:
+    """The recipe file of `name` (None for `base`: the schema's defaults alone)."""
     if name.endswith(".py") or "/" in name:
         path = Path(name)
     else:
         path = RECIPE_ROOT / family / f"{name}.py"
+        if name == "base" and not path.is_file():
+            return None
     if not path.is_file():
-        raise MaeBenchError(f"no recipe {name!r} for {family}; available: {', '.join(available(family)) or 'none'}")
+        raise MaeBenchError(f"no recipe {name!r} for {Path(family).name}; available: {', '.join(available(family))}")
     return path
 
 
@@ -46,34 +74,22 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
-def _check_key(cfg: dict, dotted: str, value=None) -> None:
-    node = cfg
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, dict) or part not in node:
-            where = ".".join(parts[:i]) or "the recipe"
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else "nothing (not a section)"
-            raise MaeBenchError(f"unknown recipe key {dotted!r}: {where} has {known}")
-        node = node[part]
-    if isinstance(node, dict) and not isinstance(value, dict):  # `--set knn=None` would remove the whole section
-        raise MaeBenchError(f"--set {dotted}={value!r}: {dotted} is a section ({', '.join(sorted(node))}); set one of "
-                            f"its keys, e.g. {dotted}.{next(iter(node), 'key')}=...")
-
-
 def load_recipe(family: str, name: str, overrides: list[str] | dict | None = None) -> Config:
-    """Load a recipe, apply overrides (each key must already exist), return the Config."""
+    """The schema's defaults, the recipe file over them, then the overrides: every key and value checked against
+    the schema before anything else happens."""
+    schema = recipe_schema(family)
+    cfg = Config(defaults(schema))
     path = recipe_path(family, name)
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as e:  # mmengine raises many kinds for a broken file
-        raise MaeBenchError(f"cannot read recipe {path}: {e}".splitlines()[0]) from None
+    if path is not None:
+        try:
+            own = Config.fromfile(str(path)).to_dict()
+        except Exception as e:  # mmengine raises many kinds for a broken file
+            raise MaeBenchError(f"cannot read recipe {path}: {e}".splitlines()[0]) from None
+        Checker(schema, str(path)).recipe(own)
+        cfg.merge_from_dict(own)
     sets = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    plain = cfg.to_dict()
-    for key, value in sets.items():
-        _check_key(plain, key, value)
-    check_types(plain, sets)
+    Checker(schema, "--set").overrides(sets)
     cfg.merge_from_dict(sets)
-    check_ranges(cfg.to_dict())
     cfg.recipe_name = name
     return cfg
 

@@ -182,12 +182,14 @@ def test_epochs_per_blocks_and_bad_values():
     del cfg["linear_probe"]
     with pytest.raises(MaeBenchError, match="linear_probe"):
         resolve_protocol(cfg)
-    cfg = resolved(load_recipe("in1k_partial", "paper", {"blocks": 1, "schedule.epochs_per_blocks": ((1, 0),)}))
+    cfg = resolved(load_recipe("in1k_partial", "paper", {"blocks": 1}))
     with pytest.raises(MaeBenchError, match="at least 1"):
-        resolve_protocol(cfg)
-    cfg = resolved(load_recipe("in1k_partial", "paper", {"blocks": 1, "schedule.epochs_per_blocks": (1, 100)}))
+        resolve_protocol({**cfg, "schedule": {**cfg["schedule"], "epochs_per_blocks": ((1, 0),)}})
     with pytest.raises(MaeBenchError, match="pairs"):
-        resolve_protocol(cfg)
+        resolve_protocol({**cfg, "schedule": {**cfg["schedule"], "epochs_per_blocks": (1, 100)}})
+    for bad in (((1, 0),), (1, 100)):  # the recipe's schema refuses both before any work
+        with pytest.raises(MaeBenchError, match=r"schedule.epochs_per_blocks=.* is invalid: it must be a list or tuple"):
+            load_recipe("in1k_partial", "paper", {"blocks": 1, "schedule.epochs_per_blocks": bad})
 
 
 @pytest.mark.parametrize("protocol, blocks, frozen", [("partial", 2, 10), ("linear", 0, 12), ("finetune", 0, 0)])

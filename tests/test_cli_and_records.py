@@ -37,7 +37,7 @@ def test_recipes_inherit_and_override(tmp_path):
     plain = resolved(cfg)
     assert plain["model"]["mask_ratio"] == 0.6 and plain["model"]["arch"] == "vit_small_patch16"
     assert plain["data"]["crop_scale"] == [0.3, 1.0]
-    assert plain["optim"]["betas"] == [0.9, 0.95]  # inherited from base.py
+    assert plain["optim"]["betas"] == [0.9, 0.95]  # the schema's default
     assert load_recipe("pretrain", "paper").schedule.accum_iter == 8
     saved = save_recipe(cfg, tmp_path)
     again = resolved(load_recipe("pretrain", str(saved)))

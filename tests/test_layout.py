@@ -15,7 +15,7 @@ def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
-            if "recipes" in path.relative_to(REPO).parts:  # mmengine config files, not modules
+            if "recipes" in path.relative_to(REPO).parts:  # recipe files and their schemas, loaded by benchmarks.config
                 continue
             parts = path.relative_to(REPO).with_suffix("").parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path

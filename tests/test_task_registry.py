@@ -31,8 +31,28 @@ def run_toy(cfg, *, init, arch, data, out, resume=None):
             "init": {"kind": kind, "ckpt": ckpt},
             "dataset": {"name": "toy", "split": "val", "subset": cfg["data"]["subset"], "val_images": len(files)}}
 '''
-RECIPES = {"base.py": "scale = 1.0\ndata = dict(subset=None, strict=False)\nruntime = dict(seed=0)\n",
-           "smoke.py": '_base_ = ["./base.py"]\nscale = 0.5\n'}
+SCHEMA = '''"""The toy task's recipe keys: their types, ranges and defaults (the `base` recipe)."""
+from benchmarks.recipe_schema import NonNegative, Positive, section
+
+
+@section
+class Data:
+    subset: Positive | None = None
+    strict: bool = False
+
+
+@section
+class Runtime:
+    seed: NonNegative = 0
+
+
+@section
+class Recipe:
+    scale: float = 1.0
+    data: Data
+    runtime: Runtime
+'''
+RECIPES = {"schema.py": SCHEMA, "smoke.py": "scale = 0.5\n"}
 
 
 def write_toy(folder: Path) -> Path:
@@ -52,7 +72,7 @@ def cli(*args, plugin: Path) -> subprocess.CompletedProcess:
 def test_a_toy_task_is_one_module_and_its_recipes(synth_root, tmp_path):
     plugin = write_toy(tmp_path / "plugin")
     assert sorted(str(p.relative_to(plugin)) for p in plugin.rglob("*.py")) == [
-        "recipes/toy/base.py", "recipes/toy/smoke.py", "toy_task.py"]  # all there is of the task
+        "recipes/toy/schema.py", "recipes/toy/smoke.py", "toy_task.py"]  # all there is of the task
 
     proc = cli("run", "--help", plugin=plugin)
     assert "toy" in proc.stdout

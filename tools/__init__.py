@@ -8,15 +8,9 @@ RECIPES = Path(__file__).parent / "recipes"  # the speed benchmarks' recipe fami
 
 
 def load_recipe(family: str, name: str, overrides=None):
-    """A tool's recipe: `tools/recipes/<family>/<name>.py` (or a path), with `--set` overrides applied."""
+    """A tool's recipe: `tools/recipes/<family>/{schema,<name>}.py` (or a path), `--set` overrides applied."""
     from benchmarks.config import load_recipe as load
-
-    from mae_core.errors import MaeBenchError
-    path = Path(name) if name.endswith(".py") or "/" in name else RECIPES / family / f"{name}.py"
-    if not path.is_file():
-        names = sorted(p.stem for p in (RECIPES / family).glob("*.py"))
-        raise MaeBenchError(f"no recipe {name!r} for {family}; available: {', '.join(names)}")
-    return load(family, str(path), overrides)
+    return load(str(RECIPES / family), name, overrides)
 
 
 def recipe_parser(description: str) -> argparse.ArgumentParser:

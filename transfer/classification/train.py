@@ -51,7 +51,7 @@ def resolve_protocol(cfg: dict) -> str:
     if blocks == 0:
         if not cfg.get("linear_probe"):
             raise MaeBenchError("blocks=0 is the linear probe (paper Fig. 9); the recipe needs a `linear_probe` "
-                                "section (see benchmarks/recipes/in1k_partial/base.py)")
+                                "section (see benchmarks/recipes/in1k_partial/schema.py)")
         for section, values in cfg["linear_probe"].items():
             unknown = sorted(set(values) - set(cfg.get(section) or {}))
             if unknown:

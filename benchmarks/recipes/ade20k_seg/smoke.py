@@ -1,6 +1,5 @@
 # Minutes on 2 CPU cores: ViT-Tiny/16 on the 64 px synthetic scenes (a 4 x 4 token grid), a narrow head,
 # whole-image inference; a checkpoint half-way, one evaluation at the end.
-_base_ = ["./base.py"]
 model = dict(img_size=64, channels=64, aux_channels=32, drop_path=0.0)
 data = dict(scale=(256, 64), test_scale=(256, 64), num_workers=0)
 test = dict(mode="whole", crop_size=64, stride=32)

@@ -2,7 +2,6 @@
 # most objects are smaller than one patch), slim heads, one pass over the 1,600 training scenes. Mild scale
 # jitter: a 400-update schedule cannot absorb LSJ's 0.1-2.0 range. torchvision's head init: detectron2's small
 # predictor init (normal 0.01 / 0.001) learns far slower in a few hundred updates (100-update test: bbox AP 35 -> 2).
-_base_ = ["./base.py"]
 model = dict(img_size=128, pretrain_img_size=64, window_size=4, drop_path=0.1, fpn_channels=64,
              anchor_sizes=(16, 32, 64, 128, 256), head_channels=64, box_convs=2, box_fc=256, mask_convs=2,
              rpn=dict(pre_nms_train=500, pre_nms_test=300, post_nms_train=200, post_nms_test=100, batch_per_image=64),

@@ -1,5 +1,4 @@
 # Minutes on 2 CPU cores: 64 px synthetic scenes, a few epochs.
-_base_ = ["./base.py"]
 model = dict(img_size=64, drop_path=0.1)
 # the label is the scene's dominant object: crops must keep most of the scene to keep it
 data = dict(num_workers=0, auto_augment="rand-m9-mstd0.5-inc1", crop_scale=(0.5, 1.0), reprob=0.0)

@@ -1,4 +1,3 @@
 # Regression runs on a real ImageNet subset: 100 images per class, a short schedule.
-_base_ = ["./base.py"]
 data = dict(subset=100, subset_mode="per_class", val_subset=10000)
 schedule = dict(epochs=10, warmup_epochs=1)

@@ -4,7 +4,6 @@
 # checkpoints' "model" are the EMA model (82.3 for ViT-B; top1_raw is without EMA, 82.1 in the paper).
 # Use with --ckpt scratch --arch vit_base_patch16; its checkpoint-last.pth is then a valid --ckpt supervised:PATH.
 # ViT-L / ViT-H: supervised_large / supervised_huge.
-_base_ = ["./base.py"]
 model = dict(drop_path=0.1)
 data = dict(reprob=0.0)
 optim = dict(blr=1e-4, betas=(0.9, 0.95), weight_decay=0.3, layer_decay=1.0)

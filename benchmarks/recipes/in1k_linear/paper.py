@@ -1,2 +1,1 @@
-# The paper's linear probe, as in base.py (kept as its own name so every task has a `paper` recipe).
-_base_ = ["./base.py"]
+# The paper's linear probe, the schema's defaults (kept as its own name so every task has a `paper` recipe).

@@ -1,5 +1,4 @@
 # Seconds on 2 CPU cores: 64 px scenes, augmentation off and cached features.
-_base_ = ["./base.py"]
 model = dict(img_size=64)
 data = dict(augment="none", num_workers=0)
 optim = dict(blr=10.0)  # LARS: the trust ratio (0.001 ||w|| / ||g||) scales the head updates down; tuned on the scenes

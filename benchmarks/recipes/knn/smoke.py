@@ -1,5 +1,4 @@
 # Seconds on 2 CPU cores: the 64 px synthetic scenes.
-_base_ = ["./base.py"]
 model = dict(img_size=64)
 data = dict(num_workers=0)
 schedule = dict(batch_size=64)

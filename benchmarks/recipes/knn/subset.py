@@ -1,3 +1,2 @@
 # Real-data regressions: 100 training images per class as the neighbours, 10,000 validation images.
-_base_ = ["./base.py"]
 data = dict(subset=100, subset_mode="per_class", val_subset=10000)

@@ -1,5 +1,4 @@
 # About a minute on 2 CPU cores: tiny ViT on 64 px synthetic scenes, a short schedule with a high lr.
-_base_ = ["./base.py"]
 model = dict(arch="vit_tiny_patch16", img_size=64, decoder_depth=2, decoder_embed_dim=128, decoder_num_heads=4)
 data = dict(num_workers=0)
 optim = dict(blr=6e-3)

@@ -1,5 +1,4 @@
 # Regression runs on a real ImageNet subset: short schedule, same recipe otherwise.
-_base_ = ["./base.py"]
 data = dict(subset=10000)
 schedule = dict(epochs=20, warmup_epochs=2, batch_size=64)
 runtime = dict(save_every=5)

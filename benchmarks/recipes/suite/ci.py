@@ -7,7 +7,6 @@
 # seconds) all 2,400; 1,000 validation scenes (one top-1 near 30 % carries ~1.5 points of binomial noise). The
 # probes pool the patch tokens (`global_pool="avg"`, as MAE's fine-tuning): after this little pretraining the cls
 # token is at chance.
-_base_ = ["./base.py"]
 arch = "vit_micro_patch8"
 synth = dict(n_train=2400, n_val=1000)
 # 32 epochs (1,200 updates): 16 gave fine-tuning 30 % and partial 16 %, 32 gives 34 % and 21 % (one seed each)

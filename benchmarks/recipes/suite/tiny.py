@@ -1,6 +1,5 @@
 # The suite at test scale (the test suite's end-to-end check of data -> runs -> tables -> regression check):
 # 32 px scenes, one or two epochs per step, seconds each.
-_base_ = ["./base.py"]
 img_size = 32
 synth = dict(n_train=24, n_val=8)
 _cls = {"schedule.epochs": 1, "schedule.batch_size": 8, "schedule.warmup_epochs": 0, "runtime.device": "cpu"}

@@ -1,5 +1,4 @@
 # Paper Table 1(e): data augmentation of the pretraining images.
-_base_ = ["./base.py"]
 knob = "data.augment"
 values = ["none", "fixed_crop", "rrc", "rrc_jitter"]
 table = "table1_augment"

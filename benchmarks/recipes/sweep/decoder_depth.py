@@ -1,5 +1,4 @@
 # Paper Table 1(a): decoder depth (Transformer blocks), fine-tune and linear-probe top-1.
-_base_ = ["./base.py"]
 knob = "model.decoder_depth"
 values = [1, 2, 4, 8, 12]
 table = "table1_decoder_depth"

@@ -1,5 +1,4 @@
 # Paper Figure 7: pretraining schedule length (epochs), fine-tune and linear-probe top-1.
-_base_ = ["./base.py"]
 knob = "schedule.epochs"
 values = [100, 200, 400, 800, 1600]
 table = "fig7_pretrain_epochs"

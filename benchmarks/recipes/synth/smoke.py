@@ -1,3 +1,2 @@
-_base_ = ["./base.py"]
 n_train = 96
 n_val = 32

@@ -1,5 +1,4 @@
 # Seconds on 2 CPU cores: ViT-Tiny on 32 px, a tiny decoder, no file written.
-_base_ = ["./base.py"]
 arch = "vit_tiny_patch16"
 img_size = 32
 batch_size = 2

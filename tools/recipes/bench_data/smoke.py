@@ -1,5 +1,4 @@
 # Seconds: a few small images, one process, one repeat.
-_base_ = ["./base.py"]
 num_images = 4
 image_size = [96, 72]
 procs = 1
