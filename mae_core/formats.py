@@ -331,6 +331,13 @@ def _dino_like(top: dict, method: str, key: str = "teacher") -> Mapped:
     return out
 
 
+def _student(top: dict, method: str) -> Mapped:
+    if not isinstance(top.get("student"), dict):
+        raise MaeBenchError(f"a {method} student is read from a full checkpoint; this file has no `student` "
+                            f"(top-level keys: {', '.join(map(str, list(top)[:6]))})")
+    return _dino_like(top, method, key="student")
+
+
 def _detect_dino(top: dict) -> bool:
     return isinstance(top.get("teacher"), dict) and isinstance(top.get("student"), dict) and "ibot_loss" not in top
 
@@ -353,6 +360,13 @@ register_format("ibot", kind="ibot", summary="iBOT checkpoints: full (teacher us
                 example="ibot vitb_16/checkpoint.pth, vitb_16/checkpoint_teacher.pth",
                 rule="`teacher` with `ibot_loss`, or weights with masked_embed",
                 detect=_detect_ibot, method="iBOT")(lambda top: _dino_like(top, "iBOT"))
+# the student network of a full checkpoint, as their eval code with --checkpoint_key student: forced only
+register_format("dino_student", kind="dino", summary="DINO full checkpoints, the student network (force only)",
+                example="dino_student:dino_vitbase16_pretrain_full_checkpoint.pth", rule="never detected: force it",
+                detect=lambda top: False, method="DINO")(lambda top: _student(top, "DINO"))
+register_format("ibot_student", kind="ibot", summary="iBOT full checkpoints, the student network (force only)",
+                example="ibot_student:vitb_16/checkpoint.pth", rule="never detected: force it",
+                detect=lambda top: False, method="iBOT")(lambda top: _student(top, "iBOT"))
 
 
 # ---- DINOv2 torch-hub releases (facebookresearch/dinov2) ---------------------------------------------------------

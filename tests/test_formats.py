@@ -86,6 +86,32 @@ def test_dino_full_checkpoint_uses_the_teacher(tmp_path):
     assert any(k.startswith("head.last_layer") for k in info["dropped"])
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm")
+@pytest.mark.parametrize("method, loss_key", [("dino", "dino_loss"), ("ibot", "ibot_loss")])
+def test_the_student_of_a_full_checkpoint_when_forced(tmp_path, method, loss_key):
+    """DINO's / iBOT's eval code with --checkpoint_key student: `dino_student:PATH` reads the student network."""
+    ref = randomize(ibot_vit.VisionTransformer(img_size=[32], patch_size=16, embed_dim=W, depth=2, num_heads=HEADS,
+                                               qkv_bias=True))
+    path = tmp_path / "checkpoint.pth"
+    torch.save(_dino_checkpoint(ref, loss_key), path)
+    student = randomize(ibot_vit.VisionTransformer(img_size=[32], patch_size=16, embed_dim=W, depth=2,
+                                                   num_heads=HEADS, qkv_bias=True))
+    student.load_state_dict({k: v + 1 for k, v in ref.state_dict().items()})  # _dino_checkpoint's student
+    model, info = ours(f"{method}_student:{path}", 32)
+    with torch.no_grad():
+        a, b = model.forward_features(images(32)), student(images(32))
+        teacher = ref(images(32))
+    # the student's weights are the teacher's + 1: large pre-norm activations, so fp32 agrees to ~2e-5 of the
+    # features' size (the teacher's features are ~1e0 of it away)
+    scale = b.abs().max()
+    assert (a - b).abs().max() / scale < 1e-4 < (teacher - b).abs().max() / scale * 1e-3
+    assert info["format"] == f"{method}_student" and info["kind"] == method
+    assert any(k.startswith("teacher.backbone.") for k in info["dropped"])
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "backbone.pth")
+    with pytest.raises(MaeBenchError, match="has no `student`"):
+        ours(f"{method}_student:{tmp_path / 'backbone.pth'}", 32)
+
+
 def test_dino_backbone_release_reads_as_timm_unless_forced(tmp_path):
     ref = randomize(ibot_vit.VisionTransformer(img_size=[32], patch_size=16, embed_dim=W, depth=1, num_heads=HEADS,
                                                qkv_bias=True))
