@@ -115,3 +115,54 @@ def test_difference_names_the_first_thing_that_differs():
     scratch = {**base, "init": {"kind": "scratch", "sha256": None, "arch": "vit_base_patch16"}}
     assert difference(scratch, {**scratch, "init": {**scratch["init"], "arch": "vit_large_patch16"}})
     assert "this run's options" in difference(base, {**base, "options": {"eval_only": True}})
+
+
+# ---- one read of the checkpoint per run (issue 20, item 7) ----------------------------------------------------
+def _count_opens(monkeypatch, path) -> list:
+    """Every Python open of `path` (builtins.open and io.open, which pathlib uses), counted as it happens."""
+    import builtins
+    import io
+    import os
+    real, target, opened = builtins.open, os.path.realpath(path), []
+
+    def counting(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(file) == target:
+            opened.append(file)
+        return real(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", counting)
+    return opened
+
+
+def test_a_run_reads_its_checkpoint_once_and_its_identity_and_record_hold_that_hash(synth_root, tmp_path,
+                                                                                   monkeypatch):
+    from mae_core import checkpoint
+    from tests.conftest import tiny_mae
+    ckpt = tmp_path / "mae.pth"  # a file no earlier run of this process has hashed
+    checkpoint.save_checkpoint(ckpt, tiny_mae().state_dict(), config={"arch": "vit_tiny_patch16"})
+    opened = _count_opens(monkeypatch, ckpt)
+    out = tmp_path / "run"
+    assert _knn(synth_root, out, ckpt) == 0
+    assert len(opened) == 1, opened
+    identity = json.loads((out / IDENTITY_FILE).read_text())
+    record = json.loads((out / "result.json").read_text())
+    assert identity["init"]["sha256"] == record["init"]["sha256"] == sha256_file(ckpt)
+    assert not checkpoint._KEPT  # nothing held after the run
+
+
+def test_kept_bytes_serve_only_the_same_unchanged_file(tmp_path):
+    import hashlib
+    import os
+    import torch
+    from mae_core import checkpoint
+    path = tmp_path / "w.pth"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+    first = checkpoint.file_sha256(path, keep=True)
+    torch.save({"model": {"w": torch.ones(3)}}, path)  # rewritten after the identity hashed it
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new mtime even on a coarse clock
+    top, sha = checkpoint.read_checkpoint_hashed(path)
+    assert torch.equal(top["model"]["w"], torch.ones(3)) and sha == hashlib.sha256(path.read_bytes()).hexdigest() != first
+    assert checkpoint.file_sha256(path, keep=True) == sha
+    top, again = checkpoint.read_checkpoint_hashed(path)  # taken from the slot, which it empties
+    assert again == sha and torch.equal(top["model"]["w"], torch.ones(3)) and not checkpoint._KEPT

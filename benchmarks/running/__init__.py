@@ -35,10 +35,14 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         from mae_core.distributed import check_device
         check_device(device)
     main = int(os.environ.get("RANK", "0")) == 0
-    identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
-    with claim(out, cfg, main, identity):
-        rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
-                              options=options)
+    try:
+        identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
+        with claim(out, cfg, main, identity):
+            rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
+                                  options=options)
+    finally:  # the identity's read of the checkpoint, kept for the loader (one read per run), is not kept longer
+        from mae_core.checkpoint import drop_kept
+        drop_kept()
     if rec is not None:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
         print(f"{task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {out}/result.json")
