@@ -56,6 +56,7 @@ RULES = {
     "layer_decay": _float(0, 1, lo_open=True),
     "mask_ratio": _float(0, 1, lo_open=True, hi_open=True),
     "decimals": _int(0, 10),
+    "num_heads": _POSITIVE,  # model.num_heads (dividing the width: checked when the checkpoint is read)
     "k": _POSITIVE,  # knn neighbours (at most the training set: checked when it is known)
     "temperature": _float(0, lo_open=True),
     "cpu_linear": _one_of("auto", "onednn", "aten"),  # mae_core.cpu_linear.CHOICES (this module is torch-free)

@@ -226,3 +226,54 @@ def test_every_task_runs_on_every_variant(task, variant, ckpts, synth_root, tmp_
         for key in ckpt.reference:
             if key.startswith("blocks."):
                 assert "backbone.net." + key.replace("gamma_1", "ls1.gamma") in trained, key
+
+
+# ---- model.num_heads: the heads no shape reveals, set from the recipe -------------------------------------------
+def test_the_recipe_sets_the_heads_a_checkpoint_cannot_say(synth_root, tmp_path, capsys):
+    """A researcher's own size trained with 4 heads of 32: the head-dim-64 convention would give 2 heads (other
+    features); `--set model.num_heads=4` gives the reference's features and is recorded. A number that does not
+    divide the width, or one --arch contradicts, is one line and no result; a non-positive one fails at the recipe."""
+    from mae_core.errors import MaeBenchError
+    from tests.test_formats import close, images
+    from transfer.detection.model import vit_from_init
+    from transfer.encoder import init_encoder
+    ref = randomize(VisionTransformer(img_size=32, patch_size=8, embed_dim=128, depth=2, num_heads=4, num_classes=0))
+    path = tmp_path / "mine.pth"
+    torch.save(ref.state_dict(), path)
+    with torch.no_grad():
+        want = ref.forward_features(images(32))
+        for heads, same in ((None, False), (4, True)):
+            model, info = init_encoder(str(path), arch=None, img_size=32, num_classes=0, num_heads=heads)
+            got = model.eval().forward_features(images(32))
+            assert info["arch_spec"]["num_heads"] == (heads or 2)
+            assert torch.allclose(got, want, atol=1e-5) == same
+        close(got, want)
+    vit, _ = vit_from_init(str(path), None, dict(img_size=32, pretrain_img_size=32, window_size=2, drop_path=0.0,
+                                                  use_rel_pos=False, num_heads=4))
+    assert vit.blocks[0].attn.num_heads == 4  # ViTDet's backbone takes the same heads
+
+    def run(name, *sets, arch=None):
+        out = tmp_path / name
+        argv = ["run", "--task", "knn", "--recipe", "smoke", "--ckpt", str(path), "--data", str(synth_root),
+                "--out", str(out), *[a for s in ("model.img_size=32", "runtime.device='cpu'", *sets)
+                                     for a in ("--set", s)]]
+        code = main(argv + (["--arch", arch] if arch else []))
+        return code, out, capsys.readouterr().err.strip().splitlines()
+    code, out, _ = run("four", "model.num_heads=4")
+    rec = read_result(out)
+    assert code == 0 and rec["init"]["arch_spec"]["num_heads"] == 4 and rec["arch"] == "vit_w128_d2_h4_patch8"
+    for name, sets, arch, words in (("three", ["model.num_heads=3"], None, "not divisible into 3 heads"),
+                                    ("both", ["model.num_heads=4"], "vit_w128_d2_h2_patch8", "has 2 heads but"),
+                                    ("zero", ["model.num_heads=0"], None, "model.num_heads=0 is invalid")):
+        code, out, err = run(name, *sets, arch=arch)
+        assert code == 1 and len(err) == 1 and words in err[0], err
+        assert not (out / "result.json").exists()
+    with pytest.raises(MaeBenchError, match="has 12 heads but model.num_heads=4"):  # scratch: --arch names them
+        init_encoder("scratch", arch="vit_base_patch16", img_size=32, num_classes=0, num_heads=4)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_encoder_task_has_the_heads_key(task):
+    from benchmarks.config import load_recipe
+    cfg = load_recipe(task, "paper", ["model.num_heads=8"])
+    assert cfg.model.num_heads == 8 and load_recipe(task, "paper").model.num_heads is None

@@ -16,7 +16,7 @@ from mae_core.archs import VitArch, arch_spec
 from mae_core.errors import MaeBenchError
 from mae_core.formats import FORMATS, known_formats
 from mae_core.vit import GLOBAL_POOLS, BeitEncoder, vit_encoder
-from mae_core.weights import fit_encoder, load_encoder
+from mae_core.weights import fit_encoder, heads_override, load_encoder
 
 __all__ = ["GLOBAL_POOLS", "InitSpec", "parse_init", "build_vit", "init_encoder", "refuse_variants"]
 # Keys a pretrained encoder may lack: the classifier is always new, and so is fc_norm
@@ -82,9 +82,11 @@ def _report(path: str, info: dict) -> None:
 
 
 def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_classes: int,
-                 global_pool: str | None = "token", drop_path_rate: float = 0.0) -> tuple[nn.Module, dict]:
+                 global_pool: str | None = "token", drop_path_rate: float = 0.0,
+                 num_heads: int | None = None) -> tuple[nn.Module, dict]:
     """The timm ViT that `spec` describes (global_pool None: "token" when it has a class token, else "avg", for a
-    task that reads no pooled feature), and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
+    task that reads no pooled feature; num_heads: the recipe's model.num_heads, None: --arch's or the checkpoint's
+    heads), and {"kind", "ckpt", "arch", "img_size", "global_pool"} plus, for a
     checkpoint, "format", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped" (key -> why) and
     "pretrain" (plain data: it goes into checkpoints' configs).
     Pretrained weights get pos_embed resized to `img_size`; the head (and fc_norm) start fresh."""
@@ -93,12 +95,13 @@ def init_encoder(spec: str | InitSpec, *, arch: str | None, img_size: int, num_c
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
         vit_arch = _arch_of(arch)
+        heads_override(arch, num_heads, "--ckpt scratch")  # --arch names the heads; model.num_heads must agree
         global_pool = global_pool or "token"
         model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
         return model, {"kind": "scratch", "ckpt": None, "arch": vit_arch.name, "img_size": img_size,
                        "global_pool": global_pool}
     sd, found = load_encoder(init.path, img_size=img_size, arch=arch, fmt=init.kind if init.forced else None,
-                             check=False)
+                             check=False, num_heads=num_heads)
     vit_arch: VitArch = found["spec"]
     if global_pool is None:
         global_pool = "token" if vit_arch.class_token else "avg"

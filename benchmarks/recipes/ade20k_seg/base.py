@@ -6,6 +6,7 @@ model = dict(
     rel_pos_bias=True,  # BEiT-style relative position bias per block, zero-initialised
     layer_scale_init=1.0,  # None: no layer scale
     drop_path=0.1,
+    num_heads=None,  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     channels=768,  # UPerHead width
     aux_channels=256,  # FCNHead width (on pyramid level 2)
     pool_scales=(1, 2, 3, 6),

@@ -5,6 +5,7 @@ model = dict(
     window_size=14,  # window attention in all blocks but four evenly spaced global ones (2, 5, 8, 11 for ViT-B)
     use_rel_pos=True,  # decomposed relative position bias, zero-initialised
     drop_path=0.1,  # ViT-L 0.4, ViT-H 0.5
+    num_heads=None,  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     fpn_channels=256,
     anchor_sizes=(32, 64, 128, 256, 512),  # one per level p2-p6, aspect ratios 0.5, 1, 2
     head_channels=256,  # box head convs and mask head convs

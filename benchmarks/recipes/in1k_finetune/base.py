@@ -1,7 +1,8 @@
 # End-to-end fine-tuning, the official MAE recipe for ViT-B/16 (FINETUNE.md).
 protocol = "finetune"
 blocks = None  # in1k_partial: how many of the last blocks are tuned
-model = dict(img_size=224, global_pool="avg", drop_path=0.1)  # avg: mean of patch tokens + fc_norm
+model = dict(img_size=224, global_pool="avg", drop_path=0.1,  # avg: mean of patch tokens + fc_norm
+             num_heads=None)  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
 data = dict(
     augment="finetune",  # finetune (RandAug + random erasing) | linear (crop + flip) | none
     auto_augment="rand-m9-mstd0.5-inc1",

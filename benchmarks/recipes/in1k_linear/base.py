@@ -2,7 +2,8 @@
 # LARS, blr 0.1, no weight decay, effective batch 16384, 90 epochs, 10 warm-up, crop + flip.
 protocol = "linear"
 blocks = None
-model = dict(img_size=224, global_pool="token", drop_path=0.0)
+model = dict(img_size=224, global_pool="token", drop_path=0.0,
+             num_heads=None)  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
 data = dict(augment="linear", auto_augment=None, color_jitter=None, reprob=0.0, crop_scale=(0.08, 1.0), crop_pct=None, subset=None,
             subset_mode="total", val_subset=None, strict=False, num_workers=8)
 mixup = dict(mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5, mode="batch", smoothing=0.0)

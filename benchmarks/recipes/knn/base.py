@@ -3,7 +3,8 @@
 # k = 20 neighbours weighted exp(sim / T) with T = 0.07, summed class votes, top-1 / top-5. No augmentation:
 # both splits go through the evaluation transform (resize to img_size / crop_pct, centre crop).
 protocol = "knn"
-model = dict(img_size=224, global_pool="token")
+model = dict(img_size=224, global_pool="token",
+             num_heads=None)  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
 knn = dict(k=20, temperature=0.07)
 data = dict(crop_pct=None, subset=None, subset_mode="total", val_subset=None, strict=False, num_workers=8)
 schedule = dict(batch_size=256)  # feature extraction only
