@@ -114,6 +114,7 @@ HASH_IN_MEMORY = 4 << 30  # files up to 4 GiB are read once into memory, hashed 
 # (real path, size, mtime_ns); the next read_checkpoint_hashed of that unchanged file takes them, so a run reads its
 # checkpoint once. A file changed in between misses the key and is read afresh.
 _KEPT: dict[tuple, tuple[bytes, str]] = {}
+_SHA_MEMO: dict[tuple, str] = {}  # the same key -> sha256: a file (or HF folder) is hashed once per process
 
 
 def drop_kept() -> None:
@@ -121,7 +122,7 @@ def drop_kept() -> None:
     _KEPT.clear()
 
 
-def _file_key(path: str) -> tuple:
+def _file_key(path) -> tuple:
     st = os.stat(path)
     return os.path.realpath(path), st.st_size, st.st_mtime_ns
 
@@ -136,14 +137,16 @@ def _read_bytes(path: str) -> bytes:
 
 def read_checkpoint_hashed(path) -> tuple[dict, str]:
     """(read_checkpoint's dict, the sha256 of the file): a file up to HASH_IN_MEMORY is read once (or its bytes
-    taken from file_sha256(keep=True)) and both come from the same bytes; a larger one (or an HF folder:
-    mae_core.checkpoint.file_sha256) is hashed in a second pass."""
+    taken from file_sha256(keep=True)) and both come from the same bytes; a larger one (or an HF folder) is parsed
+    from the file and hashed by file_sha256 (a second pass, unless this process hashed it already)."""
     import hashlib
     path = os.fspath(path)
     if os.path.isfile(path) and os.path.getsize(path) <= HASH_IN_MEMORY:
-        kept = _KEPT.pop(_file_key(path), None)
+        key = _file_key(path)
+        kept = _KEPT.pop(key, None)
         data, sha = kept if kept else (_read_bytes(path), None)
-        return read_checkpoint(path, data), sha or hashlib.sha256(data).hexdigest()
+        _SHA_MEMO[key] = sha = sha or hashlib.sha256(data).hexdigest()
+        return read_checkpoint(path, data), sha
     return read_checkpoint(path), file_sha256(path)
 
 
@@ -195,27 +198,37 @@ def read_checkpoint(path, data: bytes | None = None) -> dict:
     return ckpt
 
 
+def _hash_file(path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_sha256(path, keep: bool = False) -> str:
-    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted. With
-    `keep`, a file up to HASH_IN_MEMORY is read whole and its bytes kept for the loader (`_KEPT`, one slot)."""
+    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted.
+    Computed once per process for a path unchanged since (size, mtime); with `keep`, a file up to HASH_IN_MEMORY
+    is read whole and its bytes kept for the loader (`_KEPT`, one slot)."""
     import hashlib
     path = Path(path)
-
-    def one(p: Path) -> str:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return h.hexdigest()
-    if keep and path.is_file() and path.stat().st_size <= HASH_IN_MEMORY:
-        key, data = _file_key(str(path)), _read_bytes(str(path))
+    key = _file_key(path)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    if keep and path.is_file() and key[1] <= HASH_IN_MEMORY:
+        data = _read_bytes(str(path))
+        sha = hashlib.sha256(data).hexdigest()
         _KEPT.clear()
-        _KEPT[key] = data, hashlib.sha256(data).hexdigest()
-        return _KEPT[key][1]
-    if not path.is_dir():
-        return one(path)
-    listing = "".join(f"{p.relative_to(path).as_posix()}\t{one(p)}\n" for p in sorted(path.rglob("*")) if p.is_file())
-    return hashlib.sha256(listing.encode()).hexdigest()
+        _KEPT[key] = data, sha
+    elif not path.is_dir():
+        sha = _hash_file(path)
+    else:
+        listing = "".join(f"{p.relative_to(path).as_posix()}\t{_hash_file(p)}\n" for p in sorted(path.rglob("*"))
+                          if p.is_file())
+        sha = hashlib.sha256(listing.encode()).hexdigest()
+    _SHA_MEMO[key] = sha
+    return sha
 
 
 def check_fit(expected: dict, sd: dict, path, what: str, may_be_missing=(), may_be_extra=()) -> None:
