@@ -114,7 +114,7 @@ HASH_IN_MEMORY = 4 << 30  # files up to 4 GiB are read once into memory, hashed 
 # (real path, size, mtime_ns); the next read_checkpoint_hashed of that unchanged file takes them, so a run reads its
 # checkpoint once. A file changed in between misses the key and is read afresh.
 _KEPT: dict[tuple, tuple[bytes, str]] = {}
-_SHA_MEMO: dict[tuple, str] = {}  # the same key -> sha256: a file (or HF folder) is hashed once per process
+_SHA_MEMO: dict[tuple, str] = {}  # _file_key -> sha256: a file (or HF folder) is hashed once per process
 
 
 def drop_kept() -> None:
@@ -123,7 +123,13 @@ def drop_kept() -> None:
 
 
 def _file_key(path) -> tuple:
+    """(real path, size, mtime_ns); of a folder, its files' (name, size, mtime_ns): a file rewritten inside an HF
+    folder changes no folder time."""
     st = os.stat(path)
+    if os.path.isdir(path):
+        files = tuple((p.relative_to(path).as_posix(), (s := p.stat()).st_size, s.st_mtime_ns)
+                      for p in sorted(Path(path).rglob("*")) if p.is_file())
+        return os.path.realpath(path), files
     return os.path.realpath(path), st.st_size, st.st_mtime_ns
 
 

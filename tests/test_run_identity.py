@@ -190,3 +190,18 @@ def test_kept_bytes_serve_only_the_same_unchanged_file(tmp_path):
     top, again = checkpoint.read_checkpoint_hashed(other)  # taken from the slot, which it empties
     assert again == sha256_file(other) and torch.equal(top["model"]["w"], torch.full((2,), 2.0))
     assert not checkpoint._KEPT
+
+
+def test_a_folder_hash_follows_its_files(tmp_path):
+    import os
+    from mae_core.checkpoint import file_sha256
+    folder = tmp_path / "hf"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    weights = folder / "sub" / "model.safetensors"
+    weights.write_bytes(b"a" * 8)
+    first = file_sha256(folder)
+    weights.write_bytes(b"b" * 8)  # rewritten in place: the folder's own times do not change
+    st = os.stat(weights)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert file_sha256(folder) != first
