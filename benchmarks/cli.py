@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a downstream task on a checkpoint")
     run.add_argument("--task", required=True, choices=downstream_tasks())
     run.add_argument("--ckpt", required=True, help="PATH (format detected), FORMAT:PATH (mae, supervised, timm, deit, moco_v3, dino, ibot, dinov2, hf_*) or scratch")
-    run.add_argument("--arch", help="encoder for --ckpt scratch (inferred otherwise)")
+    run.add_argument("--arch", help="encoder for --ckpt scratch; with a checkpoint (inferred otherwise), it must "
+                                    "agree with the tensors and sets the heads, as --set model.num_heads=N does")
     run.add_argument("--data", required=True, help="dataset root")
     run.add_argument("--out", required=True, help="run folder")
     run.add_argument("--subset", type=int)

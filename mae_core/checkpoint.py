@@ -76,18 +76,19 @@ def _is_safetensors(path: str, data: bytes | None = None) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
 
 
-def truncated(path: str) -> bool:
+def truncated(path: str, data: bytes | None = None) -> bool:
     """Whether a file is cut short: a zip (torch's format) without a complete end-of-central-directory record, a
-    safetensors file shorter than its header says (a legacy pickle file cut short is caught by its reader's EOF)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    safetensors file shorter than its header says (a legacy pickle file cut short is caught by its reader's EOF);
+    `data`: the file's bytes, already read."""
+    size = os.path.getsize(path) if data is None else len(data)
+    with open(path, "rb") if data is None else io.BytesIO(data) as f:
         head = f.read(9)
         if head.startswith(b"PK\x03\x04"):
             f.seek(max(0, size - (22 + 65535)))  # the record is 22 bytes plus a comment of at most 64 KiB
             tail = f.read()
             at = tail.rfind(b"PK\x05\x06")
             return at < 0 or len(tail) - at < 22
-        if _is_safetensors(path) and head[8:9] == b"{":  # else not a safetensors file at all
+        if _is_safetensors(path, head) and head[8:9] == b"{":  # else not a safetensors file at all
             n = int.from_bytes(head[:8], "little")
             f.seek(8)
             try:
@@ -109,20 +110,49 @@ def _reason(exc: Exception) -> str:
 
 
 HASH_IN_MEMORY = 4 << 30  # files up to 4 GiB are read once into memory, hashed and parsed from the same bytes
+# One slot: the bytes and sha256 of the last file hashed with file_sha256(keep=True) (a run's identity), keyed by
+# (real path, size, mtime_ns); the next read_checkpoint_hashed of that unchanged file takes them, so a run reads its
+# checkpoint once. A file changed in between misses the key and is read afresh.
+_KEPT: dict[tuple, tuple[bytes, str]] = {}
+_SHA_MEMO: dict[tuple, str] = {}  # _file_key -> sha256: a file (or HF folder) is hashed once per process
+
+
+def drop_kept() -> None:
+    """Forget the kept bytes (a run that ends without loading its checkpoint)."""
+    _KEPT.clear()
+
+
+def _file_key(path) -> tuple:
+    """(real path, size, mtime_ns); of a folder, its files' (name, size, mtime_ns): a file rewritten inside an HF
+    folder changes no folder time."""
+    st = os.stat(path)
+    if os.path.isdir(path):
+        files = tuple((p.relative_to(path).as_posix(), (s := p.stat()).st_size, s.st_mtime_ns)
+                      for p in sorted(Path(path).rglob("*")) if p.is_file())
+        return os.path.realpath(path), files
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
 
 
 def read_checkpoint_hashed(path) -> tuple[dict, str]:
-    """(read_checkpoint's dict, the sha256 of the file): a file up to HASH_IN_MEMORY is read once and both come from
-    the same bytes; a larger one (or an HF folder: mae_core.checkpoint.file_sha256) is hashed in a second pass."""
+    """(read_checkpoint's dict, the sha256 of the file): a file up to HASH_IN_MEMORY is read once (or its bytes
+    taken from file_sha256(keep=True)) and both come from the same bytes; a larger one (or an HF folder) is parsed
+    from the file and hashed by file_sha256 (a second pass, unless this process hashed it already)."""
+    import hashlib
     path = os.fspath(path)
     if os.path.isfile(path) and os.path.getsize(path) <= HASH_IN_MEMORY:
-        import hashlib
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise MaeBenchError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-        return read_checkpoint(path, data), hashlib.sha256(data).hexdigest()
+        key = _file_key(path)
+        kept = _KEPT.pop(key, None)
+        data, sha = kept if kept else (_read_bytes(path), None)
+        _SHA_MEMO[key] = sha = sha or hashlib.sha256(data).hexdigest()
+        return read_checkpoint(path, data), sha
     return read_checkpoint(path), file_sha256(path)
 
 
@@ -140,9 +170,9 @@ def read_checkpoint(path, data: bytes | None = None) -> dict:
     bad = f"cannot read checkpoint {path}: not a PyTorch or safetensors file"
     try:
         safetensors_file = _is_safetensors(path, data)
-        if os.path.getsize(path) == 0:
+        if (os.path.getsize(path) if data is None else len(data)) == 0:
             raise MaeBenchError(f"{bad} (the file is empty)")
-        if truncated(path):  # say so, rather than the zip reader's "failed finding central directory"
+        if truncated(path, data):  # say so, rather than the zip reader's "failed finding central directory"
             raise MaeBenchError(f"cannot read checkpoint {path}: the file is truncated ({os.path.getsize(path)} "
                                 "bytes; an interrupted copy or download?)")
     except OSError as exc:
@@ -174,21 +204,37 @@ def read_checkpoint(path, data: bytes | None = None) -> dict:
     return ckpt
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted."""
+def _hash_file(path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path, keep: bool = False) -> str:
+    """Hex sha256 of a checkpoint file; of a folder (HF), the sha256 of its files' names and sha256s, sorted.
+    Computed once per process for a path unchanged since (size, mtime); with `keep`, a file up to HASH_IN_MEMORY
+    is read whole and its bytes kept for the loader (`_KEPT`, one slot)."""
     import hashlib
     path = Path(path)
-
-    def one(p: Path) -> str:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return h.hexdigest()
-    if not path.is_dir():
-        return one(path)
-    listing = "".join(f"{p.relative_to(path).as_posix()}\t{one(p)}\n" for p in sorted(path.rglob("*")) if p.is_file())
-    return hashlib.sha256(listing.encode()).hexdigest()
+    key = _file_key(path)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    if keep and path.is_file() and key[1] <= HASH_IN_MEMORY:
+        data = _read_bytes(str(path))
+        sha = hashlib.sha256(data).hexdigest()
+        _KEPT.clear()
+        _KEPT[key] = data, sha
+    elif not path.is_dir():
+        sha = _hash_file(path)
+    else:
+        listing = "".join(f"{p.relative_to(path).as_posix()}\t{_hash_file(p)}\n" for p in sorted(path.rglob("*"))
+                          if p.is_file())
+        sha = hashlib.sha256(listing.encode()).hexdigest()
+    _SHA_MEMO[key] = sha
+    return sha
 
 
 def check_fit(expected: dict, sd: dict, path, what: str, may_be_missing=(), may_be_extra=()) -> None:

@@ -177,10 +177,11 @@ def _check_values(sd: dict, source: str) -> None:
 MAX_ABS_WEIGHT = 1e6  # fp16 overflows at 65504; trained ViT weights stay far below 1e3
 
 
-def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
+def load_encoder(path, img_size=None, arch=None, fmt=None, check=True, num_heads=None):
     """Read `path` once, detect its format (or take `fmt`), map it to timm names, infer the architecture, check
     the values; returns (encoder tensors, info). pos_embed is resized to `img_size` when given. `arch` (a table
-    name or vit_w<D>_d<N>_h<H>_patch<P>) must agree with the tensors and sets the heads. info: arch (name), spec
+    name or vit_w<D>_d<N>_h<H>_patch<P>) must agree with the tensors and sets the heads; so does `num_heads`
+    (the recipe's model.num_heads), which must divide the width and agree with `arch`. info: arch (name), spec
     (VitArch), format, kind, sha256, dropped (key -> why), pretrain, patch_size, embed_dim, depth, num_heads,
     grid and img_size (of the returned pos_embed). With `check`, the tensors are fit once against the encoder
     (token pooling, no head) built on the meta device; init_encoder checks against its own model instead."""
@@ -201,8 +202,9 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
     spec = infer_arch(mapped.weights, mapped.hints, path)
     if wanted and (wanted["patch_size"], wanted["embed_dim"], wanted["depth"]) != (spec.patch_size, spec.embed_dim, spec.depth):
         raise MaeBenchError(f"checkpoint {path} is {spec.name} but --arch says {arch_key(arch)}")
-    if wanted:
-        spec = infer_arch(mapped.weights, mapped.hints, path, wanted["num_heads"])  # --arch sets the heads
+    heads = heads_override(arch, num_heads, path)
+    if heads is not None:
+        spec = infer_arch(mapped.weights, mapped.hints, path, heads)  # --arch / model.num_heads set the heads
     sd = dict(mapped.weights)
     if spec.dist_token:  # DeiT's distillation token rides in timm's register slot (mae_core.vit)
         sd["reg_token"] = sd.pop("dist_token")
@@ -228,6 +230,22 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True):
             model = vit_encoder(spec, info["img_size"], 0, "token" if spec.class_token else "avg")
         fit_encoder(model.state_dict(), sd, path, f"a {spec.name} encoder", form.name)
     return sd, info
+
+
+def heads_override(arch: str | None, num_heads: int | None, source) -> int | None:
+    """The number of heads --arch (`arch`) or the recipe's model.num_heads sets, None when neither does (the format's
+    config or convention then decides); both given must agree."""
+    from .archs import arch_key, arch_spec
+    if num_heads is not None and (isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1):
+        raise MaeBenchError(f"model.num_heads={num_heads!r} must be a positive integer (or None: inferred)")
+    named = arch_spec(arch) if arch else None
+    if named is not None and num_heads is not None and named["num_heads"] != num_heads:
+        raise MaeBenchError(f"{source}: --arch {arch_key(arch)} has {named['num_heads']} heads but model.num_heads="
+                            f"{num_heads}; give one of them (--arch vit_w{named['embed_dim']}_d{named['depth']}_h"
+                            f"{num_heads}_patch{named['patch_size']} names those heads)")
+    if num_heads is not None:
+        return num_heads
+    return named["num_heads"] if named else None
 
 
 def _resize_rel_pos_tables(sd: dict, grid: tuple[int, int], path: str) -> dict:

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = json.loads((REPO / "tests" / "reference" / "recipes_097d6b4.json").read_text())
 FAMILIES = sorted(p.name for p in RECIPE_ROOT.iterdir() if p.is_dir() and p.name != "__pycache__")
 # keys added since the snapshot, with their defaults: (families, dotted key, default)
-ADDED = [(("in1k_finetune", "in1k_linear", "in1k_partial", "knn"), "model.features", "paper")]  # issue 20 item 5
+ADDED = [(("in1k_finetune", "in1k_linear", "in1k_partial", "knn"), "model.features", "paper"),  # issue 20 item 5
+         (("in1k_finetune", "in1k_linear", "in1k_partial", "knn", "coco_det", "ade20k_seg"), "model.num_heads", None)]
 TOOL_FAMILIES = sorted(p.name for p in tools.RECIPES.iterdir() if p.is_dir() and p.name != "__pycache__")
 
 

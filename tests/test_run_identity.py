@@ -115,3 +115,93 @@ def test_difference_names_the_first_thing_that_differs():
     scratch = {**base, "init": {"kind": "scratch", "sha256": None, "arch": "vit_base_patch16"}}
     assert difference(scratch, {**scratch, "init": {**scratch["init"], "arch": "vit_large_patch16"}})
     assert "this run's options" in difference(base, {**base, "options": {"eval_only": True}})
+
+
+# ---- one read of the checkpoint per run (issue 20, item 7) ----------------------------------------------------
+def _count_opens(monkeypatch, path) -> list:
+    """Every Python open of `path` (builtins.open and io.open, which pathlib uses), counted as it happens."""
+    import builtins
+    import io
+    import os
+    real, target, opened = builtins.open, os.path.realpath(path), []
+
+    def counting(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(file) == target:
+            opened.append(file)
+        return real(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", counting)
+    return opened
+
+
+def test_a_run_reads_its_checkpoint_once_and_its_identity_and_record_hold_that_hash(synth_root, tmp_path,
+                                                                                   monkeypatch):
+    from mae_core import checkpoint
+    from tests.conftest import tiny_mae
+    ckpt = tmp_path / "mae.pth"  # a file no earlier run of this process has hashed
+    checkpoint.save_checkpoint(ckpt, tiny_mae().state_dict(), config={"arch": "vit_tiny_patch16"})
+    opened = _count_opens(monkeypatch, ckpt)
+    out = tmp_path / "run"
+    assert _knn(synth_root, out, ckpt) == 0
+    assert len(opened) == 1, opened
+    identity = json.loads((out / IDENTITY_FILE).read_text())
+    record = json.loads((out / "result.json").read_text())
+    assert identity["init"]["sha256"] == record["init"]["sha256"] == sha256_file(ckpt)
+    assert not checkpoint._KEPT  # nothing held after the run
+    opened.clear()
+    assert _knn(synth_root, tmp_path / "again", ckpt) == 0  # hashed already: the loader's read is the one read
+    assert len(opened) == 1, opened
+
+
+def test_a_file_too_large_to_keep_is_hashed_once_per_run(synth_root, tmp_path, monkeypatch):
+    """Over HASH_IN_MEMORY, the identity hashes the file and the loader parses it; it is not hashed twice."""
+    from mae_core import checkpoint
+    from tests.conftest import tiny_mae
+    ckpt = tmp_path / "big.pth"
+    checkpoint.save_checkpoint(ckpt, tiny_mae().state_dict(), config={"arch": "vit_tiny_patch16"})
+    monkeypatch.setattr(checkpoint, "HASH_IN_MEMORY", 0)
+    hashed, real = [], checkpoint._hash_file
+    monkeypatch.setattr(checkpoint, "_hash_file", lambda p: hashed.append(p) or real(p))
+    out = tmp_path / "run"
+    assert _knn(synth_root, out, ckpt) == 0
+    assert len(hashed) == 1 and not checkpoint._KEPT
+    assert json.loads((out / IDENTITY_FILE).read_text())["init"]["sha256"] == sha256_file(ckpt) == \
+        json.loads((out / "result.json").read_text())["init"]["sha256"]
+
+
+def test_kept_bytes_serve_only_the_same_unchanged_file(tmp_path):
+    import hashlib
+    import os
+    import torch
+    from mae_core import checkpoint
+    path = tmp_path / "w.pth"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+    first = checkpoint.file_sha256(path, keep=True)
+    assert checkpoint._KEPT
+    torch.save({"model": {"w": torch.ones(3)}}, path)  # rewritten after the identity hashed it
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new mtime even on a coarse clock
+    top, sha = checkpoint.read_checkpoint_hashed(path)
+    assert torch.equal(top["model"]["w"], torch.ones(3)) and sha == hashlib.sha256(path.read_bytes()).hexdigest() != first
+    assert checkpoint.file_sha256(path) == sha  # the loader's hash of the new bytes serves the next identity
+    other = tmp_path / "v.pth"
+    torch.save({"model": {"w": torch.full((2,), 2.0)}}, other)
+    checkpoint.file_sha256(other, keep=True)
+    top, again = checkpoint.read_checkpoint_hashed(other)  # taken from the slot, which it empties
+    assert again == sha256_file(other) and torch.equal(top["model"]["w"], torch.full((2,), 2.0))
+    assert not checkpoint._KEPT
+
+
+def test_a_folder_hash_follows_its_files(tmp_path):
+    import os
+    from mae_core.checkpoint import file_sha256
+    folder = tmp_path / "hf"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    weights = folder / "sub" / "model.safetensors"
+    weights.write_bytes(b"a" * 8)
+    first = file_sha256(folder)
+    weights.write_bytes(b"b" * 8)  # rewritten in place: the folder's own times do not change
+    st = os.stat(weights)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert file_sha256(folder) != first

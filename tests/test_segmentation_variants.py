@@ -257,3 +257,18 @@ def test_a_block_the_backbone_would_run_differently_is_one_line():
     vit = VisionTransformer(img_size=32, patch_size=16, embed_dim=W, depth=DEPTH, num_heads=1, qk_norm=True)
     with pytest.raises(MaeBenchError, match="q_norm, k_norm"):
         ViTBackbone(vit, OUT, rel_pos_bias=True)
+
+
+def test_an_encoder_too_shallow_for_four_maps_is_one_line():
+    """Fewer than 4 blocks would name a block twice in the default out_indices; mmseg's backbones append its map
+    once, so UperNet would get fewer than four maps: refused in one line instead of an IndexError later."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from mae_core.errors import MaeBenchError
+    from transfer.segmentation.backbone import ViTBackbone
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=0)
+    with pytest.raises(MaeBenchError, match=r"must name different blocks of the ViT's 2"):
+        ViTBackbone(vit)
+    with pytest.raises(MaeBenchError, match="must name different blocks"):
+        ViTBackbone(VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2, num_classes=0),
+                    out_indices=(0, 1, 1, 3))

@@ -17,7 +17,7 @@ from mae_core import feature_rules
 from mae_core.errors import MaeBenchError
 from mae_core.formats import FORMATS, known_formats
 from mae_core.vit import GLOBAL_POOLS, BeitEncoder, vit_encoder
-from mae_core.weights import fit_encoder, load_encoder
+from mae_core.weights import fit_encoder, heads_override, load_encoder
 
 __all__ = ["GLOBAL_POOLS", "InitSpec", "parse_init", "build_vit", "init_encoder", "refuse_variants"]
 # Keys a pretrained encoder may lack: the classifier is always new, and so is fc_norm
@@ -104,7 +104,7 @@ def _features(model: nn.Module, info: dict, option: str, probe: str, arch: VitAr
 
 def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: int, num_classes: int,
                  global_pool: str | None = "token", drop_path_rate: float = 0.0, features: str = "paper",
-                 probe: str | None = None) -> tuple[nn.Module, dict]:
+                 probe: str | None = None, num_heads: int | None = None) -> tuple[nn.Module, dict]:
     """The timm ViT that `spec` describes, and {"kind", "ckpt", "arch", "img_size", "global_pool", "features"} plus,
     for a checkpoint, "format", "method", "sha256", "arch_spec" (the resolved VitArch as a dict), "dropped"
     (key -> why) and "pretrain" (plain data: it goes into checkpoints' configs).
@@ -112,12 +112,15 @@ def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: 
     ("paper" | "method") picks the pooled features `probe` reads ("linear", "knn"; the classification tasks pass
     their protocol, and only they record "features": ViTDet and UperNet read every token, pass None). global_pool
     None (a dense task reads the tokens): "token" for an encoder with a class token, else "" (timm's no pooling).
-    `arch` may be a VitArch (a trained model's recorded encoder, variants included) for `scratch`."""
+    `arch` may be a VitArch (a trained model's recorded encoder, variants included) for `scratch`. num_heads: the
+    recipe's model.num_heads (None: --arch's or the checkpoint's heads)."""
     init = spec if isinstance(spec, InitSpec) else parse_init(spec)
     if init.kind == "scratch":
         if arch is None:
             raise MaeBenchError("--ckpt scratch needs --arch")
         vit_arch = arch if isinstance(arch, VitArch) else _arch_of(arch)
+        if not isinstance(arch, VitArch):
+            heads_override(arch, num_heads, "--ckpt scratch")  # --arch names the heads; model.num_heads must agree
         if global_pool is None:
             global_pool = "token" if vit_arch.class_token else ""
         model = build_vit(vit_arch, img_size, num_classes, global_pool, drop_path_rate)
@@ -126,7 +129,7 @@ def init_encoder(spec: str | InitSpec, *, arch: str | VitArch | None, img_size: 
         _features(model, info, features, probe, vit_arch, None, "--ckpt scratch")
         return model, info
     sd, found = load_encoder(init.path, img_size=img_size, arch=arch.name if isinstance(arch, VitArch) else arch,
-                             fmt=init.kind if init.forced else None, check=False)
+                             fmt=init.kind if init.forced else None, check=False, num_heads=num_heads)
     vit_arch: VitArch = found["spec"]
     if global_pool is None:
         global_pool = "token" if vit_arch.class_token else ""

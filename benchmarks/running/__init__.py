@@ -35,10 +35,14 @@ def run_task(task: str, cfg, *, init: str, arch: str | None, data: str, out: str
         from mae_core.distributed import check_device
         check_device(device)
     main = int(os.environ.get("RANK", "0")) == 0
-    identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
-    with claim(out, cfg, main, identity):
-        rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
-                              options=options)
+    try:
+        identity = _identity(spec, cfg, init=init, arch=arch, data=data, out=out, options=options) if main else None
+        with claim(out, cfg, main, identity):
+            rec = _run_and_record(spec, cfg, init=init, arch=arch, data=data, out=out, resume=resume, main=main,
+                                  options=options)
+    finally:  # the identity's read of the checkpoint, kept for the loader (one read per run), is not kept longer
+        from mae_core.checkpoint import drop_kept
+        drop_kept()
     if rec is not None:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in rec["metrics"].items())
         print(f"{task} ({rec['init']['kind']} {rec['arch']}): {shown}; wrote {out}/result.json")
@@ -60,7 +64,7 @@ def _identity(spec: Task, cfg, *, init, arch, data, out, options) -> dict:
 
 def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, options) -> dict | None:
     from ..config import resolved
-    from .identity import checkpoint_sha256  # hashed once per run: the identity has hashed it already
+    from mae_core.checkpoint import file_sha256  # memoised: the identity has hashed it already
 
     plain = resolved(cfg)
     started, t0 = now_iso(), time.time()
@@ -72,7 +76,7 @@ def _run_and_record(task: Task, cfg, *, init, arch, data, out, resume, main, opt
     protocol = plain.get("protocol", task.name)
     extra = {"blocks": plain["blocks"], "blocks_part": plain.get("blocks_part", "all")} if protocol == "partial" else {}
     # the loader hashed the file it read; the identity hashed it too when the loader does not say
-    sha = info.get("sha256") or (checkpoint_sha256(ckpt) if ckpt else None)
+    sha = info.get("sha256") or (file_sha256(ckpt) if ckpt else None)
     loaded = {k: info[k] for k in ("format", "method", "arch_spec", "features") if info.get(k)}
     if "dropped" in info:  # every checkpoint key the encoder did not use, and why
         loaded["unused"] = {"count": len(info["dropped"]), "keys": info["dropped"]}

@@ -17,20 +17,6 @@ IDENTITY_FILE = "identity.json"
 # where each task data layout's root is found under --data (module, function -> (root, name))
 _RESOLVERS = {"imagenet": "transfer.classification.data", "coco": "transfer.detection.data",
               "ade20k": "transfer.segmentation.data"}
-_SHA_MEMO: dict[tuple, str] = {}
-
-
-def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a checkpoint (`mae_core.checkpoint.file_sha256`: a file's bytes; an HF folder's file names and
-    hashes), computed once per process for a file unchanged since (size, mtime); the loader's hash of the same
-    file is the same value, so the identity and the result record agree."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        _SHA_MEMO[key] = file_sha256(path)
-    return _SHA_MEMO[key]
-
-
 def _walk_files(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, int]]:
     """(relative name, size) of every file under `root`, sorted; folder links are followed once, inside `root`
     only (as `mae_core.images.walk_images`); `.mae-bench-cache` and the real paths in `exclude` are left out."""
@@ -76,13 +62,14 @@ def data_root(layout: str | None, data: str | Path) -> Path:
     return importlib.import_module(module).resolve_root(data)[0]
 
 
-def init_identity(init: str | None, arch: str | None) -> dict:
-    """{"kind", "sha256" (None for scratch or a missing file, which the loader then names), "arch"}."""
+def init_identity(init: str | None, arch: str | None, keep: bool = False) -> dict:
+    """{"kind", "sha256" (None for scratch or a missing file, which the loader then names), "arch"}; `keep`: the
+    run loads the checkpoint next, so the bytes read for the hash are kept for the loader (one read per run)."""
     if init is None:
         return {"kind": "none", "sha256": None, "arch": arch}
     from transfer.encoder import parse_init
     spec = parse_init(init)
-    sha = checkpoint_sha256(spec.path) if spec.path and os.path.exists(spec.path) else None
+    sha = file_sha256(spec.path, keep) if spec.path and os.path.exists(spec.path) else None
     return {"kind": spec.kind, "sha256": sha, "arch": arch}
 
 
@@ -93,9 +80,10 @@ def run_identity(*, task: str, recipe: str, init: str | None, arch: str | None, 
     opts = {}
     for key, value in sorted((options or {}).items()):
         # a trained model given to --eval-only is known by its bytes, as the init is
-        opts[key] = checkpoint_sha256(value) if key == "weights" and value and os.path.exists(value) else value
+        opts[key] = file_sha256(value) if key == "weights" and value and os.path.exists(value) else value
     return {"task": task, "recipe_sha256": hashlib.sha256(recipe.encode()).hexdigest(),
-            "init": init_identity(init, arch),
+            # an --eval-only run builds its model from --weights and never loads the init: nothing kept for it
+            "init": init_identity(init, arch, keep=not opts.get("eval_only")),
             "data": {"root": os.path.realpath(root),
                      **listing_fingerprint(root, exclude=(os.path.realpath(out),))},
             "options": opts}

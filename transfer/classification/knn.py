@@ -93,7 +93,8 @@ def _knn(cfg: dict, init: str, arch: str | None, data: str, out: str, dist: Dist
     check_k(knn["k"], len(sets["train"]))
     split_facts = check_splits(sets["train"], sets["val"], out)
     model, info = init_encoder(init, arch=arch, img_size=size, num_classes=0, global_pool=model_cfg["global_pool"],
-                               features=model_cfg.get("features", "paper"), probe="knn")
+                               features=model_cfg.get("features", "paper"), probe="knn",
+                               num_heads=model_cfg.get("num_heads"))
     model.to(dist.device)
     loaders = {split: DataLoader(ds, batch_size=cfg["schedule"]["batch_size"], num_workers=data_cfg["num_workers"],
                                  pin_memory=dist.device.startswith("cuda")) for split, ds in sets.items()}

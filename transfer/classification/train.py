@@ -69,7 +69,8 @@ def build_classifier(cfg: dict, init: str, arch: str | None, num_classes: int, p
     model_cfg = cfg["model"]
     model, info = init_encoder(init, arch=arch, img_size=model_cfg["img_size"], num_classes=num_classes,
                                global_pool=model_cfg["global_pool"], drop_path_rate=model_cfg["drop_path"],
-                               features=model_cfg.get("features", "paper"), probe=protocol)
+                               features=model_cfg.get("features", "paper"), probe=protocol,
+                               num_heads=model_cfg.get("num_heads"))
     (linear_probe_head if protocol == "linear" else finetune_head)(model)
     trainable = set_trainable(model, protocol, cfg.get("blocks") or 0, cfg.get("blocks_part") or "all")
     info["trainable_params"] = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable))

@@ -151,8 +151,9 @@ def vit_from_init(init: str, arch: str | None, model_cfg: dict) -> tuple[ViT, di
     at the recipe's pretrain_img_size grid and is resized to the input in each forward, as in ViTDet. Any encoder
     the formats registry reads enters with its variants (vitdet_weights; README, Protocols); what it leaves out is
     added to info["dropped"] (the record's init.unused)."""
+    # ViTDet reads no pooled feature (global_pool None: avg for an encoder without class token)
     enc, info = init_encoder(init, arch=arch, img_size=model_cfg["pretrain_img_size"], num_classes=0,
-                             global_pool=None)  # ViTDet reads no pooled feature; an encoder without class token: avg
+                             global_pool=None, num_heads=model_cfg.get("num_heads"))
     spec = VitArch(**{k: v for k, v in info["arch_spec"].items() if k != "name"}) if "arch_spec" in info \
         else VitArch(**arch_spec(info["arch"]))
     refuse_for_vitdet(spec, info)

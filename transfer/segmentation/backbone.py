@@ -89,8 +89,10 @@ class ViTBackbone(nn.Module):
         super().__init__()
         depth = len(vit.blocks)
         self.out_indices = tuple(out_indices) if out_indices else OUT_INDICES.get(depth, _even(depth))
-        if max(self.out_indices) >= depth:
-            raise ValueError(f"out_indices {self.out_indices} do not fit a ViT with {depth} blocks")
+        if max(self.out_indices) >= depth or len(set(self.out_indices)) != len(self.out_indices):
+            # mmseg's backbones append a block's map once, however often out_indices names it
+            raise MaeBenchError(f"model.out_indices {self.out_indices} must name different blocks of the ViT's {depth} "
+                                f"(UperNet takes four maps; an encoder of fewer than 4 blocks cannot give them)")
         self.vit, self.patch_size = vit, vit.patch_embed.patch_size[0]
         self.embed_dim = vit.embed_dim
         self.depth = depth

@@ -29,7 +29,8 @@ def build_segmenter(model_cfg: dict, crop: int, init: str, arch: str | None,
     """The segmenter of the recipe's `model` section on the encoder `init` (pos_embed resized to the crop), and
     init info."""
     vit, info = init_encoder(init, arch=arch, img_size=crop, num_classes=0, global_pool=None,
-                             drop_path_rate=model_cfg["drop_path"])  # every variant enters (backbone.py)
+                             drop_path_rate=model_cfg["drop_path"], num_heads=model_cfg.get("num_heads"))
+    # every variant enters (backbone.py)
     vit.norm = nn.Identity()  # features are taken inside the trunk (mmseg's MAE: final_norm=False)
     backbone = ViTBackbone(vit, model_cfg["out_indices"], model_cfg["rel_pos_bias"], model_cfg["layer_scale_init"])
     model = Segmenter(backbone, num_classes, model_cfg["channels"], model_cfg["aux_channels"],

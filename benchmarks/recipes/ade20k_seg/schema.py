@@ -11,6 +11,7 @@ class Model:
     rel_pos_bias: bool = True  # BEiT-style relative position bias per block, zero-initialised
     layer_scale_init: float | None = 1.0  # None: no layer scale
     drop_path: Probability = 0.1
+    num_heads: Positive | None = None  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     channels: Positive = 768  # UPerHead width
     aux_channels: Positive = 256  # FCNHead width (on pyramid level 2)
     pool_scales: tuple[Positive, ...] = (1, 2, 3, 6)

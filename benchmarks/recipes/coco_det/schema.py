@@ -20,6 +20,7 @@ class Model:
     window_size: Positive = 14
     use_rel_pos: bool = True  # decomposed relative position bias, zero-initialised
     drop_path: Probability = 0.1  # ViT-L 0.4, ViT-H 0.5
+    num_heads: Positive | None = None  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     fpn_channels: Positive = 256
     anchor_sizes: tuple[Positive, ...] = (32, 64, 128, 256, 512)  # one per level p2-p6, aspect ratios 0.5, 1, 2
     head_channels: Positive = 256  # box head convs and mask head convs

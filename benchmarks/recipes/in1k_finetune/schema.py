@@ -9,6 +9,7 @@ class Model:
     img_size: ImgSize = 224
     global_pool: str = "avg"  # avg: mean of patch tokens + fc_norm | token: the cls token
     drop_path: Probability = 0.1
+    num_heads: Positive | None = None  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     # "paper": what global_pool picks, for every encoder; "method": the checkpoint format's own linear-evaluation
     # rule (mae_core/feature_rules.py, e.g. DINO's last-4 class tokens) - in1k_linear and in1k_partial with blocks=0
     # only (fine-tuning refuses it in one line)

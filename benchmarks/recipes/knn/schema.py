@@ -9,6 +9,7 @@ from benchmarks.recipe_schema import Features, ImgSize, NonNegative, Positive, P
 class Model:
     img_size: ImgSize = 224
     global_pool: str = "token"
+    num_heads: Positive | None = None  # the encoder's heads; None: the checkpoint's format or config (or --arch) says
     features: Features = "paper"  # or "method": the checkpoint format's own k-NN rule (mae_core/feature_rules.py)
 
 
