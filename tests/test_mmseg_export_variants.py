@@ -99,6 +99,20 @@ def test_dinov2_layer_scale_goes_to_mmseg_mae_with_its_gammas(tmp_path, capsys):
     same_maps(ours(tmp_path / "dinov2_vits14_pretrain.pth", 56), theirs, 56)
 
 
+def test_timm_layer_scale_without_qkv_bias_goes_to_mmseg_mae_with_a_zero_bias(tmp_path, capsys):
+    """timm's init_values (DeiT III's layer scale) and qkv_bias=False: mmseg's MAE layers always have a qkv bias;
+    zeros compute the same."""
+    ref = randomize(VisionTransformer(img_size=32, patch_size=8, embed_dim=W, depth=DEPTH, num_heads=HEADS,
+                                      num_classes=0, init_values=0.1, qkv_bias=False))
+    torch.save(ref.state_dict(), tmp_path / "vit.pth")
+    sd, meta, _ = export(tmp_path / "vit.pth", tmp_path / "enc.pth", capsys)
+    assert meta["mmseg_backbone"] == "MAE" and float(sd["layers.0.attn.qkv.bias"].abs().max()) == 0
+    torch.testing.assert_close(sd["layers.1.gamma_1"], ref.blocks[1].ls1.gamma.detach(), rtol=0, atol=0)
+    theirs = mmseg_backbone(meta, tmp_path / "enc.pth")
+    check_keys(theirs, sd, index_buffers() | {f"layers.{i}.attn.relative_position_bias_table" for i in range(DEPTH)})
+    same_maps(ours(tmp_path / "vit.pth", 32), theirs, 32)
+
+
 def _beit_finetuned(tmp_path):
     ref = randomize(beit_vit.VisionTransformer(img_size=32, patch_size=8, embed_dim=W, depth=DEPTH, num_heads=HEADS,
                                                qkv_bias=True, norm_layer=LN, num_classes=10, use_abs_pos_emb=False,
@@ -187,6 +201,7 @@ def test_a_segmenter_trained_on_beit_is_written_whole_for_mmseg(tmp_path, capsys
     (dict(reg_tokens=2, init_values=0.1), "2 register tokens"),
     (dict(class_token=False, global_pool="avg"), "no class token"),
     (dict(mlp_ratio=2.5), "MLP ratio 2.5"),
+    (dict(reg_tokens=1, no_embed_class=True), "1 register tokens"),
 ])
 def test_what_mmseg_cannot_compute_is_one_line_and_no_file(tmp_path, capsys, kw, words):
     ref = VisionTransformer(img_size=32, patch_size=8, embed_dim=W, depth=DEPTH, num_heads=HEADS, num_classes=0, **kw)
