@@ -89,6 +89,7 @@ def test_dinov2_layer_scale_goes_to_mmseg_mae_with_its_gammas(tmp_path, capsys):
     torch.save(ref.state_dict(), tmp_path / "dinov2_vits14_pretrain.pth")
     sd, meta, line = export(tmp_path / "dinov2_vits14_pretrain.pth", tmp_path / "enc.pth", capsys)
     assert meta["mmseg_backbone"] == "MAE" and "type='MAE'" in line and "patch_size=14" in line
+    assert "not by the release's own rule" in line  # DINOv2 resamples pos_embed with its 0.1 offset; mmseg does not
     assert meta["settings"] == dict(img_size=56, patch_size=14, in_channels=3, embed_dims=W, num_layers=DEPTH,
                                     num_heads=1, mlp_ratio=4, init_values=1.0, norm_cfg=dict(type="LN", eps=1e-6))
     torch.testing.assert_close(sd["layers.3.gamma_2"], ref.blocks[3].ls2.gamma.detach(), rtol=0, atol=0)
@@ -99,14 +100,19 @@ def test_dinov2_layer_scale_goes_to_mmseg_mae_with_its_gammas(tmp_path, capsys):
     same_maps(ours(tmp_path / "dinov2_vits14_pretrain.pth", 56), theirs, 56)
 
 
-def test_timm_layer_scale_without_qkv_bias_goes_to_mmseg_mae_with_a_zero_bias(tmp_path, capsys):
-    """timm's init_values (DeiT III's layer scale) and qkv_bias=False: mmseg's MAE layers always have a qkv bias;
-    zeros compute the same."""
+@pytest.mark.parametrize("kw", [dict(qkv_bias=False), dict(no_embed_class=True)])
+def test_timm_layer_scale_goes_to_mmseg_mae(tmp_path, capsys, kw):
+    """timm's init_values (DeiT III's layer scale), with qkv_bias=False (mmseg's MAE layers always have a qkv bias:
+    zeros compute the same) or no_embed_class (the class token has no position: a zero slot)."""
     ref = randomize(VisionTransformer(img_size=32, patch_size=8, embed_dim=W, depth=DEPTH, num_heads=HEADS,
-                                      num_classes=0, init_values=0.1, qkv_bias=False))
+                                      num_classes=0, init_values=0.1, **kw))
     torch.save(ref.state_dict(), tmp_path / "vit.pth")
     sd, meta, _ = export(tmp_path / "vit.pth", tmp_path / "enc.pth", capsys)
-    assert meta["mmseg_backbone"] == "MAE" and float(sd["layers.0.attn.qkv.bias"].abs().max()) == 0
+    assert meta["mmseg_backbone"] == "MAE" and meta["settings"]["img_size"] == 32
+    if "qkv_bias" in kw:
+        assert float(sd["layers.0.attn.qkv.bias"].abs().max()) == 0
+    else:
+        assert sd["pos_embed"].shape == (1, 17, W) and float(sd["pos_embed"][0, 0].abs().max()) == 0
     torch.testing.assert_close(sd["layers.1.gamma_1"], ref.blocks[1].ls1.gamma.detach(), rtol=0, atol=0)
     theirs = mmseg_backbone(meta, tmp_path / "enc.pth")
     check_keys(theirs, sd, index_buffers() | {f"layers.{i}.attn.relative_position_bias_table" for i in range(DEPTH)})

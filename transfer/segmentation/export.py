@@ -14,11 +14,12 @@ a layer-scale ViT (timm init_values, DeiT III, DINOv2 without registers, iBOT) t
 (ls1/ls2.gamma -> gamma_1/gamma_2); a BEiT-family encoder without an absolute position embedding (BEiT, BEiT v2
 fine-tuned, data2vec) to `BEiT` (qv_bias=True: q_bias / v_bias, its relative_position_bias_table per layer,
 gamma_1 / gamma_2); one with an absolute position embedding (BEiT v2 pretraining) to `MAE`, whose full qkv bias
-holds (q_bias, 0, v_bias) — mmseg's BEiT has no pos_embed. A ViT without qkv bias gets a zero bias in `MAE`.
+holds (q_bias, 0, v_bias) — mmseg's BEiT has no pos_embed. A ViT without qkv bias gets a zero bias in `MAE`, and a class token without a position slot (timm's
+no_embed_class) a zero slot in front of pos_embed.
 A variant's file is mmengine's checkpoint layout, {"state_dict": tensors, "meta": {"mmseg_backbone": type,
 "settings": constructor keywords}} (both mmseg's backbone init_cfg and mmengine's load_checkpoint read
 "state_dict"); a .safetensors file carries the same in its metadata. What no mmseg backbone computes (extra
-tokens, no class token, a class token without a position slot, SwiGLU, a non-integer MLP ratio) is one error line
+tokens, no class token, SwiGLU, a non-integer MLP ratio) is one error line
 before anything is written.
 
 A trained segmenter (`RUN/model_final.pth` of `ade20k_seg`) is written whole in the names of mmseg's
@@ -65,7 +66,6 @@ def mmseg_backbone(arch: VitArch) -> str:
     why = [text for text, present in (
         (f"{arch.reg_tokens} register tokens", arch.reg_tokens), ("a distillation token", arch.dist_token),
         ("no class token", not arch.class_token),  # mmseg's backbones take one class token and the patches
-        ("no position slot for the class token", arch.no_embed_class and arch.abs_pos),
         ("a SwiGLU MLP", arch.swiglu),  # mmseg's FFN is fc-GELU-fc
         # mmseg builds mlp_ratio * embed_dims channels: a fractional ratio gives nn.Linear a float size
         (f"MLP ratio {arch.mlp_ratio:g} (mmseg takes an integer ratio)", arch.mlp_ratio != int(arch.mlp_ratio)),
@@ -95,6 +95,9 @@ def to_mmseg(encoder: dict, arch: VitArch | None = None, backbone: str = "MAE", 
     """A timm-named encoder state dict (its keys under `prefix`) in mmseg's `backbone` names. For mmseg's MAE (full
     qkv bias), BEiT's q_bias / v_bias become (q_bias, 0, v_bias), and an encoder without qkv bias gets zeros."""
     out = {prefix + mmseg_key(k[len(prefix):]): v for k, v in encoder.items()}
+    if arch is not None and arch.no_embed_class and prefix + "pos_embed" in out:  # a class token without a position:
+        pos = out[prefix + "pos_embed"]  # a zero slot in front (mmseg's MAE adds pos_embed to [cls, patches])
+        out[prefix + "pos_embed"] = torch.cat((pos.new_zeros(1, 1, pos.shape[-1]), pos), dim=1)
     if backbone == "MAE" and arch is not None and (arch.beit or not arch.qkv_bias):
         for i in range(arch.depth):
             p = f"{prefix}layers.{i}.attn."
@@ -129,7 +132,7 @@ def _window(sd: dict, arch: VitArch, default: int) -> int:
             return side * arch.patch_size
     pos = sd.get("pos_embed", sd.get("backbone.vit.pos_embed"))
     if pos is not None:
-        side = int(round((pos.shape[1] - arch.prefix_tokens) ** 0.5))
+        side = int(round((pos.shape[1] - (0 if arch.no_embed_class else arch.prefix_tokens)) ** 0.5))
         return side * arch.patch_size
     return default
 
@@ -172,7 +175,9 @@ def export_mmseg(ckpt_path, out_path) -> str:
     settings = backbone_settings(arch, backbone, img_size)
     _write_variant(out_path, sd, {"arch": name, "mmseg_backbone": backbone, "settings": settings})
     tables = any(k.endswith("relative_position_bias_table") for k in sd)
-    print(f"mmseg {what}: {_settings_text(backbone, settings)}" +
-          (f" (the relative position tables are for img_size {img_size}; mmseg 1.2.2 resizes them for another with "
-           "scipy's interp2d, gone since scipy 1.14)" if tables else ""))
+    notes = ([f"the relative position tables are for img_size {img_size}; mmseg 1.2.2 resizes them for another with "
+              "scipy's interp2d, gone since scipy 1.14"] if tables else []) + \
+        (["at another img_size mmseg resizes pos_embed bicubically, not by the release's own rule as our loader "
+          "does"] if (arch.pos_offset or arch.pos_antialias) and arch.abs_pos else [])
+    print(f"mmseg {what}: {_settings_text(backbone, settings)}" + "".join(f" ({n})" for n in notes))
     return name
