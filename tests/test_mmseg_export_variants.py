@@ -164,7 +164,7 @@ def test_safetensors_carry_the_backbone_and_settings(tmp_path, capsys):
     assert main(["export", "--to", "mmseg", "--ckpt", str(path), "--out", str(tmp_path / "enc.safetensors")]) == 0
     with safe_open(str(tmp_path / "enc.safetensors"), "pt") as f:
         meta = f.metadata()
-        assert "layers.3.gamma_1" in f.keys()
+        assert "layers.3.gamma_1" in f.keys()  # noqa: SIM118 (safe_open has no __contains__)
     assert meta["mmseg_backbone"] == "BEiT" and json.loads(meta["settings"])["qv_bias"] is True
 
 

@@ -175,9 +175,12 @@ def export_mmseg(ckpt_path, out_path) -> str:
     settings = backbone_settings(arch, backbone, img_size)
     _write_variant(out_path, sd, {"arch": name, "mmseg_backbone": backbone, "settings": settings})
     tables = any(k.endswith("relative_position_bias_table") for k in sd)
-    notes = ([f"the relative position tables are for img_size {img_size}; mmseg 1.2.2 resizes them for another with "
-              "scipy's interp2d, gone since scipy 1.14"] if tables else []) + \
-        (["at another img_size mmseg resizes pos_embed bicubically, not by the release's own rule as our loader "
-          "does"] if (arch.pos_offset or arch.pos_antialias) and arch.abs_pos else [])
+    notes = []
+    if tables:
+        notes.append(f"the relative position tables are for img_size {img_size}; mmseg 1.2.2 resizes them for "
+                     "another with scipy's interp2d, gone since scipy 1.14")
+    if (arch.pos_offset or arch.pos_antialias) and arch.abs_pos:
+        notes.append("at another img_size mmseg resizes pos_embed bicubically, not by the release's own rule as "
+                     "our loader does")
     print(f"mmseg {what}: {_settings_text(backbone, settings)}" + "".join(f" ({n})" for n in notes))
     return name
