@@ -1,5 +1,6 @@
 """`mae-bench export --to mmseg` for variant encoders, checked against mmsegmentation 1.2.2's own backbones: a
-DINOv2 release (layer scale, patch 14; tests/reference/dinov2_vit.py) goes to mmseg's `MAE` with its gammas, unilm's
+DINOv2 release (layer scale, patch 14; tests/reference/dinov2_vit.py), an iBOT backbone (tests/reference/ibot_vit.py)
+and timm layer-scale ViTs (no qkv bias; no_embed_class) go to mmseg's `MAE` with their gammas, unilm's
 BEiT fine-tuned release (no pos_embed, per-block tables) to mmseg's `BEiT` (qv_bias=True), BEiT v2's pretraining
 release (pos_embed beside a shared table) to mmseg's `MAE` with qkv bias (q_bias, 0, v_bias); the file states the
 backbone and its settings, mmseg's class built with them takes the file with every key used, and its feature maps
@@ -14,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from benchmarks.cli import main
 from tests.mmseg_oracle import import_mmseg
-from tests.reference import beit_vit, dinov2_vit
+from tests.reference import beit_vit, dinov2_vit, ibot_vit
 from tests.test_formats_beit import randomize
 from transfer.encoder import init_encoder
 from transfer.segmentation.backbone import ViTBackbone
@@ -98,6 +99,19 @@ def test_dinov2_layer_scale_goes_to_mmseg_mae_with_its_gammas(tmp_path, capsys):
     check_keys(theirs, sd, index_buffers() | {f"layers.{i}.attn.relative_position_bias_table" for i in range(DEPTH)})
     assert all(float(t.abs().max()) == 0 for n, t in theirs.named_parameters() if "relative_position" in n)
     same_maps(ours(tmp_path / "dinov2_vits14_pretrain.pth", 56), theirs, 56)
+
+
+def test_ibot_gammas_go_to_mmseg_mae(tmp_path, capsys):
+    # one head: the format's 64-wide-head convention for a 32-wide encoder
+    ref = randomize(ibot_vit.VisionTransformer(img_size=[32], patch_size=8, embed_dim=W, depth=DEPTH, num_heads=1,
+                                               qkv_bias=True, init_values=0.1, masked_im_modeling=True))
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "checkpoint_teacher.pth")
+    sd, meta, _ = export(tmp_path / "checkpoint_teacher.pth", tmp_path / "enc.pth", capsys)
+    assert meta["mmseg_backbone"] == "MAE" and meta["settings"]["num_heads"] == 1
+    torch.testing.assert_close(sd["layers.2.gamma_1"], ref.blocks[2].gamma_1.detach(), rtol=0, atol=0)
+    theirs = mmseg_backbone(meta, tmp_path / "enc.pth")
+    check_keys(theirs, sd, index_buffers() | {f"layers.{i}.attn.relative_position_bias_table" for i in range(DEPTH)})
+    same_maps(ours(tmp_path / "checkpoint_teacher.pth", 32), theirs, 32)
 
 
 @pytest.mark.parametrize("kw", [dict(qkv_bias=False), dict(no_embed_class=True)])
