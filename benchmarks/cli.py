@@ -63,7 +63,7 @@ def cmd_visualize(args) -> int:
 EXPORTERS = {  # --to NAME -> (module, function, what the names are); each returns the arch it wrote
     "timm": ("mae_core.export", "export_timm", "timm's names"),
     "detectron2": ("transfer.detection.export", "export_detectron2", "detectron2 ViTDet's backbone.net.* names"),
-    "mmseg": ("transfer.segmentation.export", "export_mmseg", "mmsegmentation's MAE backbone names"),
+    "mmseg": ("transfer.segmentation.export", "export_mmseg", "mmsegmentation's MAE or BEiT backbone names"),
 }
 
 

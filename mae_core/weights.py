@@ -227,7 +227,7 @@ def load_encoder(path, img_size=None, arch=None, fmt=None, check=True, num_heads
     if check:
         from .vit import vit_encoder
         with torch.device("meta"):
-            model = vit_encoder(spec, info["img_size"], 0, "token" if spec.class_token else "avg")
+            model = vit_encoder(spec, info["img_size"], 0, "token" if spec.class_token else "")  # "": keeps the norm
         fit_encoder(model.state_dict(), sd, path, f"a {spec.name} encoder", form.name)
     return sd, info
 
