@@ -45,8 +45,9 @@ def _decoder_heads(width: int) -> int:
     return heads
 
 
-def infer_arch(state_dict: dict, source: str = "checkpoint") -> dict:
-    """Architecture from tensor shapes: arch, patch_size, embed_dim, depth, num_heads, grid, decoder sizes."""
+def infer_mae_arch(state_dict: dict, source: str = "checkpoint") -> dict:
+    """A full MAE's architecture from tensor shapes (for load_mae; encoders of every format: formats.infer_arch):
+    arch, patch_size, embed_dim, depth, num_heads, grid, decoder sizes."""
     proj = state_dict.get("patch_embed.proj.weight")
     if proj is None or proj.ndim != 4:
         keys = ", ".join(list(state_dict)[:6])
@@ -107,7 +108,7 @@ def _read_weights(path: str) -> tuple[dict, dict, dict]:
     """(the file's top-level dict, its tensors, the ViT they are)."""
     ckpt = read_checkpoint(path)
     sd = extract_state_dict(ckpt, path)
-    return ckpt, sd, infer_arch(sd, path)
+    return ckpt, sd, infer_mae_arch(sd, path)
 
 
 def load_mae(path, **overrides):

@@ -11,7 +11,7 @@ from mae_core.checkpoint import read_checkpoint, save_checkpoint
 from mae_core.errors import MaeBenchError
 from mae_core.export import export_timm
 from mae_core.models_mae import create_mae
-from mae_core.weights import encoder_state_dict, extract_state_dict, infer_arch, load_encoder, load_mae
+from mae_core.weights import encoder_state_dict, extract_state_dict, infer_mae_arch, load_encoder, load_mae
 
 TINY = dict(img_size=32, decoder_depth=1, decoder_embed_dim=64, decoder_num_heads=4)
 
@@ -109,7 +109,7 @@ def test_official_full_and_encoder_only(mae, tmp_path):
     _official(sd, tmp_path / "full.pth")
     raw = read_checkpoint(tmp_path / "full.pth")
     assert isinstance(raw["args"], argparse.Namespace) and raw["args"].input_size == 32
-    info = infer_arch(extract_state_dict(raw))
+    info = infer_mae_arch(extract_state_dict(raw))
     assert info["arch"] == "vit_tiny_patch16" and info["has_decoder"] and info["grid"] == (2, 2)
     assert (info["decoder_embed_dim"], info["decoder_depth"], info["num_heads"]) == (64, 1, 3)
     model, _ = load_mae(tmp_path / "full.pth")
@@ -119,7 +119,7 @@ def test_official_full_and_encoder_only(mae, tmp_path):
     enc_only = encoder_state_dict(sd)
     assert not any(k.startswith(("decoder", "mask_token")) for k in enc_only)
     _official(enc_only, tmp_path / "enc.pth")
-    info = infer_arch(extract_state_dict(read_checkpoint(tmp_path / "enc.pth")))
+    info = infer_mae_arch(extract_state_dict(read_checkpoint(tmp_path / "enc.pth")))
     assert info["arch"] == "vit_tiny_patch16" and not info["has_decoder"]
     with pytest.raises(MaeBenchError) as e:
         load_mae(tmp_path / "enc.pth")
@@ -131,7 +131,7 @@ def test_official_full_and_encoder_only(mae, tmp_path):
 def test_ddp_prefix_and_mask_tokens_in_encoder(tmp_path):
     m = create_mae("vit_tiny_patch16", mask_tokens_in_encoder=True, **TINY)
     torch.save({"model": {f"module.{k}": v for k, v in m.state_dict().items()}}, tmp_path / "ddp.pth")
-    info = infer_arch(extract_state_dict(read_checkpoint(tmp_path / "ddp.pth")))
+    info = infer_mae_arch(extract_state_dict(read_checkpoint(tmp_path / "ddp.pth")))
     assert info["mask_tokens_in_encoder"]
     model, _ = load_mae(tmp_path / "ddp.pth", decoder_num_heads=4)
     assert model.mask_tokens_in_encoder and "encoder_mask_token" not in load_encoder(tmp_path / "ddp.pth")[0]
