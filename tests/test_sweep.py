@@ -104,7 +104,7 @@ def test_sweep_bad_knob_or_value_is_one_line_error_before_any_work(synth_root, t
 def test_sweep_unknown_scale_and_missing_data_are_one_line_errors(synth_root, tmp_path, capsys):
     assert main(["sweep", "--name", "decoder_depth", "--recipe", "huge", "--data-root", str(synth_root),
                  "--out", str(tmp_path / "o")]) == 1
-    assert "sweep has no scale 'huge'; choose one of paper, subset, smoke" in capsys.readouterr().err
+    assert "sweep has no scale 'huge'; choose one of paper, subset, ci, smoke" in capsys.readouterr().err
     assert main(["sweep", "--name", "decoder_depth", "--data-root", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "o")]) == 1
     assert "sweep: no imagenet data at" in capsys.readouterr().err
@@ -115,7 +115,9 @@ PAPER_GRIDS = {"decoder_depth": 5, "decoder_width": 5, "mask_token": 2, "target"
 
 
 @pytest.mark.parametrize("name, scale, cells", [*((n, "paper", c) for n, c in PAPER_GRIDS.items()),
-                                                ("schedule", "smoke", 3), ("partial", "smoke", 6)])
+                                                ("schedule", "smoke", 3), ("partial", "smoke", 6),
+                                                *((n, "ci", c) for n, c in PAPER_GRIDS.items() if n not in
+                                                  ("schedule", "partial")), ("schedule", "ci", 4), ("partial", "ci", 5)])
 def test_every_builtin_sweep_plans_its_grid(name, scale, cells, tmp_path):
     from benchmarks.config import load_recipe
     from benchmarks.orchestration.sweep import plan

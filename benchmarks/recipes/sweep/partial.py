@@ -5,4 +5,5 @@ values = [0, 1, 2, 4, 6, 12, 18, 24]
 stage = "task"
 tasks = ["in1k_partial"]
 table = "fig9_partial"
-scales = dict(subset=dict(values=[0, 1, 2, 4, 6, 8, 12]), smoke=dict(values=[0, 1, 2, 4, 8, 12]))  # ViT-B, ViT-Ti: 12 blocks
+scales = dict(subset=dict(values=[0, 1, 2, 4, 6, 8, 12]), smoke=dict(values=[0, 1, 2, 4, 8, 12]),  # ViT-B, ViT-Ti: 12
+              ci=dict(values=[0, 1, 2, 4, 6]))  # ViT-Micro: 6 blocks

@@ -34,6 +34,17 @@ class Recipe:
             in1k_linear=dict(recipe="subset", sets={}, effective_batch=None),
             in1k_partial=dict(recipe="subset", sets={}, effective_batch=None, effective_batch_probe=None),
         ),
+        ci=dict(  # the `ci` suite's scale (recipes/suite/ci.py): ViT-Micro/8 on 2,400 + 1,000 synthetic 64 px scenes,
+            # 32 epochs; fine-tuning (full, partial) on 800 labelled scenes; the probes pool the patch tokens
+            pretrain=dict(recipe="smoke", sets={"model.norm_pix_loss": False, "model.arch": "vit_micro_patch8",
+                                                "schedule.epochs": 32, "schedule.batch_size": 64,
+                                                "schedule.warmup_epochs": 2}, effective_batch=None),
+            in1k_finetune=dict(recipe="smoke", sets={"data.subset": 800, "runtime.eval_every": 100},
+                               effective_batch=None),
+            in1k_linear=dict(recipe="smoke", sets={"model.global_pool": "avg"}, effective_batch=None),
+            in1k_partial=dict(recipe="smoke", sets={"data.subset": 800, "runtime.eval_every": 100},
+                              effective_batch=None, effective_batch_probe=None),
+        ),
         smoke=dict(  # ViT-Tiny on the 64 px synthetic scenes (`mae-bench data synth`): minutes per cell on 2 CPU cores
             pretrain=dict(recipe="smoke", sets={"model.norm_pix_loss": False, "schedule.epochs": 20}, effective_batch=None),
             in1k_finetune=dict(recipe="smoke", sets={}, effective_batch=None),
